@@ -1,0 +1,45 @@
+"""Stream the progress of long-running executions to browsers over Server-Sent Events.
+
+Public API (each sync helper has an ``a``-prefixed async twin)::
+
+    send_sse_event(execution_id, event, data) -> int
+    register_sse_client(execution_id, channel_name)
+    unregister_sse_client(execution_id, channel_name)
+    get_sse_client_count(execution_id) -> int
+    close_sse_connections(execution_id) -> int
+    stream_url(execution_id, *, user=None, max_age=None) -> str
+"""
+
+from .api import (
+    aclose_sse_connections,
+    aget_sse_client_count,
+    aregister_sse_client,
+    asend_sse_event,
+    aunregister_sse_client,
+    close_sse_connections,
+    get_sse_client_count,
+    register_sse_client,
+    send_sse_event,
+    stream_url,
+    unregister_sse_client,
+)
+from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExecutionClosed",
+    "SSEExecError",
+    "StoreUnavailable",
+    "aclose_sse_connections",
+    "aget_sse_client_count",
+    "aregister_sse_client",
+    "asend_sse_event",
+    "aunregister_sse_client",
+    "close_sse_connections",
+    "get_sse_client_count",
+    "register_sse_client",
+    "send_sse_event",
+    "stream_url",
+    "unregister_sse_client",
+]

@@ -1,0 +1,143 @@
+"""The public helpers: async first, each with a thin synchronous twin.
+
+These mirror the TypeScript API this app grew from (``sendSSEEvent``,
+``registerSSEClient``, ``unregisterSSEClient``, ``getSSEClientCount``,
+``closeSSEConnections``) but work across processes: events go through the event
+log (which assigns ids and keeps history for replay) and then the channel layer
+(which reaches every process that has a stream open).
+
+Input is validated here, at the call site, before anything is stored or sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
+
+from .auth import make_token
+from .conf import sse_settings
+from .hub import MESSAGE_TYPE, get_hub
+from .layers import get_layer, group_name
+from .runner import run_sync
+from .store import get_store
+from .wire import STREAM_CLOSED, encode_data, validate_event_name, validate_execution_id
+
+
+async def _publish(execution_id: str, event_id: int, event: str, data: str) -> None:
+    await get_layer().group_send(
+        group_name(execution_id),
+        {
+            "type": MESSAGE_TYPE,
+            "execution_id": execution_id,
+            "id": event_id,
+            "event": event,
+            "data": data,
+        },
+    )
+
+
+async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> int:
+    """Send ``event`` with JSON-serialisable ``data`` to every stream of the execution.
+
+    The event is appended to the execution's log first (it gets the next id:
+    1, 2, 3 ...; late joiners and reconnecting clients replay it from there),
+    then published to the execution's channel-layer group. Returns the event id.
+
+    Raises ``ValueError``/``TypeError`` for a bad execution id, event name or data
+    (nothing is sent), and :class:`~django_sse_exec.exceptions.ExecutionClosed`
+    if the execution was closed.
+    """
+    validate_execution_id(execution_id)
+    validate_event_name(event)
+    text = encode_data(data, max_bytes=int(sse_settings.MAX_EVENT_BYTES))
+    event_id = await get_store().append(execution_id, event, text)
+    await _publish(execution_id, event_id, event, text)
+    return event_id
+
+
+async def aclose_sse_connections(execution_id: str) -> int:
+    """End every stream of the execution after it has delivered all earlier events.
+
+    Logs a final ``stream-closed`` event (data: ``executionId``, ``lastEventId``),
+    marks the execution closed (kept for ``CLOSED_TTL`` so reloads replay it and
+    reconnects get 204), and returns the id of that final event. Idempotent.
+    """
+    validate_execution_id(execution_id)
+    store = get_store()
+    event_id, first = await store.close(execution_id)
+    if first:
+        closed = store.closed_event(execution_id, event_id)
+        await _publish(execution_id, event_id, STREAM_CLOSED, closed.data)
+    return event_id
+
+
+async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
+    """Add any channels consumer's channel to the execution's group and count it.
+
+    The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
+    "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is JSON
+    text). It is counted by :func:`aget_sse_client_count` until unregistered
+    (or, if its process dies, until its heartbeat expires).
+    """
+    validate_execution_id(execution_id)
+    if not isinstance(channel_name, str) or not channel_name:
+        raise ValueError("channel_name must be a non-empty str")
+    await get_layer().group_add(group_name(execution_id), channel_name)
+    await get_store().add_member(execution_id, channel_name)
+    hub = get_hub()
+    await hub.start()
+    hub.track(execution_id, channel_name)
+
+
+async def aunregister_sse_client(execution_id: str, channel_name: str) -> None:
+    """Undo :func:`aregister_sse_client`; an execution left with no clients leaves no entry."""
+    validate_execution_id(execution_id)
+    get_hub().untrack(execution_id, channel_name)
+    await get_layer().group_discard(group_name(execution_id), channel_name)
+    await get_store().remove_member(execution_id, channel_name)
+
+
+async def aget_sse_client_count(execution_id: str) -> int:
+    """Open streams (and registered consumers) of the execution, across all processes."""
+    validate_execution_id(execution_id)
+    return await get_store().count_members(execution_id)
+
+
+def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
+    """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells."""
+    return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
+
+
+def close_sse_connections(execution_id: str) -> int:
+    """Sync twin of :func:`aclose_sse_connections`."""
+    return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
+
+
+def register_sse_client(execution_id: str, channel_name: str) -> None:
+    """Sync twin of :func:`aregister_sse_client`."""
+    run_sync("register_sse_client", aregister_sse_client, execution_id, channel_name)
+
+
+def unregister_sse_client(execution_id: str, channel_name: str) -> None:
+    """Sync twin of :func:`aunregister_sse_client`."""
+    run_sync("unregister_sse_client", aunregister_sse_client, execution_id, channel_name)
+
+
+def get_sse_client_count(execution_id: str) -> int:
+    """Sync twin of :func:`aget_sse_client_count`."""
+    return run_sync("get_sse_client_count", aget_sse_client_count, execution_id)
+
+
+def stream_url(execution_id: str, *, user: Any = None, max_age: float | None = None) -> str:
+    """The relative URL of the execution's stream, with a signed token.
+
+    The token is bound to ``execution_id``, to ``user`` if given (a user or its
+    primary key: then only that logged-in user may use it), and expires after
+    ``max_age`` seconds (default ``SSE_EXEC["TOKEN_MAX_AGE"]``). Give the URL to
+    ``new EventSource(url)``; reconnects reuse it until it expires.
+    """
+    validate_execution_id(execution_id)
+    path = reverse("django_sse_exec:stream", args=[execution_id])
+    return f"{path}?{urlencode({'token': make_token(execution_id, user, max_age)})}"

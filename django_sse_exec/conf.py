@@ -1,0 +1,68 @@
+"""Settings for django_sse_exec, read from the single ``SSE_EXEC`` dict.
+
+Every key has a documented default here; ``settings.SSE_EXEC`` only needs the keys
+a project wants to change. Values are read on every access, so tests can use
+``override_settings(SSE_EXEC={...})``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    # Where event logs and stream membership live: "auto" (Redis when the channel
+    # layer is channels_redis, memory otherwise), "memory", "redis", or a dotted
+    # path to a Store subclass.
+    "STORE": "auto",
+    # Redis URL for the Redis store; None derives it from the channel layer's first host.
+    "REDIS_URL": None,
+    # Prefix of every Redis key and channel-layer group the app uses.
+    "KEY_PREFIX": "sse_exec",
+    # Channel layer alias. With no CHANNEL_LAYERS configured at all, a private
+    # in-memory layer is used (single process).
+    "CHANNEL_LAYER": "default",
+    # Events retained per execution for replay (older ones are trimmed).
+    "HISTORY_MAX_EVENTS": 1000,
+    # Seconds an open execution's log is kept after its last event.
+    "HISTORY_TTL": 24 * 3600,
+    # Seconds a closed execution's log is kept (for late replays and the 204 rule).
+    "CLOSED_TTL": 3600,
+    # Seconds of silence after which a stream sends ": keepalive".
+    "KEEPALIVE": 15.0,
+    # Milliseconds sent as "retry:" at stream start (EventSource reconnect delay).
+    "RETRY_MS": 2000,
+    # Events buffered per stream before it stops buffering and catches up from the log.
+    "CLIENT_BUFFER": 1000,
+    # Seconds a signed stream token stays valid.
+    "TOKEN_MAX_AGE": 3600,
+    # Largest accepted event payload, in bytes of encoded JSON.
+    "MAX_EVENT_BYTES": 64 * 1024,
+    # Dotted path to the authorisation callable ``(request, execution_id) -> bool``.
+    "AUTHORIZE": "django_sse_exec.auth.signed_token",
+    # Seconds between membership heartbeats; an entry expires after 3 missed beats.
+    "HEARTBEAT": 10.0,
+    # Seconds between the hub's checks of the log for events its channel dropped.
+    "REPAIR_INTERVAL": 1.0,
+    # Seconds between re-joins of channel-layer groups (they expire after group_expiry).
+    "GROUP_REFRESH": 3600.0,
+}
+
+
+class Settings:
+    """Attribute access to ``SSE_EXEC`` merged over :data:`DEFAULTS`."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"SSE_EXEC has no setting {name!r}")
+        user = getattr(django_settings, "SSE_EXEC", None) or {}
+        return user.get(name, DEFAULTS[name])
+
+    def unknown_keys(self) -> list[str]:
+        """Keys in ``settings.SSE_EXEC`` that the app does not know (likely typos)."""
+        user = getattr(django_settings, "SSE_EXEC", None) or {}
+        return sorted(set(user) - set(DEFAULTS))
+
+
+sse_settings = Settings()

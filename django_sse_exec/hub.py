@@ -1,0 +1,320 @@
+"""One channel-layer subscription per process, fanned out to every local stream.
+
+A view that opened its own channel per connection exhausts Redis pools at a few
+hundred clients and loses events past a channel's capacity. Instead each event
+loop (in practice: each web process) has one Hub: ONE channel from
+``new_channel()``, joined to the group of every execution that has a local
+stream, ONE receive loop, and in-process fan-out to per-stream bounded buffers.
+Each event is encoded to bytes once, here, and shared by all local streams.
+
+Messages can be lost below us (a layer's capacity, a Redis reconnect); streams
+repair gaps from the event log, and a periodic sweep compares the log's last ids
+with what the hub has seen so that a dropped *last* event is caught up too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import weakref
+from typing import Any
+
+from .conf import sse_settings
+from .layers import get_layer, group_name
+from .store import Store, get_store
+from .wire import Event, frame
+
+logger = logging.getLogger("django_sse_exec")
+
+#: Message ``type`` of events on the channel layer. A consumer registered with
+#: ``register_sse_client`` receives them in a method named ``sse_exec_event``.
+MESSAGE_TYPE = "sse_exec.event"
+
+#: An item in a stream's buffer: (event id, event name, encoded frame).
+Item = tuple[int, str, bytes]
+
+
+class Subscriber:
+    """A stream's end of the hub: a bounded buffer plus a wake-up."""
+
+    __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
+                 "catch_up_to", "_waiter", "_loop")
+
+    def __init__(self, execution_id: str, member: str, limit: int) -> None:
+        self.execution_id = execution_id
+        self.member = member
+        self.limit = limit
+        self.items: list[Item] = []
+        #: Set when the buffer was full and events were dropped: read the log.
+        self.overflowed = False
+        #: Highest id the log is known to hold; the stream reads up to it.
+        self.catch_up_to = 0
+        self._waiter: asyncio.Future[bool] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def push(self, item: Item) -> None:
+        """Queue an event; past the limit drop it and mark the stream for catch-up."""
+        if len(self.items) >= self.limit:
+            self.overflowed = True
+        else:
+            self.items.append(item)
+        self._wake()
+
+    def catch_up(self, last_id: int) -> None:
+        """Tell the stream the log holds events up to ``last_id``."""
+        if last_id > self.catch_up_to:
+            self.catch_up_to = last_id
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def pending(self) -> bool:
+        return bool(self.items) or self.overflowed or self.catch_up_to > 0
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until something is pending; False after ``timeout`` seconds of nothing."""
+        if self.pending():
+            return True
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        timer = self._loop.call_later(timeout, _resolve, waiter, False)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def take(self) -> tuple[list[Item], int, bool]:
+        """Everything pending: (items, catch-up id, overflowed), and reset."""
+        items, self.items = self.items, []
+        catch_up, self.catch_up_to = self.catch_up_to, 0
+        overflowed, self.overflowed = self.overflowed, False
+        return items, catch_up, overflowed
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class _Group:
+    """Local state of one execution: its subscribers and whether we joined its group."""
+
+    __slots__ = ("subscribers", "joined", "lock", "seen")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.joined = False
+        self.lock = asyncio.Lock()
+        self.seen = 0  # highest event id dispatched for this execution
+
+
+class Hub:
+    """The per-event-loop subscription and fan-out. Get it with :func:`get_hub`."""
+
+    def __init__(self, layer: Any, store: Store) -> None:
+        self.layer = layer
+        self.store = store
+        self.channel: str | None = None
+        self._groups: dict[str, _Group] = {}
+        self._registered: set[tuple[str, str]] = set()
+        self._counter = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._start_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the channel and start the receive and maintenance loops (once)."""
+        if self.channel is not None:
+            return
+        async with self._start_lock:
+            if self.channel is None:
+                channel = await self.layer.new_channel(prefix="sse_exec_hub.")
+                self._tasks = [
+                    asyncio.create_task(self._receive_loop(channel), name="sse-hub-receive"),
+                    asyncio.create_task(self._maintenance_loop(), name="sse-hub-maintenance"),
+                ]
+                self.channel = channel
+
+    async def stop(self) -> None:
+        """Cancel the hub's loops (tests and shutdown)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.channel = None
+
+    # -- streams -----------------------------------------------------------
+
+    async def subscribe(self, execution_id: str) -> Subscriber:
+        """Register a local stream; when this returns, it receives every later event."""
+        await self.start()
+        sub = Subscriber(execution_id, f"{self.channel}#{next(self._counter)}",
+                         int(sse_settings.CLIENT_BUFFER))
+        group = self._groups.get(execution_id)
+        if group is None:
+            group = self._groups[execution_id] = _Group()
+        group.subscribers.add(sub)
+        try:
+            async with group.lock:
+                if not group.joined:
+                    await self.layer.group_add(group_name(execution_id), self.channel)
+                    group.joined = True
+            await self.store.add_member(execution_id, sub.member)
+        except BaseException:
+            await asyncio.shield(self.unsubscribe(sub))
+            raise
+        return sub
+
+    async def unsubscribe(self, sub: Subscriber) -> None:
+        """Remove a local stream; leave the group when it was the last one."""
+        execution_id = sub.execution_id
+        try:
+            await self.store.remove_member(execution_id, sub.member)
+        except Exception:
+            logger.exception("could not remove stream membership of %s", execution_id)
+        group = self._groups.get(execution_id)
+        if group is None:
+            return
+        group.subscribers.discard(sub)
+        async with group.lock:
+            if group.joined and not group.subscribers:
+                group.joined = False
+                try:
+                    await self.layer.group_discard(group_name(execution_id), self.channel)
+                except Exception:
+                    logger.exception("could not leave the group of %s", execution_id)
+        if not group.subscribers and not group.joined and self._groups.get(execution_id) is group:
+            del self._groups[execution_id]
+
+    def local_count(self, execution_id: str | None = None) -> int:
+        """Streams open in this hub (for one execution, or all)."""
+        if execution_id is not None:
+            group = self._groups.get(execution_id)
+            return len(group.subscribers) if group else 0
+        return sum(len(g.subscribers) for g in self._groups.values())
+
+    def note_seen(self, execution_id: str, event_id: int) -> None:
+        """Record that a stream read the log up to ``event_id`` (saves a repair read)."""
+        group = self._groups.get(execution_id)
+        if group is not None and event_id > group.seen:
+            group.seen = event_id
+
+    def group_count(self) -> int:
+        """Executions this hub is subscribed to."""
+        return len(self._groups)
+
+    # -- consumers registered through the public API -----------------------
+
+    def track(self, execution_id: str, channel_name: str) -> None:
+        """Keep a registered consumer's membership alive with this hub's heartbeat."""
+        self._registered.add((execution_id, channel_name))
+
+    def untrack(self, execution_id: str, channel_name: str) -> None:
+        self._registered.discard((execution_id, channel_name))
+
+    # -- loops ---------------------------------------------------------------
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        """Fan one channel-layer message out to the local streams of its execution."""
+        group = self._groups.get(message.get("execution_id", ""))
+        if group is None or not group.subscribers:
+            return
+        event_id = int(message["id"])
+        item = (event_id, message["event"], frame(Event(event_id, message["event"], message["data"])))
+        if event_id > group.seen:
+            group.seen = event_id
+        for sub in group.subscribers:
+            sub.push(item)
+
+    async def _receive_loop(self, channel: str) -> None:
+        delay = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("channel layer receive failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                self.dispatch(message)
+            except Exception:
+                logger.exception("bad message on the SSE hub channel: %r", message)
+
+    async def _maintenance_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        repair_every = float(sse_settings.REPAIR_INTERVAL)
+        heartbeat_every = float(sse_settings.HEARTBEAT)
+        refresh_every = float(sse_settings.GROUP_REFRESH)
+        next_beat = loop.time() + heartbeat_every
+        next_refresh = loop.time() + refresh_every
+        while True:
+            await asyncio.sleep(repair_every)
+            try:
+                await self._repair_sweep()
+                now = loop.time()
+                if now >= next_beat:
+                    next_beat = now + heartbeat_every
+                    await self._heartbeat()
+                if now >= next_refresh:
+                    next_refresh = now + refresh_every
+                    await self._rejoin_groups()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("SSE hub maintenance failed; will retry")
+
+    async def _repair_sweep(self) -> None:
+        """Wake streams whose execution's log is ahead of what the hub received."""
+        if not self._groups:
+            return
+        last_ids = await self.store.last_ids(list(self._groups))
+        for execution_id, last_id in last_ids.items():
+            group = self._groups.get(execution_id)
+            if group is not None and last_id > group.seen:
+                group.seen = last_id
+                for sub in group.subscribers:
+                    sub.catch_up(last_id)
+
+    async def _heartbeat(self) -> None:
+        members = [(g_id, sub.member) for g_id, g in self._groups.items() for sub in g.subscribers]
+        members.extend(self._registered)
+        if members:
+            await self.store.refresh_members(members)
+
+    async def _rejoin_groups(self) -> None:
+        for execution_id, group in list(self._groups.items()):
+            if group.joined:
+                await self.layer.group_add(group_name(execution_id), self.channel)
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop, created on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None or hub.store is not get_store() or hub.layer is not get_layer():
+        if hub is not None:  # settings changed (tests): retire the old hub's loops
+            for task in hub._tasks:
+                task.cancel()
+        hub = _hubs[loop] = Hub(get_layer(), get_store())
+    return hub
+
+
+def _after_fork() -> None:
+    _hubs.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)

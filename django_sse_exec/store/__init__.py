@@ -1,0 +1,74 @@
+"""Choose the store backend from ``SSE_EXEC["STORE"]`` and keep one per process.
+
+``"auto"`` picks Redis when the channel layer is channels_redis (one Redis for
+everything) and memory otherwise. The instance is rebuilt when settings change
+(``override_settings`` in tests).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from ..conf import sse_settings
+from .base import LogSlice, Store
+
+__all__ = ["LogSlice", "Store", "get_store", "reset_store"]
+
+BACKENDS = {
+    "memory": "django_sse_exec.store.memory.MemoryStore",
+    "redis": "django_sse_exec.store.redis.RedisStore",
+}
+
+_store: Store | None = None
+_lock = threading.Lock()
+
+
+def backend_path() -> str:
+    """Dotted path of the Store class the settings select."""
+    choice = sse_settings.STORE
+    if choice == "auto":
+        from ..layers import is_redis_layer
+
+        choice = "redis" if is_redis_layer() else "memory"
+    return BACKENDS.get(choice, choice)
+
+
+def get_store() -> Store:
+    """The process's Store, built on first use."""
+    global _store
+    if _store is None:
+        with _lock:
+            if _store is None:
+                path = backend_path()
+                try:
+                    cls = import_string(path)
+                except ImportError as exc:
+                    raise ImproperlyConfigured(
+                        f"SSE_EXEC['STORE'] = {sse_settings.STORE!r}: cannot import {path}: {exc}"
+                    ) from exc
+                heartbeat = float(sse_settings.HEARTBEAT)
+                _store = cls(
+                    history_max_events=int(sse_settings.HISTORY_MAX_EVENTS),
+                    history_ttl=float(sse_settings.HISTORY_TTL),
+                    closed_ttl=float(sse_settings.CLOSED_TTL),
+                    member_ttl=3 * heartbeat,
+                )
+    return _store
+
+
+def reset_store() -> None:
+    """Drop the process's Store so the next use builds it from current settings."""
+    global _store
+    with _lock:
+        _store = None
+
+
+@receiver(setting_changed)
+def _on_setting_changed(setting: str, **kwargs: object) -> None:
+    if setting in ("SSE_EXEC", "CHANNEL_LAYERS"):
+        reset_store()

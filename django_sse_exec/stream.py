@@ -1,0 +1,160 @@
+"""The stream itself, independent of how its bytes are framed.
+
+Both the Django view and any faster ASGI entry point call :func:`open_stream`,
+which applies the connect rules (404 malformed id, 403 not authorised, 204 closed
+and nothing new) and, for a 200, gives an async iterator of ready-made bytes:
+the preamble, the replay of what the client has not seen, then live events with
+keepalives, ending after ``stream-closed``.
+
+The seam between replay and live is safe because the stream subscribes to the
+hub *before* it reads the log: an event logged before the read is replayed, one
+logged after arrives live, one in between arrives both ways and is dropped the
+second time (ids only ever increase). A live event whose id skips ahead makes
+the stream fetch the missing ids from the log (gap repair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import authorize
+from .conf import sse_settings
+from .hub import Hub, Subscriber, get_hub
+from .runner import set_home_loop
+from .store import LogSlice, get_store
+from .wire import (
+    KEEPALIVE,
+    STREAM_CLOSED,
+    STREAM_RESET,
+    frame,
+    is_valid_execution_id,
+    parse_last_event_id,
+    preamble,
+    reset_data,
+)
+
+logger = logging.getLogger("django_sse_exec")
+
+#: Response headers of every stream (besides the status line).
+HEADERS: dict[str, str] = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass
+class Outcome:
+    """The result of a connect: a status, a short reason, and the body for a 200."""
+
+    status: int
+    reason: str = ""
+    body: AsyncIterator[bytes] | None = None
+
+
+def last_event_id_of(header: str | None, query: str | None) -> int | None:
+    """The client's position: the ``Last-Event-ID`` header, else ``?last_event_id=``."""
+    parsed = parse_last_event_id(header)
+    return parsed if parsed is not None else parse_last_event_id(query)
+
+
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
+    """Apply the connect rules and return the response to give."""
+    if not is_valid_execution_id(execution_id):
+        return Outcome(404, "unknown execution")
+    reason = await authorize(request, execution_id)
+    if reason is not None:
+        return Outcome(403, reason)
+    state = await get_store().read(execution_id, upto=0)
+    if state.closed and last_event_id is not None and last_event_id >= state.last_id:
+        return Outcome(204, "execution closed")
+    return Outcome(200, body=stream_events(execution_id, last_event_id))
+
+
+def _reset_frame(execution_id: str, requested: int, first_id: int) -> bytes:
+    return f"event: {STREAM_RESET}\ndata: {reset_data(execution_id, requested, first_id)}\n\n".encode()
+
+
+class _Cursor:
+    """What one stream has sent so far, and how to turn log reads into bytes."""
+
+    def __init__(self, execution_id: str, after: int) -> None:
+        self.execution_id = execution_id
+        self.last_sent = after
+        self.done = False
+
+    def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
+        """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
+        if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
+            out.append(_reset_frame(self.execution_id, self.last_sent, log.events[0].id))
+        for event in log.events:
+            self.take(event.id, event.event, frame(event), out)
+
+    def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
+        if event_id <= self.last_sent or self.done:
+            return
+        out.append(data)
+        self.last_sent = event_id
+        if event == STREAM_CLOSED:
+            self.done = True
+
+
+async def stream_events(execution_id: str, after: int | None) -> AsyncIterator[bytes]:
+    """The bytes of one stream: preamble, replay, live events, keepalives, end.
+
+    Cleans up in ``finally``: Django cancels this generator when the client goes.
+    Errors after the headers are sent end the stream cleanly (the client
+    reconnects with its Last-Event-ID) instead of hanging the connection.
+    """
+    set_home_loop(asyncio.get_running_loop())
+    hub = get_hub()
+    sub = await hub.subscribe(execution_id)
+    try:
+        yield preamble(int(sse_settings.RETRY_MS))
+        async for chunk in _events(hub, sub, execution_id, after):
+            yield chunk
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("stream of execution %s failed; ending it", execution_id)
+    finally:
+        await asyncio.shield(hub.unsubscribe(sub))
+
+
+async def _events(hub: Hub, sub: Subscriber, execution_id: str,
+                  after: int | None) -> AsyncIterator[bytes]:
+    store = hub.store
+    keepalive = float(sse_settings.KEEPALIVE)
+    cursor = _Cursor(execution_id, after or 0)
+    out: list[bytes] = []
+    log = await store.read(execution_id, after=cursor.last_sent)
+    if after is not None and after > log.last_id and not log.closed:
+        # The client is ahead of the log (it expired and the id was reused): start over.
+        out.append(_reset_frame(execution_id, after, log.first_id))
+        cursor.last_sent = 0
+        log = await store.read(execution_id)
+    cursor.take_slice(log, out)
+    hub.note_seen(execution_id, log.last_id)
+    if out:
+        yield b"".join(out)
+    while not cursor.done:
+        if not await sub.wait(keepalive):
+            yield KEEPALIVE
+            continue
+        items, catch_up, overflowed = sub.take()
+        out = []
+        for event_id, event, data in items:
+            if event_id > cursor.last_sent + 1:
+                cursor.take_slice(await store.read(execution_id, cursor.last_sent, event_id - 1), out)
+            cursor.take(event_id, event, data, out)
+        if not cursor.done and (overflowed or catch_up > cursor.last_sent):
+            cursor.take_slice(await store.read(execution_id, cursor.last_sent), out)
+        if out:
+            yield b"".join(out)
+
+
+__all__ = ["HEADERS", "Outcome", "last_event_id_of", "open_stream", "stream_events"]

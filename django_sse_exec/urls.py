@@ -1,0 +1,11 @@
+"""URLs of the app: include them under any prefix, e.g. ``path("sse/", include(...))``."""
+
+from django.urls import path
+
+from .views import stream_view
+
+app_name = "django_sse_exec"
+
+urlpatterns = [
+    path("executions/<str:execution_id>/events", stream_view, name="stream"),
+]

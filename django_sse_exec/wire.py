@@ -1,0 +1,151 @@
+"""Server-Sent Events encoding and input validation, as pure functions.
+
+Everything that ends up on the wire passes through here, so this is where
+injection is made impossible: execution ids and event names are checked against
+strict patterns (no CR, LF or NUL can ever reach a field), data is compact JSON
+(which has no raw newlines) and is checked to encode as UTF-8 before anything is
+stored or sent. Frames are built once per event and shared by every client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+EVENT_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+RESERVED_PREFIX = "stream-"
+
+#: Sent as the final event of every execution; data ``{"executionId", "lastEventId"}``.
+STREAM_CLOSED = "stream-closed"
+#: Sent first when the history a client asked for has been trimmed.
+STREAM_RESET = "stream-reset"
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+class Event(NamedTuple):
+    """One logged event: its id in the execution, its name and its JSON text."""
+
+    id: int
+    event: str
+    data: str
+
+
+def validate_execution_id(execution_id: Any) -> str:
+    """Return ``execution_id`` if it is 1–64 of ``A-Z a-z 0-9 . _ -``, else raise.
+
+    Raises ``TypeError`` for a non-string and ``ValueError`` for a bad string.
+    """
+    if not isinstance(execution_id, str):
+        raise TypeError(f"execution_id must be a str, not {type(execution_id).__name__}")
+    if not EXECUTION_ID_RE.fullmatch(execution_id):
+        raise ValueError(
+            f"invalid execution_id {execution_id[:80]!r}: use 1-64 characters of "
+            "A-Z a-z 0-9 . _ -"
+        )
+    return execution_id
+
+
+def is_valid_execution_id(execution_id: Any) -> bool:
+    """True if :func:`validate_execution_id` would accept ``execution_id``."""
+    return isinstance(execution_id, str) and bool(EXECUTION_ID_RE.fullmatch(execution_id))
+
+
+def validate_event_name(event: Any) -> str:
+    """Return ``event`` if it is a valid, non-reserved event name, else raise.
+
+    Valid names are 1–64 of ``A-Z a-z 0-9 . _ : -`` and do not start with
+    ``stream-`` (reserved for the app's own control events).
+    """
+    if not isinstance(event, str):
+        raise TypeError(f"event must be a str, not {type(event).__name__}")
+    if not EVENT_NAME_RE.fullmatch(event):
+        raise ValueError(
+            f"invalid event name {event[:80]!r}: use 1-64 characters of A-Z a-z 0-9 . _ : -"
+        )
+    if event.startswith(RESERVED_PREFIX):
+        raise ValueError(f"event name {event!r} is reserved: names starting with "
+                         f"{RESERVED_PREFIX!r} belong to the stream itself")
+    return event
+
+
+def encode_data(data: Any, max_bytes: int | None = None) -> str:
+    """Encode ``data`` as compact JSON text (``DjangoJSONEncoder``, ``ensure_ascii=False``).
+
+    Raises ``TypeError`` if ``data`` is not JSON-serialisable, ``ValueError`` if it
+    contains text that cannot be UTF-8 encoded (lone surrogates), is NaN/Infinity,
+    or encodes to more than ``max_bytes`` bytes.
+    """
+    try:
+        text = json.dumps(
+            data,
+            cls=DjangoJSONEncoder,
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"event data is not JSON-serialisable: {exc}") from exc
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"event data has text that is not valid UTF-8: {exc}") from exc
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"event data is {size} bytes of JSON, over the limit of {max_bytes} "
+            "(SSE_EXEC['MAX_EVENT_BYTES'])"
+        )
+    return text
+
+
+def frame(event: Event) -> bytes:
+    """The SSE bytes of one event: ``id:``, ``event:`` and one ``data:`` line."""
+    return f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
+
+
+def frames(events: list[Event]) -> bytes:
+    """Several events as one chunk, so a burst costs one write."""
+    return b"".join(frame(e) for e in events)
+
+
+def preamble(retry_ms: int) -> bytes:
+    """First bytes of every stream: the reconnect delay and a comment.
+
+    The comment makes servers and proxies flush headers at once, so the browser's
+    ``onopen`` fires before the first event.
+    """
+    return f"retry: {int(retry_ms)}\n: connected\n\n".encode()
+
+
+def closed_data(execution_id: str, last_event_id: int) -> str:
+    """Data of the ``stream-closed`` event."""
+    return encode_data({"executionId": execution_id, "lastEventId": last_event_id})
+
+
+def reset_data(execution_id: str, requested: int, first_retained: int) -> str:
+    """Data of the ``stream-reset`` event sent when replay cannot start where asked."""
+    return encode_data(
+        {
+            "executionId": execution_id,
+            "requestedAfter": requested,
+            "firstRetainedId": first_retained,
+        }
+    )
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """A client's Last-Event-ID as a non-negative int, or None for garbage.
+
+    Garbage (empty, negative, non-numeric, absurdly long) means "no id": the
+    client gets a full replay rather than an error.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > 18 or not value.isdigit() or not value.isascii():
+        return None
+    return int(value)

@@ -1,0 +1,117 @@
+"""Start real ASGI servers (daphne, uvicorn) as subprocesses on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """An ASGI server process serving ``tests.settings`` on 127.0.0.1."""
+
+    def __init__(self, kind: str = "daphne", env: dict[str, str] | None = None,
+                 sse_exec: dict[str, Any] | None = None, port: int | None = None,
+                 app: str = "example_project.asgi:application") -> None:
+        self.kind = kind
+        self.port = port or free_port()
+        self.app = app
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        if sse_exec:
+            self.env["SSE_EXEC_JSON"] = json.dumps(sse_exec)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(os.environ.get("TEST_LOG_DIR", "/tmp")) / f"server-{kind}-{self.port}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        if self.kind == "daphne":
+            return [str(VENV_BIN / "daphne"), "-e",
+                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096", self.app]
+        if self.kind == "uvicorn":
+            return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port),
+                    "--backlog", "4096", "--timeout-graceful-shutdown", "2", "--log-level",
+                    "warning", self.app]
+        raise ValueError(self.kind)
+
+    def start(self, timeout: float = 20) -> "Server":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                httpx.get(self.base_url + "/control/hub", timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} did not start: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    # -- driving the server through its control endpoints ---------------------
+
+    def send(self, execution_id: str, *events: tuple[str, Any], sync: bool = False) -> list[int]:
+        path = "/control/sync-send" if sync else "/control/send"
+        resp = httpx.post(self.base_url + path, timeout=30,
+                          json={"execution_id": execution_id, "events": [list(e) for e in events]})
+        resp.raise_for_status()
+        return resp.json()["ids"]
+
+    async def asend(self, execution_id: str, *events: tuple[str, Any]) -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.post(self.base_url + "/control/send", json={
+                "execution_id": execution_id, "events": [list(e) for e in events]})
+        resp.raise_for_status()
+        return resp.json()["ids"]
+
+    def close(self, execution_id: str) -> int:
+        resp = httpx.post(self.base_url + "/control/close", json={"execution_id": execution_id})
+        resp.raise_for_status()
+        return resp.json()["id"]
+
+    def count(self, execution_id: str) -> int:
+        return httpx.get(f"{self.base_url}/control/count/{execution_id}").json()["count"]
+
+    def hub(self) -> dict[str, int]:
+        return httpx.get(f"{self.base_url}/control/hub").json()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

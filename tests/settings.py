@@ -1,0 +1,64 @@
+"""Settings for the test process and for the servers the tests start.
+
+Servers are started with environment variables that select the channel layer
+(``TEST_LAYER``: memory, redis, pubsub), Redis (``REDIS_URL``) and overrides of
+``SSE_EXEC`` (``SSE_EXEC_JSON``), so one settings module serves every setup.
+"""
+
+import json
+import os
+
+from example_project.settings import *  # noqa: F401,F403
+from example_project.settings import INSTALLED_APPS
+
+SECRET_KEY = "tests-secret-key-not-for-production"
+ROOT_URLCONF = "tests.urls"
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("TEST_DB_PATH", ":memory:"),
+    }
+}
+
+_layer = os.environ.get("TEST_LAYER", "memory")
+_redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_prefix = os.environ.get("TEST_KEY_PREFIX", "sse_exec")
+_capacity = int(os.environ.get("TEST_LAYER_CAPACITY", "10000"))
+
+if _layer == "memory":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": _capacity},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": {
+                "redis": "channels_redis.core.RedisChannelLayer",
+                "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            }[_layer],
+            "CONFIG": {
+                "hosts": [{"address": _redis_url, "socket_timeout": 30, "max_connections": 1000}],
+                "prefix": f"asgi_{_prefix}",
+                **({"capacity": _capacity} if _layer == "redis" else {}),
+            },
+        }
+    }
+
+SSE_EXEC = {"KEY_PREFIX": _prefix, **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django_sse_exec": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
+}

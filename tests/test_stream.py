@@ -1,0 +1,198 @@
+"""The stream endpoint through a real daphne server over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+import httpx
+import pytest
+
+from tests.sse import SSEClient
+
+pytestmark = pytest.mark.asyncio
+
+
+def names(events):
+    return [e.event for e in events]
+
+
+async def test_headers_and_preamble_before_any_event(server, url_for, execution_id):
+    async with SSEClient(url_for(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
+        resp = client.response
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert resp.headers["cache-control"] == "no-cache"
+        assert resp.headers["x-accel-buffering"] == "no"
+        assert "content-encoding" not in resp.headers  # GZipMiddleware left it alone
+        first = await client.read_chunk(timeout=2)
+        assert first.startswith(b"retry: 2000\n: connected\n\n")
+        assert client.events == []
+
+
+async def test_events_arrive_in_order_with_ids(server, url_for, execution_id):
+    async with SSEClient(url_for(server, execution_id)) as client:
+        await client.read_chunk()
+        ids = await server.asend(execution_id, *[("step", {"n": i, "text": "héllo"}) for i in range(20)])
+        assert ids == list(range(1, 21))
+        events = await client.wait_for(lambda ev: len(ev) >= 20)
+        assert [e.int_id for e in events] == ids
+        assert [e.json["n"] for e in events] == list(range(20))
+        assert events[0].json["text"] == "héllo"
+        assert b'data: {"n":0,"text":"h\xc3\xa9llo"}\n' in client.raw  # compact, ensure_ascii=False
+
+
+async def test_two_clients_share_and_other_execution_gets_nothing(server, url_for, execution_id):
+    other = execution_id + "-other"
+    async with SSEClient(url_for(server, execution_id)) as a, \
+            SSEClient(url_for(server, execution_id)) as b, \
+            SSEClient(url_for(server, other)) as c:
+        for client in (a, b, c):
+            await client.read_chunk()
+        await server.asend(execution_id, *[("tick", i) for i in range(5)])
+        for client in (a, b):
+            events = await client.wait_for(lambda ev: len(ev) >= 5)
+            assert [e.json for e in events] == list(range(5))
+        with pytest.raises(TimeoutError):
+            await c.wait_for(lambda ev: len(ev) >= 1, timeout=0.5)
+        assert c.events == []
+
+
+async def test_disconnect_is_uncounted_and_others_continue(server, url_for, execution_id):
+    a = SSEClient(url_for(server, execution_id))
+    b = SSEClient(url_for(server, execution_id))
+    await a.connect(); await b.connect()
+    await a.read_chunk(); await b.read_chunk()
+    assert server.count(execution_id) == 2
+    await a.close()
+    for _ in range(50):
+        if server.count(execution_id) == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert server.count(execution_id) == 1
+    await server.asend(execution_id, ("after", 1))
+    events = await b.wait_for(lambda ev: len(ev) >= 1)
+    assert events[0].json == 1
+    await b.close()
+    for _ in range(50):
+        if server.count(execution_id) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.count(execution_id) == 0
+
+
+async def test_late_joiner_gets_whole_history(server, url_for, execution_id):
+    await server.asend(execution_id, *[("e", i) for i in range(10)])
+    async with SSEClient(url_for(server, execution_id)) as client:
+        events = await client.wait_for(lambda ev: len(ev) >= 10)
+        assert [e.int_id for e in events] == list(range(1, 11))
+
+
+@pytest.mark.parametrize("via", ["header", "query"])
+async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, url_for, execution_id, via):
+    """Events keep coming while the client drops and reconnects: each id exactly once."""
+    total = 300
+
+    async def sender():
+        for i in range(total):
+            await server.asend(execution_id, ("n", i))
+            if i % 25 == 0:
+                await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(sender())
+    seen: list[int] = []
+    last = None
+    while len(seen) < total:
+        url = url_for(server, execution_id)
+        headers = {}
+        if last is not None:
+            if via == "header":
+                headers["Last-Event-ID"] = str(last)
+            else:
+                url += f"&last_event_id={last}"
+        client = SSEClient(url, headers)
+        await client.connect()
+        try:
+            await client.wait_for(lambda ev: len(ev) >= 40 or (ev and ev[-1].int_id >= total), timeout=15)
+        finally:
+            await client.close()
+        seen.extend(e.int_id for e in client.events)
+        last = seen[-1] if seen else None
+    await task
+    assert seen == list(range(1, total + 1))
+
+
+async def test_close_then_end_then_204(server, url_for, execution_id):
+    async with SSEClient(url_for(server, execution_id)) as client:
+        await client.read_chunk()
+        await server.asend(execution_id, *[("e", i) for i in range(50)])
+        close_id = server.close(execution_id)
+        events = await client.read_until_closed()
+        assert close_id == 51
+        assert [e.int_id for e in events] == list(range(1, 52))
+        assert events[-1].event == "stream-closed"
+        assert events[-1].json == {"executionId": execution_id, "lastEventId": 51}
+    # A reload replays everything and ends.
+    async with SSEClient(url_for(server, execution_id)) as client:
+        events = await client.read_until_closed()
+        assert [e.int_id for e in events] == list(range(1, 52))
+    # A reconnect that has seen everything gets 204 so EventSource stops.
+    resp = httpx.get(url_for(server, execution_id), headers={"Last-Event-ID": "51"})
+    assert resp.status_code == 204 and resp.content == b""
+    # A reconnect that missed the tail gets just the tail.
+    async with SSEClient(url_for(server, execution_id), {"Last-Event-ID": "49"}) as client:
+        events = await client.read_until_closed()
+        assert [e.int_id for e in events] == [50, 51]
+    # Sending after close is refused.
+    resp = httpx.post(server.base_url + "/control/send",
+                      json={"execution_id": execution_id, "events": [["late", 1]]})
+    assert resp.status_code == 400 and "closed" in resp.json()["error"]
+
+
+async def test_403_without_or_with_wrong_token(server, url_for, execution_id):
+    base = f"{server.base_url}/sse/executions/{execution_id}/events"
+    no_token = httpx.get(base)
+    assert no_token.status_code == 403 and no_token.text == "missing token"
+    bad = httpx.get(base + "?token=abc")
+    assert bad.status_code == 403 and bad.text == "invalid token"
+    other = url_for(server, execution_id + "x").split("?")[1]
+    wrong = httpx.get(f"{base}?{other}")
+    assert wrong.status_code == 403 and wrong.text == "token is for another execution"
+    expired = httpx.get(url_for(server, execution_id, max_age=-1))
+    assert expired.status_code == 403 and expired.text == "expired token"
+
+
+@pytest.mark.parametrize("bad_id", ["has%20space", "a" * 65, "semi%3Bcolon", "%0Aline"])
+async def test_404_for_malformed_execution_id(server, bad_id):
+    resp = httpx.get(f"{server.base_url}/sse/executions/{bad_id}/events?token=x")
+    assert resp.status_code == 404
+
+
+async def test_keepalive_after_silence(make_server, url_for, execution_id):
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 0.3})
+    async with SSEClient(url_for(srv, execution_id)) as client:
+        await client.read_chunk()
+        chunk = await client.read_chunk(timeout=3)
+        assert chunk == b": keepalive\n\n"
+
+
+async def test_sync_helpers_from_a_sync_view(server, url_for, execution_id):
+    async with SSEClient(url_for(server, execution_id)) as client:
+        await client.read_chunk()
+        ids = server.send(execution_id, *[("s", i) for i in range(10)], sync=True)
+        assert ids == list(range(1, 11))
+        events = await client.wait_for(lambda ev: len(ev) >= 10, timeout=5)
+        assert [e.json for e in events] == list(range(10))
+
+
+async def test_gzip_is_not_applied_even_when_accepted(server, url_for, execution_id):
+    await server.asend(execution_id, ("x", "y" * 500))
+    async with SSEClient(url_for(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
+        events = await client.wait_for(lambda ev: len(ev) >= 1)
+        assert events[0].json == "y" * 500
+        with pytest.raises(gzip.BadGzipFile):
+            gzip.decompress(client.raw)
+
+
+async def test_method_not_allowed(server, url_for, execution_id):
+    assert httpx.post(url_for(server, execution_id)).status_code == 405

@@ -1,0 +1,56 @@
+"""Control endpoints that let tests drive a server process through the public API.
+
+With the in-memory layer the only way to reach a server's streams is from inside
+that process, so tests POST here. They exist only in the tests' URLconf.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+import django_sse_exec as sse
+
+
+def _body(request: HttpRequest) -> dict:
+    return json.loads(request.body or b"{}")
+
+
+@csrf_exempt
+async def send(request: HttpRequest) -> JsonResponse:
+    """Send ``events`` (a list of [event, data]) to ``execution_id`` in order; return ids."""
+    body = _body(request)
+    ids = []
+    try:
+        for event, data in body["events"]:
+            ids.append(await sse.asend_sse_event(body["execution_id"], event, data))
+    except (ValueError, TypeError, sse.ExecutionClosed) as exc:
+        return JsonResponse({"error": str(exc), "ids": ids}, status=400)
+    return JsonResponse({"ids": ids})
+
+
+@csrf_exempt
+def sync_send(request: HttpRequest) -> JsonResponse:
+    """The same through the sync helpers, from Django's sync-view thread."""
+    body = _body(request)
+    ids = [sse.send_sse_event(body["execution_id"], e, d) for e, d in body["events"]]
+    return JsonResponse({"ids": ids})
+
+
+@csrf_exempt
+async def close(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"id": await sse.aclose_sse_connections(_body(request)["execution_id"])})
+
+
+async def count(request: HttpRequest, execution_id: str) -> JsonResponse:
+    return JsonResponse({"count": await sse.aget_sse_client_count(execution_id)})
+
+
+async def hub_stats(request: HttpRequest) -> JsonResponse:
+    """How many streams and groups the server's hub holds (leak checks)."""
+    from django_sse_exec.hub import get_hub
+
+    hub = get_hub()
+    return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count()})

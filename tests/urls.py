@@ -1,0 +1,12 @@
+from django.urls import include, path
+
+from tests.testapp import views
+
+urlpatterns = [
+    path("control/send", views.send),
+    path("control/sync-send", views.sync_send),
+    path("control/close", views.close),
+    path("control/count/<str:execution_id>", views.count),
+    path("control/hub", views.hub_stats),
+    path("", include("example_project.urls")),
+]

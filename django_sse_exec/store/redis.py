@@ -1,0 +1,284 @@
+"""Redis store: event logs and stream membership shared by every process.
+
+The default when the channel layer is channels_redis (same Redis, one
+configuration). Each execution has four keys, all starting with
+``SSE_EXEC["KEY_PREFIX"]`` and sharing a hash tag (so a Redis Cluster keeps them
+on one node)::
+
+    <prefix>:{<execution id>}:last     INCR counter: the last id assigned
+    <prefix>:{<execution id>}:events   LIST of "<id>\\n<event>\\n<data>", trimmed to
+                                       HISTORY_MAX_EVENTS (ids are contiguous)
+    <prefix>:{<execution id>}:closed   set once closed (holds the stream-closed id)
+    <prefix>:{<execution id>}:members  ZSET member -> expiry (ms, Redis clock)
+
+Appends and closes are Lua scripts, so ids are assigned atomically however many
+processes send, and every log key gets ``HISTORY_TTL`` (``CLOSED_TTL`` once
+closed): Redis never grows without end. Membership entries expire
+``member_ttl`` (3 heartbeats) after their last refresh, by Redis's clock, so a
+process killed with ``kill -9`` stops being counted within that interval.
+
+redis.asyncio connections belong to the event loop that opened them, so the
+store keeps one client per running loop. Connection problems raise
+:class:`~django_sse_exec.exceptions.StoreUnavailable` within a few seconds
+(``CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT``, one retry) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+
+from ..conf import sse_settings
+from ..exceptions import ExecutionClosed, StoreUnavailable
+from ..wire import STREAM_CLOSED, Event
+from .base import LogSlice, Store
+
+T = TypeVar("T")
+
+# KEYS: last, closed, events. ARGV: event, data, max events, ttl seconds.
+# Returns the new id, or -1 when the execution is closed.
+_APPEND = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local id = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[3], id .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return id
+"""
+
+# KEYS: last, closed, events. ARGV: max events, closed ttl seconds.
+# Returns {id of stream-closed, 1 if this call closed it}.
+_CLOSE = """
+local done = redis.call('GET', KEYS[2])
+if done then return {tonumber(done), 0} end
+local id = redis.call('INCR', KEYS[1])
+redis.call('RPUSH', KEYS[3], id .. '\\n""" + STREAM_CLOSED + """\\n')
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[1]), -1)
+redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return {id, 1}
+"""
+
+# KEYS: last, closed, events. ARGV: after, upto (-1: to the end).
+# Returns {last id, closed 0/1, first retained id, {entries...}} in one round trip.
+_READ = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local closed = redis.call('EXISTS', KEYS[2])
+local first = last - redis.call('LLEN', KEYS[3]) + 1
+local upto = tonumber(ARGV[2])
+if upto < 0 or upto > last then upto = last end
+local start = math.max(tonumber(ARGV[1]) + 1, first) - first
+local stop = upto - first
+local items = {}
+if stop >= start then items = redis.call('LRANGE', KEYS[3], start, stop) end
+return {last, closed, first, items}
+"""
+
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# KEYS: members. ARGV: member, ttl ms, 'XX' to refresh only existing members or ''.
+_TOUCH_MEMBER = _NOW_MS + """
+if ARGV[3] == 'XX' and redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: members. Drops expired entries, returns how many are left.
+_COUNT = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, asyncio.TimeoutError,
+                OSError)
+
+
+def redis_url_from_settings() -> str:
+    """``SSE_EXEC["REDIS_URL"]``, else the URL of the channel layer's first host."""
+    if sse_settings.REDIS_URL:
+        return str(sse_settings.REDIS_URL)
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    config = layers.get(sse_settings.CHANNEL_LAYER, {}).get("CONFIG", {}) or {}
+    hosts = config.get("hosts") or [("localhost", 6379)]
+    host: Any = hosts[0]
+    if isinstance(host, dict):
+        if "address" in host:
+            host = host["address"]
+        elif "host" in host:
+            host = (host["host"], host.get("port", 6379))
+        else:
+            raise ImproperlyConfigured(
+                "SSE_EXEC['REDIS_URL'] is not set and the channel layer's first host "
+                f"({hosts[0]!r}) gives no address; set SSE_EXEC['REDIS_URL']"
+            )
+    if isinstance(host, str):
+        return host
+    if isinstance(host, (tuple, list)) and len(host) == 2:
+        return f"redis://{host[0]}:{int(host[1])}/0"
+    raise ImproperlyConfigured(f"cannot derive a Redis URL from channel layer host {host!r}")
+
+
+class RedisStore(Store):
+    """Event logs and membership in Redis, shared by every process that uses it."""
+
+    #: Seconds to open a connection before :class:`StoreUnavailable`.
+    CONNECT_TIMEOUT = 3.0
+    #: Seconds to wait for a reply before :class:`StoreUnavailable`.
+    SOCKET_TIMEOUT = 5.0
+    #: Connections per event loop; more concurrent commands wait for one (up to
+    #: ``SOCKET_TIMEOUT``) instead of failing.
+    MAX_CONNECTIONS = 50
+
+    def __init__(self, *, url: str | None = None, prefix: str | None = None,
+                 **kwargs: float) -> None:
+        super().__init__(**kwargs)
+        self.url = url or redis_url_from_settings()
+        self.prefix = str(prefix or sse_settings.KEY_PREFIX)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._scripts: dict[str, Any] = {}
+
+    # -- plumbing ------------------------------------------------------------
+
+    def client(self) -> Redis:
+        """The Redis client of the running event loop (one pool per loop)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            pool = BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.MAX_CONNECTIONS,
+                timeout=self.SOCKET_TIMEOUT,
+                socket_connect_timeout=self.CONNECT_TIMEOUT,
+                socket_timeout=self.SOCKET_TIMEOUT,
+                decode_responses=True,
+                retry=Retry(ConstantBackoff(0.05), 1),
+            )
+            client = self._clients[loop] = Redis.from_pool(pool)
+        return client
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            # The Script object only caches the SHA; it runs on whichever client is given.
+            script = self._scripts[source] = Redis().register_script(source)
+        return script
+
+    async def _run(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+
+    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._run(self._script(source)(keys=keys, args=args, client=self.client()))
+
+    def _safe_url(self) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+    def key(self, execution_id: str, part: str) -> str:
+        """The Redis key of one part (last, events, closed, members) of an execution."""
+        return f"{self.prefix}:{{{execution_id}}}:{part}"
+
+    def _log_keys(self, execution_id: str) -> list[str]:
+        return [self.key(execution_id, "last"), self.key(execution_id, "closed"),
+                self.key(execution_id, "events")]
+
+    def _decode(self, execution_id: str, entry: str) -> Event:
+        id_text, event, data = entry.split("\n", 2)
+        event_id = int(id_text)
+        if event == STREAM_CLOSED:
+            return self.closed_event(execution_id, event_id)
+        return Event(event_id, event, data)
+
+    # -- event log ---------------------------------------------------------
+
+    async def append(self, execution_id: str, event: str, data: str) -> int:
+        event_id = int(await self._eval(
+            _APPEND, self._log_keys(execution_id),
+            [event, data, self.history_max_events, max(1, int(self.history_ttl))],
+        ))
+        if event_id < 0:
+            raise ExecutionClosed(f"execution {execution_id!r} is closed")
+        return event_id
+
+    async def close(self, execution_id: str) -> tuple[int, bool]:
+        event_id, first = await self._eval(
+            _CLOSE, self._log_keys(execution_id),
+            [self.history_max_events, max(1, int(self.closed_ttl))],
+        )
+        return int(event_id), bool(first)
+
+    async def read(self, execution_id: str, after: int = 0, upto: int | None = None) -> LogSlice:
+        last, closed, first, items = await self._eval(
+            _READ, self._log_keys(execution_id), [int(after), -1 if upto is None else int(upto)],
+        )
+        events = [self._decode(execution_id, entry) for entry in items]
+        return LogSlice(events, int(last), int(first), bool(closed))
+
+    async def last_ids(self, execution_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(execution_ids)
+        if not ids:
+            return {}
+        values = await self._run(self.client().mget([self.key(e, "last") for e in ids]))
+        return {e: int(v or 0) for e, v in zip(ids, values)}
+
+    async def delete(self, execution_id: str) -> None:
+        await self._run(self.client().delete(
+            *self._log_keys(execution_id), self.key(execution_id, "members")))
+
+    # -- membership --------------------------------------------------------
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.member_ttl * 1000))
+
+    async def add_member(self, execution_id: str, member: str) -> None:
+        await self._eval(_TOUCH_MEMBER, [self.key(execution_id, "members")],
+                         [member, self._ttl_ms(), ""])
+
+    async def remove_member(self, execution_id: str, member: str) -> None:
+        # Redis deletes a sorted set when its last member goes: no empty entries.
+        await self._run(self.client().zrem(self.key(execution_id, "members"), member))
+
+    async def refresh_members(self, members: Iterable[tuple[str, str]]) -> None:
+        members = list(members)
+        if not members:
+            return
+        script, ttl = self._script(_TOUCH_MEMBER), self._ttl_ms()
+        # Make sure the script is cached first: EVALSHA in a pipeline cannot fall back.
+        await self._run(self.client().script_load(_TOUCH_MEMBER))
+        async with self.client().pipeline(transaction=False) as pipe:
+            for execution_id, member in members:
+                pipe.evalsha(script.sha, 1, self.key(execution_id, "members"), member, ttl, "XX")
+            await self._run(pipe.execute())
+
+    async def count_members(self, execution_id: str) -> int:
+        return int(await self._eval(_COUNT, [self.key(execution_id, "members")], []))
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (other loops' clients close with their loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()

@@ -7,3 +7,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 
 application = get_asgi_application()
+
+if os.environ.get("SSE_FAST_PATH") == "1":
+    # Serve the stream endpoint straight from ASGI (see django_sse_exec.asgi).
+    from django_sse_exec.asgi import wrap
+
+    application = wrap(application)

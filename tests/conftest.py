@@ -39,19 +39,39 @@ def execution_id() -> str:
     return f"t-{uuid.uuid4().hex[:16]}"
 
 
+#: Test modules whose stream tests run twice: through the Django view and the ASGI fast path.
+BOTH_ENTRY_POINTS = {"tests.test_stream"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in BOTH_ENTRY_POINTS and "entry_point" in metafunc.fixturenames:
+        metafunc.parametrize("entry_point", ["view", "fast"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def entry_point(request: pytest.FixtureRequest) -> str:
+    """How servers serve streams: "view" (Django view, default) or "fast" (``SSE_FAST_PATH=1``)."""
+    return getattr(request, "param", "view")
+
+
+def entry_point_env(entry_point: str) -> dict[str, str]:
+    return {"SSE_FAST_PATH": "1"} if entry_point == "fast" else {}
+
+
+@pytest.fixture(scope="session")
+def server(entry_point: str) -> Iterator[Server]:
     """One daphne process on the in-memory layer, shared by the tests that need no tuning."""
-    with Server("daphne", sse_exec={"KEEPALIVE": 30}) as srv:
+    with Server("daphne", env=entry_point_env(entry_point), sse_exec={"KEEPALIVE": 30}) as srv:
         yield srv
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., Server]]:
+def make_server(entry_point: str) -> Iterator[Callable[..., Server]]:
     """Start servers with specific settings; all are stopped after the test."""
     started: list[Server] = []
 
     def make(*args: object, **kwargs: object) -> Server:
+        kwargs["env"] = {**entry_point_env(entry_point), **(kwargs.get("env") or {})}  # type: ignore[dict-item]
         srv = Server(*args, **kwargs).start()  # type: ignore[arg-type]
         started.append(srv)
         return srv

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import DEFAULTS, sse_settings
 
 
 @register()
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery."""
     from .layers import is_memory_layer
 
-    messages: list[Warning] = []
+    messages: list[CheckMessage] = []
     for key in sse_settings.unknown_keys():
         messages.append(Warning(
             f"SSE_EXEC has an unknown key {key!r}",
@@ -30,13 +31,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             hint="Use 1-30 characters of A-Z a-z 0-9 _ . -",
             id="django_sse_exec.W002",
         ))
-    policy = sse_settings.AUTHORIZE
-    if policy in ("django_sse_exec.auth.allow_any",) and not settings.DEBUG:
-        messages.append(Warning(
-            "SSE_EXEC['AUTHORIZE'] allows anyone to read any execution's stream with DEBUG off",
-            hint="Use the default signed-token policy or django_sse_exec.auth.authenticated_user.",
-            id="django_sse_exec.W003",
-        ))
+    messages.extend(check_policy())
     uses_celery = importlib.util.find_spec("celery") is not None and any(
         name.startswith("CELERY") for name in dir(settings)
     )
@@ -47,5 +42,44 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             hint="Use channels_redis (CHANNEL_LAYERS BACKEND "
                  "'channels_redis.core.RedisChannelLayer'); the event store follows it to Redis.",
             id="django_sse_exec.W004",
+        ))
+    return messages
+
+
+def check_policy() -> list[CheckMessage]:
+    """Who may read streams: AUTHORIZE must load, allow-any must not reach production,
+    and TOKEN_MAX_AGE must be a positive number of seconds."""
+    from .auth import allow_any, get_policy
+
+    messages: list[CheckMessage] = []
+    try:
+        policy = get_policy()
+    except Exception as exc:
+        return [Error(
+            f"SSE_EXEC['AUTHORIZE'] = {sse_settings.AUTHORIZE!r} cannot be imported: {exc}",
+            hint="Give the dotted path of a (request, execution_id) -> bool callable; "
+                 "every stream is refused until then.",
+            id="django_sse_exec.E003",
+        )]
+    if not callable(policy):
+        messages.append(Error(
+            f"SSE_EXEC['AUTHORIZE'] = {sse_settings.AUTHORIZE!r} is not callable",
+            hint="Give the dotted path of a (request, execution_id) -> bool callable.",
+            id="django_sse_exec.E003",
+        ))
+    elif policy is allow_any and not settings.DEBUG:
+        messages.append(Warning(
+            "SSE_EXEC['AUTHORIZE'] allows anyone to read any execution's stream with DEBUG off",
+            hint="Use the default django_sse_exec.auth.signed_token, or "
+                 "django_sse_exec.auth.authenticated_user for same-origin pages.",
+            id="django_sse_exec.W003",
+        ))
+    age = sse_settings.TOKEN_MAX_AGE
+    if isinstance(age, bool) or not isinstance(age, (int, float)) or not (
+            math.isfinite(age) and age > 0):
+        messages.append(Error(
+            f"SSE_EXEC['TOKEN_MAX_AGE'] = {age!r} is not a positive number of seconds",
+            hint="Stream tokens travel in URLs: keep them short-lived (default 3600).",
+            id="django_sse_exec.E004",
         ))
     return messages

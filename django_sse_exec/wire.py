@@ -15,7 +15,11 @@ from typing import Any, NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Execution ids: 1-64 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit
+#: (so ``.`` and ``..`` can never be path segments, and no id reaches outside the
+#: app's Redis keys or channel-layer groups: no ``:``, ``*``, ``{``, spaces or
+#: non-ASCII look-alikes).
+EXECUTION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 EVENT_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 RESERVED_PREFIX = "stream-"
 
@@ -36,7 +40,7 @@ class Event(NamedTuple):
 
 
 def validate_execution_id(execution_id: Any) -> str:
-    """Return ``execution_id`` if it is 1–64 of ``A-Z a-z 0-9 . _ -``, else raise.
+    """Return ``execution_id`` if it matches :data:`EXECUTION_ID_RE`, else raise.
 
     Raises ``TypeError`` for a non-string and ``ValueError`` for a bad string.
     """
@@ -45,7 +49,7 @@ def validate_execution_id(execution_id: Any) -> str:
     if not EXECUTION_ID_RE.fullmatch(execution_id):
         raise ValueError(
             f"invalid execution_id {execution_id[:80]!r}: use 1-64 characters of "
-            "A-Z a-z 0-9 . _ -"
+            "A-Z a-z 0-9 . _ -, starting with a letter or digit"
         )
     return execution_id
 
@@ -78,7 +82,7 @@ def encode_data(data: Any, max_bytes: int | None = None) -> str:
 
     Raises ``TypeError`` if ``data`` is not JSON-serialisable, ``ValueError`` if it
     contains text that cannot be UTF-8 encoded (lone surrogates), is NaN/Infinity,
-    or encodes to more than ``max_bytes`` bytes.
+    is circular or nested too deeply, or encodes to more than ``max_bytes`` bytes.
     """
     try:
         text = json.dumps(
@@ -90,6 +94,8 @@ def encode_data(data: Any, max_bytes: int | None = None) -> str:
         )
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"event data is not JSON-serialisable: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError("event data is not JSON-serialisable: nested too deeply") from exc
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
@@ -102,9 +108,19 @@ def encode_data(data: Any, max_bytes: int | None = None) -> str:
     return text
 
 
+_BREAKS = ("\r", "\n", "\0")
+
+
 def frame(event: Event) -> bytes:
-    """The SSE bytes of one event: ``id:``, ``event:`` and one ``data:`` line."""
-    return f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
+    """The SSE bytes of one event: ``id:``, ``event:`` and one ``data:`` line.
+
+    A last line of defence for events that did not come through the validating
+    helpers (e.g. written to a shared store by other code): a CR, LF or NUL in
+    the name or data raises ``ValueError`` instead of forging SSE fields.
+    """
+    if any(c in event.event or c in event.data for c in _BREAKS):
+        raise ValueError(f"event {event.id} has a line break or NUL in its name or data")
+    return f"id: {int(event.id)}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
 
 
 def frames(events: list[Event]) -> bytes:

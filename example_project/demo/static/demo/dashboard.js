@@ -1,0 +1,325 @@
+/*
+ * The demo dashboard: start, watch, cancel and reopen executions.
+ *
+ * Everything on screen is derived from the execution's events, so a reload, a
+ * second tab or a reopened finished execution rebuilds the same view from the
+ * stream's replay. window.dashboard exposes the state for the browser tests.
+ */
+(function () {
+  "use strict";
+
+  var $ = function (id) { return document.getElementById(id); };
+  var STATE_LABELS = {idle: "Idle", connecting: "Connecting", live: "Live",
+                      reconnecting: "Reconnecting…", closed: "Ended"};
+  var STATUS_LABELS = {pending: "Waiting", running: "Running", success: "Succeeded",
+                       failed: "Failed", cancelled: "Cancelled"};
+  var VIEWERS_EVERY_MS = 1000;
+
+  var view = {
+    executionId: null, stream: null, total: 0, completed: 0, status: "pending",
+    tasks: new Map(), summary: null, eventIds: [], viewers: null, timer: null,
+  };
+  window.dashboard = view;
+
+  // -- formatting -----------------------------------------------------------
+
+  function seconds(ms) {
+    if (ms == null) { return ""; }
+    return ms < 10000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms / 1000) + " s";
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text != null) { node.textContent = text; }
+    return node;
+  }
+
+  // -- rendering --------------------------------------------------------------
+
+  function setConnState(state) {
+    var pill = $("conn-state");
+    pill.className = "pill pill-" + state;
+    pill.dataset.state = state;
+    pill.lastElementChild.textContent = STATE_LABELS[state] || state;
+    $("viewers").hidden = state === "closed" || state === "idle" || view.viewers == null;
+  }
+
+  function setStatus(status) {
+    view.status = status;
+    var badge = $("status");
+    badge.className = "badge badge-" + status;
+    badge.dataset.status = status;
+    badge.textContent = STATUS_LABELS[status] || status;
+    $("execution").dataset.status = status;
+    $("cancel").hidden = status !== "running";
+  }
+
+  function renderProgress() {
+    var pct = view.total ? Math.round(100 * view.completed / view.total) : 0;
+    $("progress-bar").style.width = pct + "%";
+    $("progress").setAttribute("aria-valuenow", String(pct));
+    $("progress-text").textContent = pct + "\u00a0%";
+    var failed = 0;
+    view.tasks.forEach(function (t) { if (t.status === "failed") { failed++; } });
+    $("progress-count").textContent = view.completed + " of " + view.total + " tasks" +
+      (failed ? " · " + failed + " failed" : "");
+  }
+
+  function renderTasks() {
+    var list = $("task-list");
+    var rows = [];
+    view.tasks.forEach(function (task) { rows.push(task); });
+    for (var i = rows.length; i < view.total; i++) {
+      rows.push({taskId: null, title: "Task " + (i + 1), status: "pending"});
+    }
+    var finalStatus = view.summary && view.summary.status;
+    list.replaceChildren.apply(list, rows.map(function (task) {
+      var status = task.status;
+      if (finalStatus === "cancelled" && (status === "pending" || status === "running")) {
+        status = "cancelled";
+      }
+      var li = el("li", "task");
+      li.dataset.status = status;
+      if (task.taskId) { li.dataset.taskId = task.taskId; }
+      li.appendChild(el("span", "task-dot"));
+      var title = el("span", "task-title", task.title);
+      if (task.error) { title.appendChild(el("span", "task-error", task.error)); }
+      li.appendChild(title);
+      var side = el("span", "task-side");
+      side.appendChild(el("span", "task-status", status));
+      var duration = task.duration;
+      if (status === "running" && task.startedAt) { duration = Date.now() - task.startedAt; }
+      side.appendChild(el("span", "task-duration", seconds(duration)));
+      li.appendChild(side);
+      return li;
+    }));
+  }
+
+  function renderSummary() {
+    var s = view.summary;
+    $("summary").hidden = !s;
+    if (!s) { return; }
+    $("sum-successful").textContent = s.successful;
+    $("sum-failed").textContent = s.failed;
+    $("sum-cancelled").textContent = s.cancelled;
+    $("sum-duration").textContent = seconds(s.totalDuration);
+  }
+
+  function render() {
+    renderProgress();
+    renderTasks();
+    renderSummary();
+  }
+
+  function showMessage(text) {
+    $("message").textContent = text || "";
+    $("message").hidden = !text;
+  }
+
+  // -- the execution's events -------------------------------------------------
+
+  function task(data) {
+    var t = view.tasks.get(data.taskId);
+    if (!t) {
+      t = {taskId: data.taskId, title: data.taskTitle || data.taskId, status: "pending"};
+      view.tasks.set(data.taskId, t);
+    }
+    return t;
+  }
+
+  function noteProgress(data) {
+    if (typeof data.total === "number") { view.total = data.total; }
+    if (typeof data.progress === "number") { view.completed = Math.max(view.completed, data.progress); }
+  }
+
+  function finish(data) {
+    view.summary = data;
+    view.completed = data.completed;
+    view.total = data.total;
+    (data.results || []).forEach(function (r) {
+      var t = task(r);
+      t.status = r.status; t.duration = r.duration; t.error = r.error;
+    });
+    setStatus(data.status);
+    render();
+    loadRecent();
+  }
+
+  var handlers = {
+    "execution-start": function (data) {
+      view.total = data.totalTasks;
+      setStatus("running");
+      render();
+    },
+    "task-start": function (data) {
+      var t = task(data);
+      t.status = "running";
+      t.startedAt = Date.now();
+      noteProgress(data);
+      render();
+    },
+    "task-complete": function (data) { taskEnded(data); },
+    "task-fail": function (data) { taskEnded(data); },
+    "execution-complete": finish,
+    "execution-cancelled": finish,
+    "stream-reset": function () { resetView(); },
+    "stream-closed": function () { stopViewers(); render(); },
+  };
+
+  function taskEnded(data) {
+    var t = task(data);
+    t.status = data.status;
+    t.duration = data.duration;
+    t.error = data.error;
+    noteProgress(data);
+    render();
+  }
+
+  function recordId(data, meta) {
+    if (meta.id) {
+      view.eventIds.push(Number(meta.id));
+      $("last-event-id").textContent = meta.id;
+    }
+  }
+
+  // -- opening an execution ---------------------------------------------------
+
+  function resetView() {
+    view.total = 0; view.completed = 0; view.summary = null;
+    view.tasks = new Map();
+    setStatus("pending");
+    showMessage("");
+    render();
+  }
+
+  function open(executionId, streamUrl) {
+    if (view.stream) { view.stream.close(); }
+    stopViewers();
+    view.executionId = executionId;
+    view.eventIds = [];
+    view.viewers = null;
+    $("empty").hidden = true;
+    $("execution").hidden = false;
+    $("execution-id").textContent = executionId;
+    resetView();
+    var options = {handlers: {}, onStateChange: setConnState};
+    Object.keys(handlers).forEach(function (name) {
+      options.handlers[name] = function (data, meta) { recordId(data, meta); handlers[name](data, meta); };
+    });
+    setConnState("connecting");
+    view.stream = SSEExec.connect(streamUrl, options);
+    startViewers();
+    markCurrent();
+  }
+
+  // -- viewers and recent executions ------------------------------------------
+
+  function pollViewers() {
+    var id = view.executionId;
+    fetch("/demo/executions/" + encodeURIComponent(id)).then(function (resp) {
+      return resp.ok ? resp.json() : null;
+    }).then(function (info) {
+      if (!info || id !== view.executionId) { return; }
+      view.viewers = info.viewers;
+      $("viewers-count").textContent = info.viewers;
+      setConnState(view.stream ? view.stream.state : "idle");
+    }).catch(function () { /* the server is restarting; the next poll retries */ });
+  }
+
+  function startViewers() {
+    pollViewers();
+    view.timer = setInterval(function () {
+      pollViewers();
+      if (view.status === "running") { renderTasks(); }  // tick running durations
+    }, VIEWERS_EVERY_MS);
+  }
+
+  function stopViewers() {
+    if (view.timer) { clearInterval(view.timer); view.timer = null; }
+  }
+
+  function markCurrent() {
+    Array.prototype.forEach.call(document.querySelectorAll("#recent a"), function (a) {
+      a.classList.toggle("current", a.dataset.executionId === view.executionId);
+    });
+  }
+
+  function loadRecent() {
+    fetch("/demo/executions").then(function (resp) { return resp.json(); }).then(function (body) {
+      var list = $("recent");
+      if (!body.executions.length) { return; }
+      list.replaceChildren.apply(list, body.executions.map(function (e) {
+        var li = el("li");
+        var a = el("a");
+        a.href = "?execution=" + encodeURIComponent(e.executionId);
+        a.dataset.executionId = e.executionId;
+        var left = el("span");
+        left.appendChild(el("code", "", e.executionId));
+        left.appendChild(el("span", "meta", e.completed + " of " + e.total + " tasks · " +
+          new Date(e.created).toLocaleTimeString()));
+        a.appendChild(left);
+        a.appendChild(el("span", "badge badge-" + e.status, STATUS_LABELS[e.status] || e.status));
+        li.appendChild(a);
+        return li;
+      }));
+      markCurrent();
+    }).catch(function () {});
+  }
+
+  // -- controls ---------------------------------------------------------------
+
+  $("fail-rate").addEventListener("input", function (e) {
+    $("fail-rate-out").textContent = e.target.value + "\u00a0%";
+  });
+
+  $("start-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var button = $("start");
+    button.disabled = true;
+    var speed = document.querySelector("input[name=speed]:checked");
+    fetch("/demo/executions", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({
+        tasks: Number($("tasks").value) || 1,
+        failRate: Number($("fail-rate").value) / 100,
+        delayMs: Number(speed ? speed.value : 400),
+      }),
+    }).then(function (resp) {
+      if (resp.status !== 201) { throw new Error("start failed: HTTP " + resp.status); }
+      return resp.json();
+    }).then(function (body) {
+      history.pushState(null, "", "?execution=" + encodeURIComponent(body.executionId));
+      open(body.executionId, body.streamUrl);
+      loadRecent();
+    }).catch(function (err) {
+      showMessage(String(err.message || err));
+    }).finally(function () {
+      button.disabled = false;
+    });
+  });
+
+  $("cancel").addEventListener("click", function () {
+    var button = $("cancel");
+    button.disabled = true;
+    fetch("/demo/executions/" + encodeURIComponent(view.executionId) + "/cancel", {method: "POST"})
+      .then(function (resp) {
+        return resp.json().then(function (body) {
+          if (resp.status !== 202) { showMessage("Cannot cancel: " + body.error); }
+        });
+      })
+      .catch(function () { showMessage("Cannot cancel: the server did not answer"); })
+      .finally(function () { button.disabled = false; });
+  });
+
+  window.addEventListener("popstate", function () { location.reload(); });
+
+  // -- start ------------------------------------------------------------------
+
+  loadRecent();
+  var initial = document.body.dataset;
+  if (initial.executionId && initial.streamUrl) {
+    open(initial.executionId, initial.streamUrl);
+  }
+})();

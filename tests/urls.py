@@ -8,5 +8,6 @@ urlpatterns = [
     path("control/close", views.close),
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
+    path("control/login", views.login),
     path("", include("example_project.urls")),
 ]

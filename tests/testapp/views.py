@@ -54,3 +54,19 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
 
     hub = get_hub()
     return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count()})
+
+
+@csrf_exempt
+def login(request: HttpRequest) -> JsonResponse:
+    """Log in ``username`` (created on first use; ``staff`` sets is_staff) and set the session cookie.
+
+    Needs a database the server shares with the test (``TEST_DB_PATH``).
+    """
+    from django.contrib.auth import login as auth_login
+    from django.contrib.auth.models import User
+
+    body = _body(request)
+    user, _ = User.objects.get_or_create(
+        username=body["username"], defaults={"is_staff": bool(body.get("staff"))})
+    auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return JsonResponse({"pk": user.pk})

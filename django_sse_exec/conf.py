@@ -47,6 +47,25 @@ DEFAULTS: dict[str, Any] = {
     "REPAIR_INTERVAL": 1.0,
     # Seconds between re-joins of channel-layer groups (they expire after group_expiry).
     "GROUP_REFRESH": 3600.0,
+    # Up to this many milliseconds, chosen at random per stream, are added to every
+    # "retry:" the server sends, so clients dropped together do not return together.
+    "RETRY_JITTER_MS": 1000,
+    # Bytes of a stream the server may hold for a client that is not reading; past
+    # it the connection is dropped (the client resumes with Last-Event-ID). Only
+    # servers whose write buffer can be measured (daphne) apply it.
+    "CLIENT_BUFFER_BYTES": 1024 * 1024,
+    # Seconds a stream may wait for its client to take bytes before it is dropped.
+    "WRITE_TIMEOUT": 30.0,
+    # Seconds after which a stream is ended with a retry hint so the client
+    # reconnects (spreads load after deploys); None: never. Keep it below
+    # TOKEN_MAX_AGE or reconnects with an expired token get 403.
+    "MAX_STREAM_LIFETIME": None,
+    # Fraction of MAX_STREAM_LIFETIME by which each stream's lifetime is shortened
+    # at random, so streams opened together are not rotated together.
+    "MAX_STREAM_LIFETIME_JITTER": 0.2,
+    # On SIGTERM/SIGINT, seconds at most to end every stream (with a retry hint)
+    # before the server's own shutdown proceeds; 0 leaves signals alone.
+    "SHUTDOWN_GRACE": 1.5,
 }
 
 

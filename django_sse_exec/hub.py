@@ -18,11 +18,16 @@ import asyncio
 import itertools
 import logging
 import os
+import random
+import signal
+import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .conf import sse_settings
 from .layers import get_layer, group_name
+from .backlog import Backlog
 from .store import Store, get_store
 from .wire import Event, frame
 
@@ -37,10 +42,17 @@ Item = tuple[int, str, bytes]
 
 
 class Subscriber:
-    """A stream's end of the hub: a bounded buffer plus a wake-up."""
+    """A stream's end of the hub: a bounded buffer plus a wake-up.
+
+    It also carries what the hub's guard needs to end a stream that should not
+    go on (see :meth:`Hub.end`): when it must be rotated, the task writing it,
+    since when that task is blocked in a write, and the connection's backlog of
+    unsent bytes where the server lets us measure it.
+    """
 
     __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
-                 "catch_up_to", "_waiter", "_loop")
+                 "catch_up_to", "_waiter", "_loop", "end_reason", "expires_at",
+                 "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
     def __init__(self, execution_id: str, member: str, limit: int) -> None:
         self.execution_id = execution_id
@@ -53,6 +65,20 @@ class Subscriber:
         self.catch_up_to = 0
         self._waiter: asyncio.Future[bool] | None = None
         self._loop = asyncio.get_running_loop()
+        #: Why the stream must end ("shutdown", "lifetime", "slow client"), or None.
+        self.end_reason: str | None = None
+        #: Loop time after which the stream is rotated (None: never).
+        self.expires_at: float | None = None
+        #: The task that iterates the stream (cancelled if a write never returns).
+        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        #: Loop time at which the stream handed a chunk to the server and has not
+        #: been resumed since (servers with backpressure block there).
+        self.writing_since: float | None = None
+        self.backlog: Backlog | None = None
+        #: Bytes yielded, bytes known to have left the server, and when that last grew.
+        self.sent = 0
+        self.delivered = 0
+        self.progress_at = self._loop.time()
 
     def push(self, item: Item) -> None:
         """Queue an event; past the limit drop it and mark the stream for catch-up."""
@@ -74,7 +100,36 @@ class Subscriber:
             waiter.set_result(True)
 
     def pending(self) -> bool:
-        return bool(self.items) or self.overflowed or self.catch_up_to > 0
+        return (bool(self.items) or self.overflowed or self.catch_up_to > 0
+                or self.end_reason is not None)
+
+    def writing(self, size: int) -> None:
+        """The stream is about to hand ``size`` bytes to the server."""
+        self.sent += size
+        self.writing_since = self._loop.time()
+
+    def written(self) -> None:
+        """The server took the bytes (the stream was resumed)."""
+        self.writing_since = None
+
+    def over_limit(self, extra: int, limit: int) -> bool:
+        """True if ``extra`` more bytes would leave more than ``limit`` unsent."""
+        backlog = self.backlog
+        return backlog is not None and backlog.pending() + extra > limit
+
+    def stalled(self, now: float, timeout: float) -> bool:
+        """True if the client has taken no bytes for ``timeout`` s while some wait for it."""
+        backlog = self.backlog
+        if backlog is None:  # backpressure: the write itself blocks
+            since = self.writing_since
+            return since is not None and now - since > timeout
+        unsent = backlog.pending()
+        delivered = self.sent - unsent
+        if unsent == 0 or delivered > self.delivered:
+            self.delivered = delivered
+            self.progress_at = now
+            return False
+        return now - self.progress_at > timeout
 
     async def wait(self, timeout: float) -> bool:
         """Wait until something is pending; False after ``timeout`` seconds of nothing."""
@@ -126,6 +181,11 @@ class Hub:
         self._counter = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
+        #: Set once the process is shutting down: every stream ends, new ones at once.
+        self.closing = False
+        #: Set when the channel layer failed: groups and memberships are restored
+        #: (a restarted Redis may have lost them) once it answers again.
+        self._restore_needed = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -136,6 +196,7 @@ class Hub:
         async with self._start_lock:
             if self.channel is None:
                 channel = await self.layer.new_channel(prefix="sse_exec_hub.")
+                install_signal_hook()
                 self._tasks = [
                     asyncio.create_task(self._receive_loop(channel), name="sse-hub-receive"),
                     asyncio.create_task(self._maintenance_loop(), name="sse-hub-maintenance"),
@@ -157,6 +218,13 @@ class Hub:
         await self.start()
         sub = Subscriber(execution_id, f"{self.channel}#{next(self._counter)}",
                          int(sse_settings.CLIENT_BUFFER))
+        lifetime = sse_settings.MAX_STREAM_LIFETIME
+        if lifetime:
+            jitter = min(max(float(sse_settings.MAX_STREAM_LIFETIME_JITTER), 0.0), 1.0)
+            lifetime = float(lifetime) * (1 - jitter * random.random())
+            sub.expires_at = asyncio.get_running_loop().time() + lifetime
+        if self.closing:
+            sub.end_reason = "shutdown"
         group = self._groups.get(execution_id)
         if group is None:
             group = self._groups[execution_id] = _Group()
@@ -210,6 +278,78 @@ class Hub:
         """Executions this hub is subscribed to."""
         return len(self._groups)
 
+    def subscribers(self) -> list[Subscriber]:
+        """Every local stream."""
+        return [sub for group in self._groups.values() for sub in group.subscribers]
+
+    # -- ending streams ------------------------------------------------------
+
+    def end(self, sub: Subscriber, reason: str) -> None:
+        """Make a stream end at its next step (it sends a retry hint and returns)."""
+        if sub.end_reason is None:
+            sub.end_reason = reason
+            sub._wake()
+
+    def drop(self, sub: Subscriber, reason: str) -> None:
+        """End a stream whose client does not take its bytes, without waiting on it.
+
+        Where the connection can be measured it is aborted (daphne would
+        otherwise hold the unsent bytes until the client goes); otherwise the task
+        blocked in the write is cancelled. The client reconnects with its
+        Last-Event-ID and replays what it missed.
+        """
+        if sub.end_reason == reason:
+            return
+        sub.end_reason = reason
+        logger.warning("dropping a stream of execution %s: %s", sub.execution_id, reason)
+        if sub.backlog is not None:
+            sub.backlog.abort()
+        elif sub.writing_since is not None and sub.task is not None:
+            sub.task.cancel()
+        else:
+            sub._wake()
+
+    def begin_shutdown(self, then: Callable[[], object] | None = None) -> None:
+        """End every stream now (each sends a retry hint); call ``then`` once all ended.
+
+        ``then`` (the server's own signal handler) is called at the latest after
+        ``SHUTDOWN_GRACE`` seconds. A second call while shutting down calls it at once.
+        """
+        if self.closing:
+            if then is not None:
+                then()
+            return
+        self.closing = True
+        subs = self.subscribers()
+        logger.info("shutting down: ending %d streams", len(subs))
+        for sub in subs:
+            self.end(sub, "shutdown")
+        if then is not None:
+            task = asyncio.ensure_future(self._after_streams_end(then))
+            self._tasks.append(task)
+
+    async def _after_streams_end(self, then: Callable[[], object]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(sse_settings.SHUTDOWN_GRACE)
+        while self.local_count() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        # Let the servers flush the final chunks before they start closing sockets.
+        await asyncio.sleep(0.05)
+        then()
+
+    def _guard_sweep(self, now: float) -> None:
+        """Rotate streams past their lifetime; drop those whose client stopped reading."""
+        write_timeout = float(sse_settings.WRITE_TIMEOUT)
+        for sub in self.subscribers():
+            if sub.end_reason is not None:
+                continue
+            if sub.stalled(now, write_timeout):
+                self.drop(sub, f"client took no bytes for {write_timeout:g}s")
+            elif sub.overflowed and sub.writing_since is not None:
+                self.drop(sub, f"client is {sub.limit} events behind")
+            elif sub.expires_at is not None and now >= sub.expires_at:
+                self.end(sub, "lifetime")
+
     # -- consumers registered through the public API -----------------------
 
     def track(self, execution_id: str, channel_name: str) -> None:
@@ -242,6 +382,7 @@ class Hub:
                 raise
             except Exception:
                 logger.exception("channel layer receive failed; retrying in %.1fs", delay)
+                self._restore_needed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -261,6 +402,12 @@ class Hub:
         while True:
             await asyncio.sleep(repair_every)
             try:
+                self._guard_sweep(loop.time())
+            except Exception:
+                logger.exception("SSE hub guard failed; will retry")
+            try:
+                if self._restore_needed:
+                    await self._restore()
                 await self._repair_sweep()
                 now = loop.time()
                 if now >= next_beat:
@@ -292,6 +439,21 @@ class Hub:
         if members:
             await self.store.refresh_members(members)
 
+    async def _restore(self) -> None:
+        """After a channel-layer failure: re-join every group and re-add every membership.
+
+        A Redis that restarted without persistence has forgotten both; a stream
+        must not stop receiving or being counted because of it. Events published
+        meanwhile are caught up from the log by the repair sweep.
+        """
+        await self._rejoin_groups()
+        for sub in self.subscribers():
+            await self.store.add_member(sub.execution_id, sub.member)
+        for execution_id, channel_name in list(self._registered):
+            await self.store.add_member(execution_id, channel_name)
+        self._restore_needed = False
+        logger.info("channel layer is back: groups and memberships restored")
+
     async def _rejoin_groups(self) -> None:
         for execution_id, group in list(self._groups.items()):
             if group.joined:
@@ -311,6 +473,39 @@ def get_hub() -> Hub:
                 task.cancel()
         hub = _hubs[loop] = Hub(get_layer(), get_store())
     return hub
+
+
+def install_signal_hook() -> None:
+    """On SIGTERM/SIGINT, end the running loop's streams before the server's handler runs.
+
+    Servers cancel or cut open streams when they shut down; ending them first
+    (with a retry hint) lets clients reconnect elsewhere at once and lets the
+    server exit without waiting. Only the main thread's loop can own signals,
+    and only Python-level handlers (daphne's, uvicorn's) are wrapped; a
+    ``SHUTDOWN_GRACE`` of 0 disables this.
+    """
+    if float(sse_settings.SHUTDOWN_GRACE) <= 0 or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous) or previous is signal.default_int_handler \
+                or getattr(previous, "sse_exec_hook", False):
+            continue
+
+        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            loop.call_soon_threadsafe(_shut_down, loop, lambda: previous(number, frame))
+
+        handler.sse_exec_hook = True  # type: ignore[attr-defined]
+        signal.signal(signum, handler)
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, then: Callable[[], object]) -> None:
+    hub = _hubs.get(loop)
+    if hub is None:
+        then()
+    else:
+        hub.begin_shutdown(then)
 
 
 def _after_fork() -> None:

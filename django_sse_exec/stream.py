@@ -11,17 +11,26 @@ hub *before* it reads the log: an event logged before the read is replayed, one
 logged after arrives live, one in between arrives both ways and is dropped the
 second time (ids only ever increase). A live event whose id skips ahead makes
 the stream fetch the missing ids from the log (gap repair).
+
+Streams also end on purpose — on shutdown, when rotated after
+``MAX_STREAM_LIFETIME``, or when their client stops taking bytes (see
+:meth:`~django_sse_exec.hub.Hub.drop`) — always between two events, so the
+client's reconnect with ``Last-Event-ID`` resumes without loss or repeat. The
+``retry:`` they send is jittered per stream so clients dropped together spread
+their reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from .auth import authorize
+from .backlog import find_backlog
 from .conf import sse_settings
 from .hub import Hub, Subscriber, get_hub
 from .runner import set_home_loop
@@ -72,7 +81,18 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     state = await get_store().read(execution_id, upto=0)
     if state.closed and last_event_id is not None and last_event_id >= state.last_id:
         return Outcome(204, "execution closed")
-    return Outcome(200, body=stream_events(execution_id, last_event_id))
+    scope = getattr(request, "scope", None) or {}
+    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+
+
+def retry_ms() -> int:
+    """The ``retry:`` value of one stream: ``RETRY_MS`` plus up to ``RETRY_JITTER_MS``."""
+    jitter = int(sse_settings.RETRY_JITTER_MS)
+    return int(sse_settings.RETRY_MS) + (random.randint(0, jitter) if jitter > 0 else 0)
+
+
+#: Reasons to end a stream after which the client is told to come back.
+_REJOIN_REASONS = ("shutdown", "lifetime")
 
 
 def _reset_frame(execution_id: str, requested: int, first_id: int) -> bytes:
@@ -103,8 +123,13 @@ class _Cursor:
             self.done = True
 
 
-async def stream_events(execution_id: str, after: int | None) -> AsyncIterator[bytes]:
+async def stream_events(execution_id: str, after: int | None,
+                        peer: Any = None) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
+
+    ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
+    lets us measure that connection's unsent bytes (daphne), a client that stops
+    reading is dropped past ``CLIENT_BUFFER_BYTES``.
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -113,10 +138,20 @@ async def stream_events(execution_id: str, after: int | None) -> AsyncIterator[b
     set_home_loop(asyncio.get_running_loop())
     hub = get_hub()
     sub = await hub.subscribe(execution_id)
+    sub.backlog = find_backlog(peer) if peer else None
+    retry = retry_ms()
+    limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
-        yield preamble(int(sse_settings.RETRY_MS))
+        yield preamble(retry)
         async for chunk in _events(hub, sub, execution_id, after):
+            if sub.over_limit(len(chunk), limit):
+                hub.drop(sub, f"more than {limit} bytes unsent")
+                return
+            sub.writing(len(chunk))
             yield chunk
+            sub.written()
+        if sub.end_reason in _REJOIN_REASONS:
+            yield f"retry: {retry}\n: reconnect ({sub.end_reason})\n\n".encode()
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -127,6 +162,8 @@ async def stream_events(execution_id: str, after: int | None) -> AsyncIterator[b
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str,
                   after: int | None) -> AsyncIterator[bytes]:
+    if sub.end_reason is not None:
+        return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
     cursor = _Cursor(execution_id, after or 0)
@@ -141,10 +178,12 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str,
     hub.note_seen(execution_id, log.last_id)
     if out:
         yield b"".join(out)
-    while not cursor.done:
+    while not cursor.done and sub.end_reason is None:
         if not await sub.wait(keepalive):
             yield KEEPALIVE
             continue
+        if sub.end_reason is not None:
+            return
         items, catch_up, overflowed = sub.take()
         out = []
         for event_id, event, data in items:

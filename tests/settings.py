@@ -51,7 +51,9 @@ else:
         }
     }
 
-SSE_EXEC = {"KEY_PREFIX": _prefix, **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}
+# No retry jitter unless a test asks for it, so the preamble is predictable.
+SSE_EXEC = {"KEY_PREFIX": _prefix, "RETRY_JITTER_MS": 0,
+            **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}
 
 LOGGING = {
     "version": 1,

@@ -17,7 +17,8 @@ from .stream import HEADERS, last_event_id_of, open_stream
 async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse | StreamingHttpResponse:
     """``GET .../executions/<execution_id>/events``: the execution's event stream."""
     if request.method != "GET":
-        return HttpResponse("method not allowed", status=405, content_type="text/plain",
+        return HttpResponse("method not allowed", status=405,
+                            content_type="text/plain; charset=utf-8",
                             headers={"Allow": "GET"})
     last_event_id = last_event_id_of(
         request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")

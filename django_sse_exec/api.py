@@ -19,23 +19,33 @@ from django.urls import reverse
 from .auth import make_token
 from .conf import sse_settings
 from .hub import MESSAGE_TYPE, get_hub
-from .layers import get_layer, group_name
-from .runner import run_sync
+from .layers import get_layer, group_name, is_redis_layer
+from .runner import publisher, refuse_in_loop, run_sync, send_blocking
 from .store import get_store
 from .wire import STREAM_CLOSED, encode_data, validate_event_name, validate_execution_id
 
 
+def _message(execution_id: str, event_id: int, event: str, data: str) -> dict[str, Any]:
+    return {"type": MESSAGE_TYPE, "execution_id": execution_id, "id": event_id,
+            "event": event, "data": data}
+
+
 async def _publish(execution_id: str, event_id: int, event: str, data: str) -> None:
-    await get_layer().group_send(
-        group_name(execution_id),
-        {
-            "type": MESSAGE_TYPE,
-            "execution_id": execution_id,
-            "id": event_id,
-            "event": event,
-            "data": data,
-        },
-    )
+    await get_layer().group_send(group_name(execution_id),
+                                 _message(execution_id, event_id, event, data))
+
+
+def _validated(execution_id: str, event: str, data: Any) -> str:
+    """Validate a send's arguments; return the data as JSON text."""
+    validate_execution_id(execution_id)
+    validate_event_name(event)
+    return encode_data(data, max_bytes=int(sse_settings.MAX_EVENT_BYTES))
+
+
+def _blocking_store() -> Any:
+    """The store when sync helpers may skip the event loop (Redis store and layer), else None."""
+    store = get_store()
+    return store if hasattr(store, "append_blocking") and is_redis_layer() else None
 
 
 async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> int:
@@ -49,9 +59,7 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     (nothing is sent), and :class:`~django_sse_exec.exceptions.ExecutionClosed`
     if the execution was closed.
     """
-    validate_execution_id(execution_id)
-    validate_event_name(event)
-    text = encode_data(data, max_bytes=int(sse_settings.MAX_EVENT_BYTES))
+    text = _validated(execution_id, event, data)
     event_id = await get_store().append(execution_id, event, text)
     await _publish(execution_id, event_id, event, text)
     return event_id
@@ -106,13 +114,37 @@ async def aget_sse_client_count(execution_id: str) -> int:
 
 
 def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
-    """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells."""
-    return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
+    """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells.
+
+    On Redis it skips the event loop: the event is logged in the calling thread
+    and, on the pub/sub layer, published by the same Redis script (one round
+    trip); on the core layer its message is published, in order, by the
+    process's background publisher (see :mod:`django_sse_exec.runner`).
+    """
+    store = _blocking_store()
+    if store is None:
+        return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
+    refuse_in_loop("send_sse_event")
+    text = _validated(execution_id, event, data)
+    return send_blocking(store, execution_id, event, text,
+                         lambda event_id: _message(execution_id, event_id, event, text))
 
 
 def close_sse_connections(execution_id: str) -> int:
-    """Sync twin of :func:`aclose_sse_connections`."""
-    return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
+    """Sync twin of :func:`aclose_sse_connections`; returns after ``stream-closed`` is published."""
+    store = _blocking_store()
+    if store is None:
+        return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
+    refuse_in_loop("close_sse_connections")
+    validate_execution_id(execution_id)
+    event_id, first = store.close_blocking(execution_id)
+    if first:
+        closed = store.closed_event(execution_id, event_id)
+        publish = publisher()
+        publish.submit(group_name(execution_id),
+                       _message(execution_id, event_id, STREAM_CLOSED, closed.data))
+        publish.flush()
+    return event_id
 
 
 def register_sse_client(execution_id: str, channel_name: str) -> None:

@@ -11,17 +11,33 @@ a long-lived loop and the caller blocks on the result:
   again after ``fork`` (Celery's prefork pool).
 
 Each call waits for its coroutine, so events sent from one thread keep their order.
+
+Sends on Redis take a faster path (see ``send_sse_event``): the event is logged
+in the calling thread with one blocking round trip, and its channel-layer
+message is handed to the process's :class:`Publisher`, which publishes
+everything handed to it in order, in batches, on the private loop. The caller
+only waits when the publisher's backlog is full (``Publisher.MAX_BACKLOG``),
+so memory stays bounded. ``close_sse_connections`` waits for the backlog to be
+published before it publishes ``stream-closed``, and the backlog is flushed at
+interpreter exit. A message that cannot be published is still in the log: the
+hubs' repair sweep delivers it within ``REPAIR_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+logger = logging.getLogger("django_sse_exec")
 
 _home_loop: asyncio.AbstractEventLoop | None = None
 _private_loop: asyncio.AbstractEventLoop | None = None
@@ -63,23 +79,131 @@ def run_sync(name: str, func: Callable[..., Awaitable[T]], *args: object,
     Raises ``RuntimeError`` when called from a thread that runs an event loop,
     naming the async twin (``a`` + ``name``) to ``await`` instead.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError(
-            f"{name}() was called from a running event loop; "
-            f"use `await a{name}(...)` in async code instead"
-        )
+    refuse_in_loop(name)
     future = asyncio.run_coroutine_threadsafe(func(*args), target_loop())  # type: ignore[arg-type]
     return future.result(timeout)
 
 
+def refuse_in_loop(name: str) -> None:
+    """Raise ``RuntimeError`` naming the async twin if this thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{name}() was called from a running event loop; "
+        f"use `await a{name}(...)` in async code instead"
+    )
+
+
+class Publisher:
+    """Publishes channel-layer messages handed over by sync callers, in order.
+
+    ``submit`` appends to a bounded backlog and returns at once; one drain task
+    on the private loop takes up to ``BATCH`` messages at a time and sends them
+    with :func:`~django_sse_exec.layers.group_send_in_order` (one pipelined round
+    trip on the pub/sub layer). Thread-safe.
+    """
+
+    MAX_BACKLOG = 10_000
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, dict[str, Any]]] = deque()
+        self._cond = threading.Condition()
+        self._draining = False
+
+    def submit(self, group: str, message: dict[str, Any]) -> None:
+        """Queue ``message`` for ``group``; blocks only while the backlog is full."""
+        with self._cond:
+            while len(self._items) >= self.MAX_BACKLOG:
+                self._cond.wait()
+            self._items.append((group, message))
+            if not self._draining:
+                self._draining = True
+                _private().call_soon_threadsafe(self._start)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until everything submitted so far is published; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._draining, timeout)
+
+    def backlog(self) -> int:
+        """Messages submitted and not yet taken for publishing."""
+        return len(self._items)
+
+    def _start(self) -> None:
+        asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        from .layers import get_layer, group_send_in_order
+
+        while True:
+            with self._cond:
+                if not self._items:
+                    self._draining = False
+                    self._cond.notify_all()
+                    return
+                batch = [self._items.popleft()
+                         for _ in range(min(self.BATCH, len(self._items)))]
+                self._cond.notify_all()
+            try:
+                await group_send_in_order(get_layer(), batch)
+            except Exception:
+                logger.exception("could not publish %d event(s); the hubs' repair sweep "
+                                 "will deliver them from the log", len(batch))
+
+
+_publisher: Publisher | None = None
+
+
+def send_blocking(store: Any, execution_id: str, event: str, data: str,
+                  message: Callable[[int], dict[str, Any]]) -> int:
+    """Log and publish one event from sync code on Redis; return its id.
+
+    ``store`` is a Redis store, ``data`` validated JSON text and ``message(id)``
+    builds the channel-layer message. On the pub/sub layer the store's script
+    logs and publishes in one round trip; otherwise the event is logged here and
+    its message handed to the :class:`Publisher`.
+    """
+    from .layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
+
+    group = group_name(execution_id)
+    if store.shares_layer_redis:
+        template = publish_template(get_layer(), group, message(ID_PLACEHOLDER))
+        if template is not None:
+            return store.append_blocking(execution_id, event, data, publish=template)
+    event_id = store.append_blocking(execution_id, event, data)
+    publisher().submit(group, message(event_id))
+    return event_id
+
+
+def publisher() -> Publisher:
+    """The process's :class:`Publisher` (a new one after ``fork``)."""
+    global _publisher
+    if _publisher is None:
+        with _lock:
+            if _publisher is None:
+                _publisher = Publisher()
+    return _publisher
+
+
+def _flush_at_exit() -> None:
+    if _publisher is not None:
+        started = time.monotonic()
+        if not _publisher.flush(5.0):
+            logger.warning("%d event(s) were not published at exit (after %.1fs); "
+                           "they are in the log", _publisher.backlog(), time.monotonic() - started)
+
+
+atexit.register(_flush_at_exit)
+
+
 def _after_fork() -> None:
-    global _home_loop, _private_loop
+    global _home_loop, _private_loop, _publisher
     _home_loop = None
     _private_loop = None
+    _publisher = None
 
 
 os.register_at_fork(after_in_child=_after_fork)

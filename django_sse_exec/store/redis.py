@@ -18,7 +18,10 @@ closed): Redis never grows without end. Membership entries expire
 process killed with ``kill -9`` stops being counted within that interval.
 
 redis.asyncio connections belong to the event loop that opened them, so the
-store keeps one client per running loop. Connection problems raise
+store keeps one client per running loop. For synchronous senders (Celery
+workers, sync views) :meth:`RedisStore.append_blocking` and
+:meth:`RedisStore.close_blocking` run the same scripts on one thread-safe
+blocking client per process, so a sync send costs one round trip and no loop hop. Connection problems raise
 :class:`~django_sse_exec.exceptions.StoreUnavailable` within a few seconds
 (``CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT``, one retry) instead of hanging.
 """
@@ -26,12 +29,15 @@ store keeps one client per running loop. Connection problems raise
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+import redis as sync_redis
+from redis.retry import Retry as BlockingRetry
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -46,13 +52,20 @@ T = TypeVar("T")
 
 # KEYS: last, closed, events. ARGV: event, data, max events, ttl seconds.
 # Returns the new id, or -1 when the execution is closed.
-_APPEND = """
+_APPEND_BODY = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local id = redis.call('INCR', KEYS[1])
 redis.call('RPUSH', KEYS[3], id .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
+"""
+_APPEND = _APPEND_BODY + "return id\n"
+# The same, then PUBLISH to channel ARGV[5] the message ARGV[6] .. id .. ARGV[7]
+# (the id as a big-endian uint64, which msgpack reads as an integer): logging
+# and publishing in one round trip, in one atomic step.
+_APPEND_PUBLISH = _APPEND_BODY + """
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. struct.pack('>I8', id) .. ARGV[7])
 return id
 """
 
@@ -111,6 +124,11 @@ def redis_url_from_settings() -> str:
     """``SSE_EXEC["REDIS_URL"]``, else the URL of the channel layer's first host."""
     if sse_settings.REDIS_URL:
         return str(sse_settings.REDIS_URL)
+    return layer_redis_url()
+
+
+def layer_redis_url() -> str:
+    """The Redis URL of the channel layer's first host (channels_redis's default if none)."""
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     config = layers.get(sse_settings.CHANNEL_LAYER, {}).get("CONFIG", {}) or {}
     hosts = config.get("hosts") or [("localhost", 6379)]
@@ -147,11 +165,17 @@ class RedisStore(Store):
                  **kwargs: float) -> None:
         super().__init__(**kwargs)
         self.url = url or redis_url_from_settings()
+        #: True when the store's Redis is the channel layer's (sends may then
+        #: log and publish in one script, see :meth:`append_blocking`).
+        self.shares_layer_redis = url is None and (
+            not sse_settings.REDIS_URL or self._layer_url_or_none() == self.url)
         self.prefix = str(prefix or sse_settings.KEY_PREFIX)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary()
         )
         self._scripts: dict[str, Any] = {}
+        self._blocking: sync_redis.Redis | None = None
+        self._blocking_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -171,6 +195,39 @@ class RedisStore(Store):
             )
             client = self._clients[loop] = Redis.from_pool(pool)
         return client
+
+    @staticmethod
+    def _layer_url_or_none() -> str | None:
+        try:
+            return layer_redis_url()
+        except ImproperlyConfigured:
+            return None
+
+    def blocking_client(self) -> sync_redis.Redis:
+        """The process's blocking client (thread-safe; redis-py renews its pool after fork)."""
+        if self._blocking is None:
+            with self._blocking_lock:
+                if self._blocking is None:
+                    self._blocking = sync_redis.Redis.from_url(
+                        self.url,
+                        max_connections=self.MAX_CONNECTIONS,
+                        socket_connect_timeout=self.CONNECT_TIMEOUT,
+                        socket_timeout=self.SOCKET_TIMEOUT,
+                        decode_responses=True,
+                        retry=BlockingRetry(ConstantBackoff(0.05), 1),
+                    )
+        return self._blocking
+
+    def _eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        client = self.blocking_client()
+        try:
+            try:
+                return client.evalsha(self._script(source).sha, len(keys), *keys, *args)
+            except redis_errors.NoScriptError:
+                client.script_load(source)
+                return client.evalsha(self._script(source).sha, len(keys), *keys, *args)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
 
     def _script(self, source: str) -> Any:
         script = self._scripts.get(source)
@@ -212,20 +269,46 @@ class RedisStore(Store):
     # -- event log ---------------------------------------------------------
 
     async def append(self, execution_id: str, event: str, data: str) -> int:
-        event_id = int(await self._eval(
-            _APPEND, self._log_keys(execution_id),
-            [event, data, self.history_max_events, max(1, int(self.history_ttl))],
-        ))
+        return self._appended(execution_id, await self._eval(
+            _APPEND, self._log_keys(execution_id), self._append_args(event, data)))
+
+    def append_blocking(self, execution_id: str, event: str, data: str,
+                        publish: tuple[str, bytes, bytes] | None = None) -> int:
+        """:meth:`append` for synchronous callers, in the calling thread.
+
+        With ``publish=(channel, head, tail)`` the same script also publishes
+        ``head + id + tail`` (id as big-endian uint64) to ``channel``: see
+        :func:`django_sse_exec.layers.publish_template`.
+        """
+        args = self._append_args(event, data)
+        if publish is not None:
+            args.extend(publish)
+        return self._appended(execution_id, self._eval_blocking(
+            _APPEND if publish is None else _APPEND_PUBLISH, self._log_keys(execution_id), args))
+
+    def _append_args(self, event: str, data: str) -> list[Any]:
+        return [event, data, self.history_max_events, max(1, int(self.history_ttl))]
+
+    @staticmethod
+    def _appended(execution_id: str, result: Any) -> int:
+        event_id = int(result)
         if event_id < 0:
             raise ExecutionClosed(f"execution {execution_id!r} is closed")
         return event_id
 
     async def close(self, execution_id: str) -> tuple[int, bool]:
-        event_id, first = await self._eval(
-            _CLOSE, self._log_keys(execution_id),
-            [self.history_max_events, max(1, int(self.closed_ttl))],
-        )
+        event_id, first = await self._eval(_CLOSE, self._log_keys(execution_id),
+                                           self._close_args())
         return int(event_id), bool(first)
+
+    def close_blocking(self, execution_id: str) -> tuple[int, bool]:
+        """:meth:`close` for synchronous callers, in the calling thread."""
+        event_id, first = self._eval_blocking(_CLOSE, self._log_keys(execution_id),
+                                              self._close_args())
+        return int(event_id), bool(first)
+
+    def _close_args(self) -> list[Any]:
+        return [self.history_max_events, max(1, int(self.closed_ttl))]
 
     async def read(self, execution_id: str, after: int = 0, upto: int | None = None) -> LogSlice:
         last, closed, first, items = await self._eval(
@@ -282,3 +365,6 @@ class RedisStore(Store):
         client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
+        if self._blocking is not None:
+            self._blocking.close()
+            self._blocking = None

@@ -1,0 +1,153 @@
+"""Measure sync ``send_sse_event`` on Redis against a plain redis-py PUBLISH loop.
+
+For each channels_redis layer (core and pub/sub) a fresh process configures
+Django, then alternates rounds of raw ``PUBLISH`` and of ``send_sse_event`` in
+the same run (so both see the same machine load) and counts Redis clients
+before the first send, after a warm-up and after all sends (total, and those
+whose socket belongs to this process). Usage::
+
+    .venv/bin/python bench/sync_send.py -n 100000            # both layers
+    .venv/bin/python bench/sync_send.py -n 20000 --layer pubsub --threads 4
+
+Needs a Redis at ``--redis-url`` (default ``$REDIS_URL`` or
+redis://127.0.0.1:6379/0); keys use a unique prefix and are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = {
+    "redis": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+
+
+def configure(layer: str, redis_url: str, prefix: str) -> None:
+    import django
+    from django.conf import settings
+
+    config = {"hosts": [{"address": redis_url, "socket_timeout": 30, "max_connections": 1000}],
+              "prefix": f"asgi_{prefix}"}
+    if layer == "redis":
+        config["capacity"] = 100_000
+    settings.configure(
+        INSTALLED_APPS=["channels", "django_sse_exec"],
+        CHANNEL_LAYERS={"default": {"BACKEND": LAYERS[layer], "CONFIG": config}},
+        SSE_EXEC={"KEY_PREFIX": prefix},
+    )
+    django.setup()
+
+
+def redis_clients(client: object) -> tuple[int, int]:
+    """(all clients of the Redis server, clients connected from this process)."""
+    import psutil
+
+    ours = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr}
+    listed = client.client_list()  # type: ignore[attr-defined]
+    mine = sum(1 for c in listed if int(c["addr"].rsplit(":", 1)[1]) in ours)
+    return len(listed), mine
+
+
+def run_threads(threads: int, count: int, func: object) -> float:
+    """Call ``func(i)`` ``count`` times split over ``threads`` threads; return seconds."""
+    share = count // threads
+
+    def work() -> None:
+        for i in range(share):
+            func(i)  # type: ignore[operator]
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - started
+
+
+def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> dict:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    configure(layer, redis_url, prefix)
+    import redis
+
+    from django_sse_exec import close_sse_connections, send_sse_event
+    from django_sse_exec.runner import publisher
+
+    raw = redis.Redis.from_url(redis_url)
+    payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()
+    execution = f"bench-{uuid.uuid4().hex[:8]}"
+    before = redis_clients(raw)
+    for i in range(200):  # warm-up: connections, scripts, caches
+        send_sse_event(execution, "tick", {"i": i})
+    publisher().flush(60)
+    warm = redis_clients(raw)
+    raw_time = send_time = 0.0
+    per_round = count // rounds
+    for _ in range(rounds):
+        raw_time += run_threads(threads, per_round,
+                                lambda i: raw.publish(f"{prefix}.raw", payload))
+        send_time += run_threads(threads, per_round, lambda i: send_sse_event(
+            execution, "task-start", {"taskId": f"task-{i}", "progress": i, "total": count}))
+    started = time.perf_counter()
+    publisher().flush(600)
+    drain = time.perf_counter() - started
+    after = redis_clients(raw)
+    last_id = close_sse_connections(execution)
+    keys = list(raw.scan_iter(f"{prefix}:*"))
+    if keys:
+        raw.delete(*keys)
+    sent = per_round * rounds
+    return {
+        "layer": layer, "sends": sent, "threads": threads,
+        "raw_rate": sent / raw_time, "send_rate": sent / send_time,
+        "ratio": raw_time / send_time, "drain_s": drain,
+        "ids_ok": last_id == 200 + sent + 1,
+        "clients_before": before, "clients_warm": warm, "clients_after": after,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--count", type=int, default=100_000)
+    parser.add_argument("--layer", choices=[*LAYERS, "both"], default="both")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL",
+                                                              "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.layer, args.count, args.threads, args.rounds,
+                               args.redis_url)))
+        return
+    results = []
+    for layer in LAYERS if args.layer == "both" else [args.layer]:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", "--layer", layer, "-n", str(args.count),
+             "--threads", str(args.threads), "--rounds", str(args.rounds),
+             "--redis-url", args.redis_url],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{'layer':7} {'sends':>7} {'thr':>3} {'PUBLISH/s':>10} {'send/s':>8} {'ratio':>6} "
+          f"{'drain s':>7} {'ids':>4} {'clients all/ours: before  warm  after':>40}")
+    for r in results:
+        clients = "  ".join(f"{a}/{o}" for a, o in
+                            (r["clients_before"], r["clients_warm"], r["clients_after"]))
+        print(f"{r['layer']:7} {r['sends']:7d} {r['threads']:3d} {r['raw_rate']:10.0f} "
+              f"{r['send_rate']:8.0f} {r['ratio']:6.2f} {r['drain_s']:7.2f} "
+              f"{'ok' if r['ids_ok'] else 'BAD':>4} {clients:>40}")
+
+
+if __name__ == "__main__":
+    main()

@@ -337,3 +337,40 @@ async def test_other_methods_are_refused(srv, secret_id):
     for method in ("POST", "PUT", "DELETE"):
         resp = httpx.request(method, url, timeout=30)
         assert_refused(resp, 405, "method not allowed")
+
+
+# -- 4b. execution ids never address Redis keys or groups outside the prefix ----------
+
+
+async def test_redis_keys_and_groups_stay_inside_the_prefix(make_server, requires_redis):
+    """Through a real Redis-backed server: every key an execution id produced is inside the
+    store's prefix (``<prefix>:{<id>}:<part>``) or is the layer's group ``<prefix>.<id>``."""
+    import redis
+
+    mark = f"k{uuid.uuid4().hex[:10]}"
+    prefix = f"sec_{mark}"
+    srv = make_server("daphne", env={"TEST_LAYER": "redis", "REDIS_URL": requires_redis,
+                                     "TEST_KEY_PREFIX": prefix})
+    ids = [mark, f"{mark}..x", f"{mark}.", f"{mark}-_.9", (mark + "x" * 64)[:64]]
+    client = redis.Redis.from_url(requires_redis)
+    try:
+        for execution_id in ids:
+            srv.send(execution_id, ("e", {"s": SECRET}))
+        srv.close(ids[1])
+        async with SSEClient(srv.base_url + stream_url(ids[0])) as stream:
+            await stream.wait_for(lambda ev: len(ev) >= 1)
+            for bad in (f"{mark}%3Aevil", f"%7B{mark}%7D", f"{mark}%2A", f"{mark}%7D:evil",
+                        f"{mark}%20evil", f"..%2F{mark}"):
+                assert_refused(get(srv, f"/sse/executions/{bad}/events?{token_query(mark)}"), 404)
+            keys = sorted(k.decode() for k in client.scan_iter(match=f"*{mark}*", count=1000))
+        store_keys = {f"{prefix}:{{{i}}}:{part}" for i in ids for part in ("last", "events", "closed", "members")}
+        group_keys = {f"asgi_{prefix}:group:{prefix}.{i}" for i in ids}
+        assert keys, "the server wrote nothing to Redis"
+        assert {f"{prefix}:{{{i}}}:last" for i in ids} <= set(keys)
+        assert f"asgi_{prefix}:group:{prefix}.{ids[0]}" in keys
+        assert set(keys) <= store_keys | group_keys, set(keys) - store_keys - group_keys
+        assert not [k for k in keys if "evil" in k or "*" in k]
+    finally:
+        for key in client.scan_iter(match=f"*{mark}*", count=1000):
+            client.delete(key)
+        client.close()

@@ -152,3 +152,16 @@ def test_last_event_id_is_a_small_non_negative_int_or_none(value):
     if parsed is not None:
         assert 0 <= parsed < 10**18 and parsed == int(value.strip())
         assert value.strip().isascii() and value.strip().isdigit()
+
+
+@FAST
+@given(execution_id=st.from_regex(EXECUTION_ID_RE, fullmatch=True),
+       part=st.sampled_from(["last", "events", "closed", "members"]))
+def test_redis_keys_of_accepted_ids_stay_inside_the_prefix(execution_id, part):
+    from django_sse_exec.store.redis import RedisStore
+
+    store = RedisStore(url="redis://127.0.0.1:6379/0", prefix="app")
+    key = store.key(validate_execution_id(execution_id), part)
+    assert key == f"app:{{{execution_id}}}:{part}"
+    assert key.count("{") == key.count("}") == 1  # one hash tag, exactly the id
+    assert not any(c in execution_id for c in "*?[]:{} \\")  # no glob, separator or tag

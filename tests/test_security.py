@@ -138,6 +138,18 @@ async def test_tampered_token(srv, secret_id):
         assert_refused(resp, 403, "invalid token")
 
 
+async def test_refusals_do_not_reveal_whether_an_execution_exists(srv, secret_id):
+    """Authorisation runs before the log is read: closed, open and unknown look alike."""
+    srv.close(secret_id)
+    unknown = f"{secret_id}-never-used"
+    for execution_id in (secret_id, unknown):
+        assert_refused(get(srv, events_path(execution_id), headers={"Last-Event-ID": "99"}), 403,
+                       "missing token")
+        assert_refused(get(srv, f"{events_path(execution_id)}?{token_query(execution_id + 'x')}"),
+                       403, "token is for another execution")
+    assert get(srv, stream_url(secret_id), headers={"Last-Event-ID": "99"}).status_code == 204
+
+
 async def test_token_of_another_execution(srv, secret_id):
     other = f"{secret_id}-other"
     assert_refused(get(srv, f"{events_path(secret_id)}?{token_query(other)}"), 403,

@@ -1,0 +1,288 @@
+"""The demo dashboard in real headless Chromium, against real daphne servers.
+
+A run reaches 100 % with its summary; a reload mid-run loses and repeats no
+task; two tabs show "2 watching"; Cancel ends the run; a server restart mid-run
+is survived. Screenshots of the finished dashboard (desktop and phone) are saved
+under ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import ROOT, Server, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+#: Keep Chromium off the network (updates, sync, field trials) and out of the GPU.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+DESKTOP = {"width": 1200, "height": 900}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 30_000
+
+# Reading the page's state (window.dashboard is the dashboard's own view model).
+STATE_JS = """() => ({ids: dashboard.eventIds, completed: dashboard.completed,
+                      total: dashboard.total, status: dashboard.status})"""
+ROWS_JS = "els => els.map(e => [e.dataset.taskId || null, e.dataset.status])"
+VIEWERS_JS = "() => document.getElementById('viewers').textContent.replace(/\\s+/g, ' ')"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module; missing Chromium skips, or fails in CI."""
+    if not os.access(CHROMIUM, os.X_OK):
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must run the browser tests")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Dashboard:
+    """A tab on the dashboard, with the few actions and reads the tests need."""
+
+    def __init__(self, browser: Any, base_url: str, viewport: dict[str, int] = DESKTOP) -> None:
+        self.base_url = base_url
+        self.context = browser.new_context(viewport=viewport, device_scale_factor=1)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def open(self, execution_id: str | None = None) -> "Dashboard":
+        self.page.goto(self.base_url + (f"/?execution={execution_id}" if execution_id else "/"))
+        return self
+
+    def start(self, tasks: int, speed: str = "Fast", fail_percent: int = 0) -> str:
+        """Fill the form, press Start, and return the new execution's id."""
+        page = self.page
+        page.fill("#tasks", str(tasks))
+        page.eval_on_selector("#fail-rate", """(el, value) => {
+            el.value = value; el.dispatchEvent(new Event("input", {bubbles: true})); }""",
+                              str(fail_percent))
+        page.click(f".speed label:has-text('{speed}')")
+        page.click("#start")
+        page.wait_for_function("() => dashboard.executionId && dashboard.status === 'running'")
+        return page.evaluate("() => dashboard.executionId")
+
+    def state(self) -> dict[str, Any]:
+        return self.page.evaluate(STATE_JS)
+
+    def rows(self) -> list[list[str | None]]:
+        return self.page.eval_on_selector_all("#task-list li", ROWS_JS)
+
+    def wait_completed(self, at_least: int, timeout: float = TIMEOUT_MS) -> None:
+        self.page.wait_for_function(f"() => dashboard.completed >= {at_least}", timeout=timeout)
+
+    def wait_finished(self, status: str | None = None, timeout: float = TIMEOUT_MS) -> None:
+        """Wait for the summary and the closed stream (``status``: the run's final status)."""
+        statuses = [status] if status else ["success", "failed", "cancelled"]
+        self.page.wait_for_function(
+            """statuses => statuses.includes(dashboard.status)
+                && !document.getElementById('summary').hidden
+                && document.getElementById('conn-state').dataset.state === 'closed'""",
+            arg=statuses, timeout=timeout)
+
+    def wait_viewers(self, count: int) -> None:
+        """Wait until the page shows "<count> watching"."""
+        self.page.wait_for_function(f"() => ({VIEWERS_JS})() === '{count} watching'"
+                                    " && !document.getElementById('viewers').hidden")
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def dashboards(browser: Any) -> Iterator[Any]:
+    """``dashboards(base_url, viewport=...)`` opens tabs; all are closed after the test."""
+    opened: list[Dashboard] = []
+
+    def make(base_url: str, viewport: dict[str, int] = DESKTOP) -> Dashboard:
+        tab = Dashboard(browser, base_url, viewport)
+        opened.append(tab)
+        return tab
+
+    yield make
+    for tab in opened:
+        tab.close()
+    errors = [e for tab in opened for e in tab.errors]
+    assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+def assert_whole_run(tab: Dashboard, total: int) -> list[int]:
+    """Every task shown once, in order, ended; event ids 1..n with no gap or repeat."""
+    rows = tab.rows()
+    assert [r[0] for r in rows] == [f"task-{i}" for i in range(1, total + 1)]
+    state = tab.state()
+    ids = state["ids"]
+    assert ids == list(range(1, len(ids) + 1)), ids
+    assert len(ids) == 2 * total + 3  # start, 2 per task, complete, stream-closed
+    return ids
+
+
+def test_run_reaches_100_percent_with_summary_and_screenshots(server, dashboards):
+    tab = dashboards(server.base_url).open()
+    assert tab.page.inner_text("#conn-state") == "Idle"
+    execution_id = tab.start(tasks=10, speed="Fast", fail_percent=20)
+    assert f"execution={execution_id}" in tab.page.url
+    tab.wait_finished()
+    assert tab.page.get_attribute("#progress", "aria-valuenow") == "100"
+    assert tab.page.inner_text("#progress-text").replace("\u00a0", " ") == "100 %"
+    assert_whole_run(tab, 10)
+    statuses = [status for _, status in tab.rows()]
+    assert set(statuses) <= {"success", "failed"}
+    assert tab.page.inner_text("#sum-successful") == str(statuses.count("success"))
+    assert tab.page.inner_text("#sum-failed") == str(statuses.count("failed"))
+    expected = "failed" if "failed" in statuses else "success"
+    assert tab.page.get_attribute("#status", "data-status") == expected
+    assert tab.page.inner_text("#conn-state") == "Ended"
+    recent = tab.page.locator(f"#recent a[data-execution-id='{execution_id}']")
+    recent.wait_for()
+    assert "current" in (recent.get_attribute("class") or "")
+    tab.screenshot("dashboard.png")
+
+    # Opening the finished execution replays it: same tasks, same summary, on a phone.
+    phone = dashboards(server.base_url, PHONE).open(execution_id)
+    phone.wait_finished(expected)
+    assert phone.rows() == tab.rows()
+    assert phone.state()["ids"] == tab.state()["ids"]
+    width = phone.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], "the dashboard scrolls sideways on a phone"
+    phone.screenshot("dashboard-phone.png")
+
+
+def test_reload_mid_run_loses_and_repeats_no_task(server, dashboards):
+    tab = dashboards(server.base_url).open()
+    tab.start(tasks=12, speed="Normal")
+    tab.wait_completed(3)
+    tab.page.reload()
+    before = tab.state()["completed"]
+    tab.page.wait_for_function("() => dashboard.status === 'running' && dashboard.completed >= 3")
+    assert tab.page.get_attribute("#conn-state", "data-state") in ("live", "connecting")
+    tab.wait_finished("success")
+    assert before <= 12
+    assert_whole_run(tab, 12)
+    assert [status for _, status in tab.rows()] == ["success"] * 12
+
+
+def test_two_tabs_show_two_watching(server, dashboards):
+    first = dashboards(server.base_url).open()
+    execution_id = first.start(tasks=60, speed="Normal")
+    try:
+        second = dashboards(server.base_url).open(execution_id)
+        for tab in (first, second):
+            tab.wait_viewers(2)
+        second.close()
+        first.wait_viewers(1)
+    finally:
+        if first.page.is_visible("#cancel"):
+            first.page.click("#cancel")
+            first.wait_finished("cancelled")
+
+
+def test_cancel_shows_the_cancelled_state(server, dashboards):
+    tab = dashboards(server.base_url).open()
+    tab.start(tasks=40, speed="Normal")
+    tab.wait_completed(2)
+    tab.page.click("#cancel")
+    tab.wait_finished("cancelled")
+    state = tab.state()
+    statuses = [status for _, status in tab.rows()]
+    assert len(statuses) == 40
+    assert "running" not in statuses and "pending" not in statuses
+    done = statuses.count("success") + statuses.count("failed")
+    assert done == state["completed"] and statuses.count("cancelled") == 40 - done > 0
+    assert tab.page.inner_text("#sum-cancelled") == str(40 - done)
+    assert tab.page.is_hidden("#cancel")
+    ids = state["ids"]
+    assert ids == list(range(1, len(ids) + 1))
+    # Nothing arrives after the cancellation (the run really stopped).
+    tab.page.wait_for_timeout(1000)
+    assert tab.state()["ids"] == ids
+
+
+def _sender(env: dict[str, str], execution_id: str, tasks: int, delay_ms: int) -> Any:
+    """Run the execution from another process with the sync helpers; collect its output."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "simulate_execution", "--id", execution_id,
+         "--tasks", str(tasks), "--delay-ms", str(delay_ms)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.lines = []  # type: ignore[attr-defined]
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            proc.lines.append(line.rstrip())  # type: ignore[attr-defined]
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc
+
+
+def _sent_count(proc: Any) -> int:
+    return sum(1 for line in proc.lines if line.startswith("sent "))
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_page_resumes_after_server_restart(requires_redis, dashboards):
+    prefix = f"t5-{uuid.uuid4().hex[:10]}"
+    env = {"TEST_LAYER": "redis", "REDIS_URL": requires_redis, "TEST_KEY_PREFIX": prefix}
+    port = free_port()  # fixed, so the page's EventSource reconnects to the same address
+    execution_id = f"restart-{uuid.uuid4().hex[:10]}"
+    tasks = 24
+    server = Server("daphne", env=env, port=port).start()
+    sender = None
+    try:
+        tab = dashboards(server.base_url).open(execution_id)
+        tab.page.wait_for_function(
+            "() => document.getElementById('conn-state').dataset.state === 'live'")
+        sender = _sender({**server.env}, execution_id, tasks, delay_ms=400)
+        tab.wait_completed(3)
+        server.stop()
+        tab.page.wait_for_function(
+            "() => document.getElementById('conn-state').dataset.state === 'reconnecting'")
+        down_at = _sent_count(sender)
+        _wait(lambda: _sent_count(sender) >= down_at + 4, 30, "events sent while down")
+        assert tab.state()["completed"] < tasks
+        server = Server("daphne", env=env, port=port).start()
+        tab.wait_finished("success", timeout=60_000)
+        assert_whole_run(tab, tasks)
+        assert sender.wait(30) == 0, "\n".join(sender.lines)
+    finally:
+        if sender is not None and sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        server.stop()
+        import redis
+
+        client = redis.Redis.from_url(requires_redis)
+        keys = list(client.scan_iter(match=f"*{prefix}*"))
+        if keys:
+            client.delete(*keys)

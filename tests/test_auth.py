@@ -91,6 +91,15 @@ def test_tokens_signed_for_other_purposes_or_keys_are_invalid():
     assert check_token(signing.dumps({"e": EID, "x": "never"}, salt=SALT), EID) == "invalid token"
 
 
+def test_tokens_survive_a_key_rotation_through_fallbacks():
+    old_key = "the-previous-secret-key-of-this-deployment-0123456789"
+    with override_settings(SECRET_KEY=old_key):
+        token = make_token(EID)
+    with override_settings(SECRET_KEY_FALLBACKS=[old_key]):
+        assert check_token(token, EID) is None
+    assert check_token(token, EID) == "invalid token"
+
+
 def test_user_bound_token():
     token = make_token(EID, user=user(5))
     assert check_token(token, EID, user_pk=5) is None

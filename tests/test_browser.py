@@ -107,7 +107,7 @@ class Dashboard:
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=True, animations="disabled")
         return path
 
     def close(self) -> None:
@@ -221,6 +221,47 @@ def test_cancel_shows_the_cancelled_state(server, dashboards):
     # Nothing arrives after the cancellation (the run really stopped).
     tab.page.wait_for_timeout(1000)
     assert tab.state()["ids"] == ids
+
+
+CLIENT_JS = """([url, after]) => {
+    const t = window.t = {steps: [], resets: [], states: [], errors: [], closed: []};
+    t.stream = SSEExec.connect(url + "&last_event_id=" + after, {
+        handlers: {
+            step: (data, meta) => t.steps.push([Number(meta.id), data.n]),
+            boom: () => { throw new Error("handler bug"); },
+            "stream-closed": (data) => t.closed.push(data),
+        },
+        onReset: (data) => t.resets.push(data),
+        onStateChange: (state) => t.states.push(state),
+        onError: (error, context) => t.errors.push(context + ": " + error.message),
+    });
+}"""
+
+
+def test_js_client_contract(make_server, dashboards, execution_id):
+    """sse-exec.js: handlers, stream-reset, unknown events, failing handlers, close, 204."""
+    from django_sse_exec import stream_url
+
+    server = make_server("daphne", sse_exec={"HISTORY_MAX_EVENTS": 5})
+    server.send(execution_id, *[("step", {"n": n}) for n in range(1, 11)])
+    page = dashboards(server.base_url).open().page
+    url = stream_url(execution_id)
+    page.evaluate(CLIENT_JS, [url, 2])  # ids 3..5 were trimmed: stream-reset, then 6..10
+    page.wait_for_function("() => t.steps.length === 5")
+    assert page.evaluate("() => t.steps") == [[n, n] for n in range(6, 11)]
+    assert page.evaluate("() => t.resets.length") == 1
+    assert page.evaluate("() => [t.stream.state, t.stream.lastEventId]") == ["live", "10"]
+    server.send(execution_id, ("unknown-event", {"n": 0}), ("boom", {}), ("step", {"n": 11}))
+    page.wait_for_function("() => t.steps.length === 6")  # went on past both
+    assert page.evaluate("() => t.errors") == ["handler for boom: handler bug"]
+    last = server.close(execution_id)
+    page.wait_for_function("() => t.stream.state === 'closed'")
+    assert page.evaluate("() => t.closed") == [{"executionId": execution_id, "lastEventId": last}]
+    assert page.evaluate("() => [t.stream.lastEventId, t.states]") == [str(last), ["live", "closed"]]
+    # Past the end the server answers 204: EventSource gives up, the client says closed.
+    page.evaluate(CLIENT_JS, [url, last])
+    page.wait_for_function("() => t.stream.state === 'closed'")
+    assert page.evaluate("() => [t.steps, t.closed, t.states]") == [[], [], ["closed"]]
 
 
 def _sender(env: dict[str, str], execution_id: str, tasks: int, delay_ms: int) -> Any:

@@ -64,6 +64,9 @@
     view.tasks.forEach(function (t) { if (t.status === "failed") { failed++; } });
     $("progress-count").textContent = view.completed + " of " + view.total + " tasks" +
       (failed ? " · " + failed + " failed" : "");
+    // The share of the filled bar that succeeded (a failed run shows green, then red).
+    var ended = Math.max(1, view.completed);
+    $("progress-bar").style.setProperty("--ok", Math.round(100 * (ended - failed) / ended) + "%");
   }
 
   function renderTasks() {

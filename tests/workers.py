@@ -1,4 +1,10 @@
-"""Start a real Celery worker as a subprocess, isolated on its own queue.
+"""Real processes besides the servers: a Celery worker and a plain sender process.
+
+``redis_env`` gives the environment that points a server, worker or sender at
+one Redis with a channels_redis layer and a key prefix of its own (so runs never
+collide); ``run_sender`` runs a short script with the sync helpers in a fresh
+process; ``CeleryWorker`` starts a real Celery worker as a subprocess, isolated
+on its own queue.
 
 The worker runs the example project's Celery app with ``tests.settings`` (so the
 channel layer and event store are selected by the same ``TEST_LAYER`` /
@@ -17,12 +23,58 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from tests.server import ROOT, VENV_BIN
+
+
+def redis_env(redis_url: str, layer: str = "redis", prefix: str | None = None,
+              **extra: str) -> dict[str, str]:
+    """Environment for ``tests.settings`` on Redis: ``layer`` is "redis" (core) or "pubsub".
+
+    ``prefix`` (default: a new unique one) prefixes every Redis key and group.
+    """
+    return {"TEST_LAYER": layer, "REDIS_URL": redis_url,
+            "TEST_KEY_PREFIX": prefix or f"t{uuid.uuid4().hex[:10]}", **extra}
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Remove every key a run with ``prefix`` left in Redis (store and channel layer)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{prefix}:*", f"asgi_{prefix}*"):
+            keys = list(client.scan_iter(pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start:start + 500])
+    finally:
+        client.close()
+
+
+def run_sender(env: dict[str, str], code: str, timeout: float = 60) -> Any:
+    """Run ``code`` in a fresh Django process (``tests.settings`` + ``env``).
+
+    The code can use ``sse`` (the public API) and ``emit(value)``; the last value
+    emitted is returned (JSON round trip). Raises with the output on failure.
+    """
+    script = "import json, django\ndjango.setup()\nimport django_sse_exec as sse\n" \
+             "def emit(value):\n    print('RESULT ' + json.dumps(value), flush=True)\n" \
+             + textwrap.dedent(code)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT),
+             **env})
+    if proc.returncode != 0:
+        raise RuntimeError(f"sender failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    results = [line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(results[-1]) if results else None
 
 
 class CeleryWorker:

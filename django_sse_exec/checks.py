@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from typing import Any
 
@@ -15,8 +16,10 @@ from .conf import DEFAULTS, sse_settings
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery."""
-    from .layers import is_memory_layer
+    """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
+    memory store + Redis layer."""
+    from .layers import is_memory_layer, is_redis_layer
+    from .store import backend_path
 
     messages: list[CheckMessage] = []
     for key in sse_settings.unknown_keys():
@@ -32,8 +35,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="django_sse_exec.W002",
         ))
     messages.extend(check_policy())
-    uses_celery = importlib.util.find_spec("celery") is not None and any(
-        name.startswith("CELERY") for name in dir(settings)
+    uses_celery = importlib.util.find_spec("celery") is not None and (
+        any(name.startswith("CELERY") for name in dir(settings))
+        or bool(os.environ.get("CELERY_BROKER_URL"))
     )
     if uses_celery and is_memory_layer():
         messages.append(Warning(
@@ -42,6 +46,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             hint="Use channels_redis (CHANNEL_LAYERS BACKEND "
                  "'channels_redis.core.RedisChannelLayer'); the event store follows it to Redis.",
             id="django_sse_exec.W004",
+        ))
+    if is_redis_layer() and backend_path() == "django_sse_exec.store.memory.MemoryStore":
+        messages.append(Warning(
+            "SSE_EXEC['STORE'] is 'memory' but the channel layer is channels_redis: each "
+            "process would assign its own event ids and count only its own streams",
+            hint="Remove SSE_EXEC['STORE'] (\"auto\" picks Redis) or set it to \"redis\".",
+            id="django_sse_exec.W005",
         ))
     return messages
 

@@ -260,7 +260,7 @@
         var left = el("span");
         left.appendChild(el("code", "", e.executionId));
         left.appendChild(el("span", "meta", e.completed + " of " + e.total + " tasks · " +
-          new Date(e.created).toLocaleTimeString()));
+          new Date(e.created).toLocaleTimeString([], {hour12: false})));
         a.appendChild(left);
         a.appendChild(el("span", "badge badge-" + e.status, STATUS_LABELS[e.status] || e.status));
         li.appendChild(a);

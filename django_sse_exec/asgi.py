@@ -41,7 +41,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
@@ -153,14 +153,15 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, execution_id:
     try:
         request = _build_request(scope)
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the view
-    except DisallowedHost:
+        # Parsing the query may raise TooManyFieldsSent: a 400, as Django gives the view.
+        last_event_id = last_event_id_of(request.headers.get("Last-Event-ID"),
+                                         request.GET.get("last_event_id"))
+    except SuspiciousOperation:  # DisallowedHost, TooManyFieldsSent, ...
         await _respond(send, 400, b"Bad Request")
         return
     except UnicodeDecodeError:
         await _respond(send, 400, b"Bad Request")
         return
-    last_event_id = last_event_id_of(request.headers.get("Last-Event-ID"),
-                                     request.GET.get("last_event_id"))
     try:
         outcome = await open_stream(request, execution_id, last_event_id)
     except Exception:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from django_sse_exec import stream_url
+from tests.conftest import entry_point_env
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
 
@@ -43,13 +44,14 @@ def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def servers(db_env: dict[str, str]) -> Iterator[Callable[[str], Server]]:
-    """``servers(policy)``: a daphne using that AUTHORIZE policy, started once per module."""
+def servers(db_env: dict[str, str], entry_point: str) -> Iterator[Callable[[str], Server]]:
+    """``servers(policy)``: a daphne using that AUTHORIZE policy, started once per entry point
+    (the Django view and the ASGI fast path are both attacked)."""
     started: dict[str, Server] = {}
 
     def get(policy: str = "django_sse_exec.auth.signed_token") -> Server:
         if policy not in started:
-            started[policy] = Server("daphne", env=db_env,
+            started[policy] = Server("daphne", env={**db_env, **entry_point_env(entry_point)},
                                      sse_exec={"AUTHORIZE": policy, "KEEPALIVE": 30}).start()
         return started[policy]
 

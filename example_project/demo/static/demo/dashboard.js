@@ -17,7 +17,8 @@
 
   var view = {
     executionId: null, stream: null, total: 0, completed: 0, status: "pending",
-    tasks: new Map(), summary: null, eventIds: [], viewers: null, timer: null,
+    tasks: new Map(), summary: null, eventIds: [], viewers: null, cancellable: false,
+    timer: null,
   };
   window.dashboard = view;
 
@@ -52,7 +53,8 @@
     badge.dataset.status = status;
     badge.textContent = STATUS_LABELS[status] || status;
     $("execution").dataset.status = status;
-    $("cancel").hidden = status !== "running";
+    // Only runs started by this server can be cancelled from here.
+    $("cancel").hidden = status !== "running" || !view.cancellable;
   }
 
   function renderProgress() {
@@ -202,6 +204,7 @@
     view.executionId = executionId;
     view.eventIds = [];
     view.viewers = null;
+    view.cancellable = false;
     $("empty").hidden = true;
     $("execution").hidden = false;
     $("execution-id").textContent = executionId;
@@ -225,6 +228,8 @@
     }).then(function (info) {
       if (!info || id !== view.executionId) { return; }
       view.viewers = info.viewers;
+      view.cancellable = info.status === "running";
+      $("cancel").hidden = view.status !== "running" || !view.cancellable;
       $("viewers-count").textContent = info.viewers;
       setConnState(view.stream ? view.stream.state : "idle");
     }).catch(function () { /* the server is restarting; the next poll retries */ });

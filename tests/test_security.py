@@ -262,7 +262,7 @@ async def test_allow_any_policy_is_open_and_the_check_warns(servers, secret_id):
 @pytest.mark.parametrize("bad_path", [
     "%2E%2E", "%2E", "..%2Fx", "a%3Ab", "%2A", "a%2A", "%7Bx%7D", "a%20b", "%20a", "a%09b",
     "a%00b", "a%0Ab", "a%0D%0Aevent:%20x", "exec%E2%80%901", "ex%D0%B5c", "%EF%BD%81",
-    "-x", "_x", "a" * 65, "a" * 5000,
+    "%FF", "%C0%AE%C0%AE", "%25", "-x", "_x", "a" * 65, "a" * 5000,
 ])
 async def test_malformed_execution_ids_are_404(srv, bad_path):
     resp = get(srv, f"/sse/executions/{bad_path}/events?token=x")

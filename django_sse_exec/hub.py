@@ -51,7 +51,7 @@ class Subscriber:
     """
 
     __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
-                 "catch_up_to", "_waiter", "_loop", "end_reason", "expires_at",
+                 "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
     def __init__(self, execution_id: str, member: str, limit: int) -> None:
@@ -65,6 +65,8 @@ class Subscriber:
         self.catch_up_to = 0
         self._waiter: asyncio.Future[bool] | None = None
         self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         #: Why the stream must end ("shutdown", "lifetime", "slow client"), or None.
         self.end_reason: str | None = None
         #: Loop time after which the stream is rotated (None: never).
@@ -132,17 +134,34 @@ class Subscriber:
         return now - self.progress_at > timeout
 
     async def wait(self, timeout: float) -> bool:
-        """Wait until something is pending; False after ``timeout`` seconds of nothing."""
+        """Wait until something is pending; False after ``timeout`` seconds of nothing.
+
+        One timer per stream is re-armed lazily (not one created and cancelled
+        per event): with events every few ms, the timer fires about once per
+        ``timeout`` instead of costing two heap operations per event.
+        """
         if self.pending():
             return True
-        waiter = self._loop.create_future()
+        loop = self._loop
+        waiter = loop.create_future()
         self._waiter = waiter
-        timer = self._loop.call_later(timeout, _resolve, waiter, False)
+        self._deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
         try:
             return await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait() arms a new timer
+        if self._loop.time() >= self._deadline:
+            waiter.set_result(False)
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     def take(self) -> tuple[list[Item], int, bool]:
         """Everything pending: (items, catch-up id, overflowed), and reset."""
@@ -160,13 +179,14 @@ def _resolve(future: asyncio.Future[bool], value: bool) -> None:
 class _Group:
     """Local state of one execution: its subscribers and whether we joined its group."""
 
-    __slots__ = ("subscribers", "joined", "lock", "seen")
+    __slots__ = ("subscribers", "joined", "lock", "seen", "suspect")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self.joined = False
         self.lock = asyncio.Lock()
         self.seen = 0  # highest event id dispatched for this execution
+        self.suspect = 0  # the log's last id when a sweep last found it ahead of `seen`
 
 
 class Hub:
@@ -422,16 +442,30 @@ class Hub:
                 logger.exception("SSE hub maintenance failed; will retry")
 
     async def _repair_sweep(self) -> None:
-        """Wake streams whose execution's log is ahead of what the hub received."""
+        """Wake streams whose execution's log is ahead of what the hub received.
+
+        An event is in the log a moment before it arrives on the channel, so a
+        log ahead of the hub is only suspect at first; the streams are told to
+        catch up (each reads the log) when the next sweep finds it still ahead.
+        Waking every stream of a busy execution on a race would cost one log
+        read per stream.
+        """
         if not self._groups:
             return
         last_ids = await self.store.last_ids(list(self._groups))
         for execution_id, last_id in last_ids.items():
             group = self._groups.get(execution_id)
-            if group is not None and last_id > group.seen:
+            if group is None:
+                continue
+            if last_id <= group.seen:
+                group.suspect = 0
+            elif group.suspect > group.seen:
                 group.seen = last_id
+                group.suspect = 0
                 for sub in group.subscribers:
                     sub.catch_up(last_id)
+            else:
+                group.suspect = last_id
 
     async def _heartbeat(self) -> None:
         members = [(g_id, sub.member) for g_id, g in self._groups.items() for sub in g.subscribers]

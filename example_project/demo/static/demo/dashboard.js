@@ -168,7 +168,11 @@
     "task-fail": function (data) { taskEnded(data); },
     "execution-complete": finish,
     "execution-cancelled": finish,
-    "stream-reset": function () { resetView(); },
+    "stream-reset": function () {
+      resetView();
+      showMessage("The server no longer has this execution's earlier events (history " +
+                  "trimmed, or an in-memory server restarted); showing what it still has.");
+    },
     "stream-closed": function () { stopViewers(); render(); },
   };
 

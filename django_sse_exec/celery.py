@@ -1,0 +1,279 @@
+"""Report Celery tasks, chains and groups to an execution's stream with no hand-written events.
+
+Needs the ``celery`` extra. Give tasks the base class :class:`ExecutionTask` and
+start them with :func:`start_execution`::
+
+    @shared_task(bind=True, base=ExecutionTask)
+    def import_rows(self, rows):
+        for n, row in enumerate(rows, 1):
+            save(row)
+            self.progress(n, len(rows), f"row {n}")
+
+    start_execution(chain(fetch.s(url), import_rows.s()), "exec-42")
+
+:func:`start_execution` counts the tasks, stamps each with the execution id (a
+message header that survives retries), and emits ``execution-start``. Each task
+then reports itself from the worker: ``task-start`` per attempt (``attempt``
+and ``retry: true`` from the second on), ``task-retry`` when an attempt fails
+and another is scheduled, ``task-complete`` or ``task-fail``. The task whose
+end completes the execution emits ``execution-complete`` (``status: "failed"``
+if any task failed) and closes the stream. A failure in a chain counts the
+rest of the chain as skipped, so the execution still ends.
+
+Tasks run in different processes, so nobody holds the execution in memory:
+every report rebuilds it from the execution's event log
+(:meth:`~django_sse_exec.reporter.ExecutionState.from_events`). Ids in the log
+are assigned atomically, so exactly one task sees its own end as the last one.
+Keep ``HISTORY_MAX_EVENTS`` above the number of events one execution emits
+(``progress`` is throttled to one event per :data:`PROGRESS_INTERVAL` per task).
+
+A worker process that dies mid-task (``WorkerLostError``) is reported from the
+worker's main process through the ``task_failure`` signal. Reporting problems
+(e.g. Redis unreachable) are logged and never fail the task itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from celery import Task, signals
+from celery.canvas import Signature, _chain, _chord, group, maybe_signature
+from celery.exceptions import Retry
+
+from .api import close_sse_connections, send_sse_event
+from .exceptions import ExecutionClosed
+from .reporter import ExecutionState, Message
+from .runner import run_sync
+from .store import get_store
+from .wire import encode_data, validate_execution_id
+
+logger = logging.getLogger("django_sse_exec")
+
+#: Message header carrying the execution id of a task.
+EXECUTION_HEADER = "sse_execution_id"
+#: Optional message header with the task's title (default: the task's name).
+TITLE_HEADER = "sse_task_title"
+#: Seconds between ``progress`` events of one task (the last step always goes out).
+PROGRESS_INTERVAL = 0.25
+#: A task's return value joins its ``task-complete`` payload when its JSON is this small.
+RESULT_MAX_BYTES = 2048
+
+
+def iter_tasks(sig: Any) -> Iterator[Signature]:
+    """The task signatures of a canvas (a task, chain, group or chord), in order."""
+    sig = maybe_signature(sig)
+    if isinstance(sig, _chord):
+        yield from iter_tasks(sig.tasks)
+        yield from iter_tasks(sig.body)
+    elif isinstance(sig, (_chain, group)):
+        for task in sig.tasks:
+            yield from iter_tasks(task)
+    elif isinstance(sig, (list, tuple)):
+        for task in sig:
+            yield from iter_tasks(task)
+    elif sig is not None:
+        yield sig
+
+
+def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
+    """Run ``sig`` as the execution ``execution_id``, reported to its stream; returns the AsyncResult.
+
+    Every task in ``sig`` should use :class:`ExecutionTask` (others run but are
+    not reported, and the execution then never completes). ``options`` go to
+    ``sig.apply_async``. Give a task a title with
+    ``sig.set(headers={TITLE_HEADER: "Fetch the data"})``.
+
+    Synchronous (it publishes to the broker): from async code, call it through
+    ``asgiref.sync.sync_to_async``. If publishing fails the execution is ended
+    as failed and closed, and the error is raised.
+    """
+    validate_execution_id(execution_id)
+    tasks = list(iter_tasks(sig))
+    for task in tasks:
+        headers = dict(task.options.get("headers") or {})
+        headers[EXECUTION_HEADER] = execution_id
+        task.set(headers=headers)
+    state = ExecutionState(execution_id, total=len(tasks))
+    _send(execution_id, state.start())
+    try:
+        return sig.apply_async(**options)
+    except Exception as exc:
+        _finish(execution_id, state, exc)
+        raise
+
+
+def execution_of(request: Any) -> str | None:
+    """The execution id a task request was started in, or None."""
+    value = getattr(request, EXECUTION_HEADER, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(EXECUTION_HEADER)
+    return value if isinstance(value, str) else None
+
+
+class ExecutionTask(Task):
+    """Base class of tasks that report their lifecycle to the execution they run in.
+
+    Outside an execution (called directly, or sent without
+    :func:`start_execution`) the task runs as usual and reports nothing.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        execution_id = execution_of(request)
+        if execution_id is None or request.id is None:
+            return super().__call__(*args, **kwargs)
+        # The worker has pushed this call's request; Task.__call__ would push an empty one.
+        started = time.monotonic()
+        request.sse_progress_at = 0.0
+        _safely(_report_start, self, execution_id)
+        try:
+            result = self.run(*args, **kwargs)
+        except Retry as exc:
+            _safely(_report_retry, self, execution_id, exc, started)
+            raise
+        except BaseException as exc:
+            _safely(_report_end, self, execution_id, started, error=exc)
+            raise
+        _safely(_report_end, self, execution_id, started, result=result)
+        return result
+
+    def progress(self, current: int | float, total: int | float | None = None,
+                 message: str | None = None) -> None:
+        """Emit ``progress`` for this task (at most every :data:`PROGRESS_INTERVAL` s).
+
+        Does nothing outside an execution.
+        """
+        request = self.request
+        execution_id = execution_of(request)
+        if execution_id is None or request.id is None:
+            return
+        now = time.monotonic()
+        last = getattr(request, "sse_progress_at", 0.0)
+        if now - last < PROGRESS_INTERVAL and not (total is not None and current >= total):
+            return
+        request.sse_progress_at = now
+        message_ = ExecutionState(execution_id).progress(current, total, message,
+                                                         task_id=request.id)
+        _safely(_send, execution_id, message_)
+
+
+# -- reporting (each call rebuilds the execution from its log) ------------------------
+
+
+def _send(execution_id: str, message: Message) -> int:
+    event, data = message
+    return send_sse_event(execution_id, event, data)
+
+
+def _read_state(execution_id: str, upto: int | None = None) -> ExecutionState:
+    log = run_sync("read", get_store().read, execution_id, 0, upto)
+    return ExecutionState.from_events(execution_id, log.events)
+
+
+def _title(task: Task) -> str:
+    headers = getattr(task.request, "headers", None) or {}
+    return str(getattr(task.request, TITLE_HEADER, None) or headers.get(TITLE_HEADER) or task.name)
+
+
+def _attempt(task: Task) -> int:
+    return int(task.request.retries or 0) + 1
+
+
+def _report_start(task: Task, execution_id: str) -> None:
+    state = _read_state(execution_id)
+    _send(execution_id, state.task_start(task.request.id, _title(task), attempt=_attempt(task)))
+
+
+def _report_retry(task: Task, execution_id: str, exc: Retry, started: float) -> None:
+    state = _read_state(execution_id)
+    reason = exc.exc if exc.exc is not None else (exc.excs or exc.message or "retry")
+    extra: dict[str, Any] = {"duration": int((time.monotonic() - started) * 1000)}
+    if exc.when is not None:
+        extra["retryIn"] = exc.humanize()
+    event, data = state.task_retry(task.request.id, reason, attempt=_attempt(task))
+    _send(execution_id, (event, {**data, **extra}))
+
+
+def _report_end(task: Task, execution_id: str, started: float | None, *,
+                error: BaseException | None = None, result: Any = None) -> None:
+    request = task.request
+    state = _read_state(execution_id)
+    extra: dict[str, Any] = {}
+    if _attempt(task) > 1:
+        extra["attempt"] = _attempt(task)
+    if error is None and result is not None:
+        try:
+            encode_data(result, max_bytes=RESULT_MAX_BYTES)
+            extra["result"] = result
+        except (TypeError, ValueError):
+            pass
+    if error is not None:
+        skipped = sum(len(list(iter_tasks(step))) for step in (request.chain or []))
+        if skipped:
+            extra["skipped"] = skipped
+    duration = int((time.monotonic() - started) * 1000) if started is not None else None
+    message = state.task_end(request.id, error=error, title=_title(task), duration=duration,
+                             **extra)
+    event_id = _send(execution_id, message)
+    _finish_if_last(execution_id, event_id)
+
+
+def _finish_if_last(execution_id: str, event_id: int) -> None:
+    """End the execution if event ``event_id`` is the one that completed it.
+
+    Only events up to ``event_id`` are read: exactly one task end is the one
+    after which every task has ended (or been skipped), whatever the order in
+    which concurrent tasks read the log.
+    """
+    log = run_sync("read", get_store().read, execution_id, 0, event_id)
+    before = ExecutionState.from_events(execution_id, [e for e in log.events if e.id < event_id])
+    state = ExecutionState.from_events(execution_id, log.events)
+    if state.all_done() and not before.all_done() and not state.finished:
+        _finish(execution_id, state, None)
+
+
+def _finish(execution_id: str, state: ExecutionState, error: BaseException | None) -> None:
+    for message in state.finish(error):
+        _send(execution_id, message)
+    close_sse_connections(execution_id)
+
+
+def _safely(func: Any, *args: Any, **kwargs: Any) -> None:
+    """Report without ever failing the task: problems are logged."""
+    try:
+        func(*args, **kwargs)
+    except ExecutionClosed:
+        logger.info("execution was closed before %s could report", func.__name__)
+    except Exception:
+        logger.warning("could not report %s to its execution", func.__name__, exc_info=True)
+
+
+@signals.task_failure.connect
+def _on_task_failure(sender: Task | None = None, task_id: str | None = None,
+                     exception: BaseException | None = None, **kwargs: Any) -> None:
+    """Report failures the task could not report itself (a worker process that died)."""
+    if sender is None or task_id is None or not isinstance(sender, ExecutionTask):
+        return
+    execution_id = execution_of(sender.request)
+    if execution_id is None:
+        return
+
+    def report() -> None:
+        state = _read_state(execution_id)
+        if any(r.get("taskId") == task_id for r in state.results):
+            return  # already reported by the task
+        if sender.request.id != task_id:
+            return
+        _report_end(sender, execution_id, None,
+                    error=exception or RuntimeError("the task failed"))
+
+    _safely(report)
+
+
+__all__ = [
+    "EXECUTION_HEADER", "ExecutionTask", "PROGRESS_INTERVAL", "TITLE_HEADER", "execution_of",
+    "iter_tasks", "start_execution",
+]

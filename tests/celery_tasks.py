@@ -1,0 +1,49 @@
+"""Celery tasks the reporting tests run in a real worker (imported with ``--include``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from celery import shared_task
+
+from django_sse_exec.celery import ExecutionTask
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.count_rows")
+def count_rows(self, rows: int) -> int:
+    """The five-line task: reports progress per row, returns the count."""
+    for n in range(1, rows + 1):
+        self.progress(n, rows, f"row {n}")
+    return rows
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.add")
+def add(self, x: int, y: int) -> int:
+    return x + y
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.boom")
+def boom(self, *args: object) -> None:
+    raise ValueError("the data is bad")
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.flaky", max_retries=5)
+def flaky(self, failures: int) -> int:
+    """Fails its first ``failures`` attempts, each time scheduling a retry."""
+    if self.request.retries < failures:
+        raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1} failed"),
+                         countdown=0.1)
+    return self.request.retries + 1
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.nap")
+def nap(self, seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.crash")
+def crash(self) -> None:
+    """The worker process dies mid-task (as on an OOM kill)."""
+    os._exit(1)

@@ -158,6 +158,10 @@ async def allow_any(request: HttpRequest, execution_id: str) -> bool:
 # -- running the configured policy --------------------------------------------
 
 
+#: Built-in policies that touch the database only by loading the user.
+_NO_DATABASE = (signed_token, allow_any)
+
+
 def get_policy() -> Any:
     """The callable named by ``SSE_EXEC["AUTHORIZE"]`` (a dotted path or the callable)."""
     policy = sse_settings.AUTHORIZE
@@ -178,13 +182,15 @@ async def authorize(request: HttpRequest, execution_id: str) -> str | None:
 
     A stream lives for minutes and must not pin a database connection: a sync
     policy runs in a worker thread and that thread's connections are closed
-    right after it; after an async policy that loaded the user, likewise.
+    right after it; after an async policy, likewise (skipped only for the
+    built-ins that did not load the user, so the default costs no thread hop).
     """
     try:
         policy = get_policy()
         if _is_async(policy):
             allowed = await policy(request, execution_id)
-            if hasattr(request, "_acached_user") or hasattr(request, "_cached_user"):
+            if policy not in _NO_DATABASE or hasattr(request, "_acached_user") or hasattr(
+                    request, "_cached_user"):
                 await sync_to_async(connections.close_all)()
         else:
             def run() -> Any:

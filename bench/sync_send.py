@@ -52,6 +52,7 @@ def redis_clients(client: object) -> tuple[int, int]:
     """(all clients of the Redis server, clients connected from this process)."""
     import psutil
 
+    client.ping()  # type: ignore[attr-defined]  # our own connection is listed too
     ours = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.raddr}
     listed = client.client_list()  # type: ignore[attr-defined]
     mine = sum(1 for c in listed if int(c["addr"].rsplit(":", 1)[1]) in ours)

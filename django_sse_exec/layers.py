@@ -105,15 +105,17 @@ ID_PLACEHOLDER = 0xFEDC_BA98_7654_3210
 _PLACEHOLDER_BYTES = b"\xcf" + ID_PLACEHOLDER.to_bytes(8, "big")
 
 
-def publish_template(layer: Any, group: str, message: dict[str, Any]) -> tuple[str, bytes, bytes] | None:
+def publish_template(layer: Any, group: str,
+                     message: dict[str, Any]) -> tuple[str, bytes, bytes] | None:
     """How to publish ``message`` to ``group`` from inside Redis, or None.
 
     ``message["id"]`` must be :data:`ID_PLACEHOLDER`. For ``RedisPubSubChannelLayer``
     with one host and the msgpack serializer without encryption, returns
     ``(channel, head, tail)`` such that ``head + <id as big-endian uint64> + tail``
-    is exactly what the layer's own ``group_send`` would publish (msgpack reads
-    the 8-byte form as the same integer). The Redis store uses it to log and
-    publish an event in one script. Any other layer: None.
+    is exactly what the layer's own ``group_send`` would publish (``head`` ends
+    with msgpack's uint64 marker, so the 8 bytes read as the same integer). The
+    Redis store uses it to log and publish an event in one script. Any other
+    layer: None.
     """
     try:
         prefix = _fusable[layer]
@@ -124,7 +126,7 @@ def publish_template(layer: Any, group: str, message: dict[str, Any]) -> tuple[s
     head, found, tail = layer.serialize(message).partition(_PLACEHOLDER_BYTES)
     if not found or _PLACEHOLDER_BYTES in tail:
         return None
-    return f"{prefix}__group__{group}", head, tail
+    return f"{prefix}__group__{group}", head + _PLACEHOLDER_BYTES[:1], tail
 
 
 _fusable: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()

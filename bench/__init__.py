@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of SSE servers for Django: ``make bench`` runs :mod:`bench.run`."""

@@ -50,11 +50,13 @@ DEFAULTS: dict[str, Any] = {
     # Up to this many milliseconds, chosen at random per stream, are added to every
     # "retry:" the server sends, so clients dropped together do not return together.
     "RETRY_JITTER_MS": 1000,
-    # Bytes of a stream the server may hold for a client that is not reading; past
-    # it the connection is dropped (the client resumes with Last-Event-ID). Only
-    # servers whose write buffer can be measured (daphne) apply it.
+    # Bytes of a stream the server may hold unsent for a slow client; past it the
+    # stream pauses (its writes block) until the client reads. For servers without
+    # backpressure whose write buffer can be measured (daphne); uvicorn applies its own.
     "CLIENT_BUFFER_BYTES": 1024 * 1024,
-    # Seconds a stream may wait for its client to take bytes before it is dropped.
+    # Seconds a stream may wait for its client to take bytes before the connection
+    # is dropped (the client resumes with Last-Event-ID). A stream whose writes are
+    # blocked and that falls CLIENT_BUFFER events behind is dropped at once.
     "WRITE_TIMEOUT": 30.0,
     # Seconds after which a stream is ended with a retry hint so the client
     # reconnects (spreads load after deploys); None: never. Keep it below

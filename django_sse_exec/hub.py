@@ -114,10 +114,23 @@ class Subscriber:
         """The server took the bytes (the stream was resumed)."""
         self.writing_since = None
 
-    def over_limit(self, extra: int, limit: int) -> bool:
-        """True if ``extra`` more bytes would leave more than ``limit`` unsent."""
+    async def room(self, limit: int) -> bool:
+        """Wait while more than ``limit`` bytes of this stream are unsent.
+
+        This is backpressure for servers that do not apply it (daphne): the
+        stream pauses like a blocked write, so the guard's write deadline and
+        event-buffer rules apply to it. False if the stream was ended meanwhile.
+        """
         backlog = self.backlog
-        return backlog is not None and backlog.pending() + extra > limit
+        if backlog is None or backlog.pending() <= limit:
+            return True
+        self.writing_since = self._loop.time()
+        while self.end_reason is None:
+            await asyncio.sleep(0.05)
+            if backlog.pending() <= limit:
+                self.writing_since = None
+                return True
+        return False
 
     def stalled(self, now: float, timeout: float) -> bool:
         """True if the client has taken no bytes for ``timeout`` s while some wait for it."""
@@ -206,6 +219,7 @@ class Hub:
         #: Set when the channel layer failed: groups and memberships are restored
         #: (a restarted Redis may have lost them) once it answers again.
         self._restore_needed = False
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -325,7 +339,13 @@ class Hub:
         if sub.backlog is not None:
             sub.backlog.abort()
         elif sub.writing_since is not None and sub.task is not None:
+            # The stream is suspended in a yield, so cancelling its task does not
+            # reach its ``finally`` (the server drops the generator unclosed):
+            # unsubscribe it here.
             sub.task.cancel()
+            cleanup = asyncio.ensure_future(self.unsubscribe(sub))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
         else:
             sub._wake()
 

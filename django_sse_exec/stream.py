@@ -128,8 +128,10 @@ async def stream_events(execution_id: str, after: int | None,
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
-    lets us measure that connection's unsent bytes (daphne), a client that stops
-    reading is dropped past ``CLIENT_BUFFER_BYTES``.
+    lets us measure that connection's unsent bytes (daphne), the stream pauses
+    while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
+    it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
+    ``CLIENT_BUFFER`` events behind meanwhile.
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -144,12 +146,12 @@ async def stream_events(execution_id: str, after: int | None,
     try:
         yield preamble(retry)
         async for chunk in _events(hub, sub, execution_id, after):
-            if sub.over_limit(len(chunk), limit):
-                hub.drop(sub, f"more than {limit} bytes unsent")
-                return
-            sub.writing(len(chunk))
-            yield chunk
-            sub.written()
+            for piece in _pieces(chunk):
+                if not await sub.room(limit):
+                    return  # ended while its client was not reading: no more bytes
+                sub.writing(len(piece))
+                yield piece
+                sub.written()
         if sub.end_reason in _REJOIN_REASONS:
             yield f"retry: {retry}\n: reconnect ({sub.end_reason})\n\n".encode()
     except asyncio.CancelledError:
@@ -158,6 +160,17 @@ async def stream_events(execution_id: str, after: int | None,
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
         await asyncio.shield(hub.unsubscribe(sub))
+
+
+#: Largest piece a stream hands to the server at once (a long replay is cut up,
+#: so the unsent-bytes limit holds during it too).
+PIECE_BYTES = 64 * 1024
+
+
+def _pieces(chunk: bytes) -> list[bytes]:
+    if len(chunk) <= PIECE_BYTES:
+        return [chunk]
+    return [chunk[i:i + PIECE_BYTES] for i in range(0, len(chunk), PIECE_BYTES)]
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str,

@@ -1,16 +1,21 @@
 """An asyncio raw-socket SSE client that can hold thousands of streams at once.
 
 Each :class:`StreamClient` behaves like a browser's ``EventSource``: it opens a
-plain HTTP/1.1 connection, decodes the chunked body, parses events with the
-spec-conforming :class:`tests.sse.SSEParser`, and when the stream ends or the
-connection drops it waits the server's ``retry:`` delay and reconnects with
-``Last-Event-ID``. It stops for good after ``stream-closed``, on a 204, or when
-told to. A client can also connect and never read (with a tiny receive buffer)
-to play a stalled browser.
+plain HTTP/1.1 connection, decodes the chunked body, parses events, and when the
+stream ends or the connection drops it waits the server's ``retry:`` delay and
+reconnects with ``Last-Event-ID`` (trying ``alternates`` when the server does not
+answer). It stops for good after ``stream-closed``, on a 204, or when told to.
+A client can also stop reading after some events (with a tiny receive buffer)
+to play a stalled browser, and resume later.
 
-:func:`run_swarm` drives many clients and :func:`tally` turns what they received
-into lost / duplicated / out-of-order counts, so load and fault tests (and the
-benchmark) share one way of measuring.
+Parsing: streams whose bytes use LF line ends (this app's) go through a fast
+block parser; anything with a CR falls back to the spec-conforming
+:class:`tests.sse.SSEParser`.
+
+:func:`start_swarm` drives many clients, :func:`probe` opens and drops one
+connection, and :func:`tally` turns what clients received into lost /
+duplicated / out-of-order counts, so load and fault tests (and the benchmark)
+share one way of measuring.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from urllib.parse import urlsplit
 
 from tests.sse import SSEEvent, SSEParser
 
-#: Event names that end an execution's stream for good.
+#: The event that ends an execution's stream for good.
 FINAL_EVENT = "stream-closed"
 
 
@@ -67,6 +72,61 @@ class _Chunked:
         return bytes(out)
 
 
+class FastParser:
+    """SSE parsing for LF-only streams, a block at a time; hands over to SSEParser on CR."""
+
+    def __init__(self, last_event_id: str | None = None) -> None:
+        self.last_event_id = last_event_id
+        self.retry: int | None = None
+        self.comments: list[str] = []
+        self._buffer = b""
+        self._spec: SSEParser | None = None
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        if self._spec is None and b"\r" in data:
+            self._spec = SSEParser(last_event_id=self.last_event_id)
+            data, self._buffer = self._buffer + data, b""
+        if self._spec is not None:
+            events = self._spec.feed(data)
+            self.retry, self.comments = self._spec.retry, self._spec.comments
+            self.last_event_id = self._spec.last_event_id
+            return events
+        self._buffer += data
+        end = self._buffer.rfind(b"\n\n")
+        if end < 0:
+            return []
+        complete, self._buffer = self._buffer[:end], self._buffer[end + 2:]
+        events = []
+        for block in complete.split(b"\n\n"):
+            event = self._block(block.decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _block(self, block: str) -> SSEEvent | None:
+        name, data = "", []
+        for line in block.split("\n"):
+            if not line:
+                continue
+            if line[0] == ":":
+                self.comments.append(line[1:].strip())
+                continue
+            key, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if key == "data":
+                data.append(value)
+            elif key == "event":
+                name = value
+            elif key == "id" and "\0" not in value:
+                self.last_event_id = value
+            elif key == "retry" and value.isdigit():
+                self.retry = int(value)
+        if not data:
+            return None
+        return SSEEvent(name or "message", "\n".join(data), self.last_event_id)
+
+
 @dataclass
 class Connect:
     """What one connection attempt gave."""
@@ -75,28 +135,38 @@ class Connect:
     status: int
     #: Seconds from starting the connect to the response headers.
     seconds: float
-    #: How the response ended: "eof" (server ended it), "reset", "final", "stopped", "status".
+    #: How it ended: "eof" (server ended it), "reset", "final", "stopped", "status".
     ended: str = ""
     #: Events received on this connection.
     events: int = 0
+    #: Comment lines received on this connection (": keepalive", ": reconnect (...)").
+    comments: list[str] = field(default_factory=list)
+    #: The error that ended it, if any.
+    error: str = ""
+    #: Monotonic times the connection started and ended.
+    started: float = 0.0
+    finished: float = 0.0
 
 
 @dataclass
 class StreamClient:
     """One ``EventSource``-like stream over a raw socket.
 
-    ``url`` is absolute (``http://host:port/path?query``). ``last_event_id`` is
-    where to resume. ``max_retry_ms`` caps the server's ``retry:`` delay (tests
-    run faster; None obeys the server). ``read=False`` connects and then never
-    reads (set ``rcvbuf`` small so the server's writes back up quickly).
+    ``url`` is absolute (``http://host:port/path?query``); ``alternates`` are the
+    same stream on other servers, tried in turn when one does not answer.
+    ``last_event_id`` is where to resume. ``max_retry_ms`` caps the server's
+    ``retry:`` delay (None obeys it). ``stall_after`` stops reading after that
+    many events until :meth:`resume` (set ``rcvbuf`` small so the server's writes
+    back up quickly).
     """
 
     url: str
+    alternates: list[str] = field(default_factory=list)
     last_event_id: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     reconnect: bool = True
     max_retry_ms: int | None = None
-    read: bool = True
+    stall_after: int | None = None
     rcvbuf: int | None = None
     #: Every event received, in arrival order, across reconnects.
     events: list[SSEEvent] = field(default_factory=list)
@@ -106,28 +176,53 @@ class StreamClient:
     #: Set when the stream ended for good (``stream-closed`` or 204).
     finished: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _resume: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.StreamWriter | None = None
+    _target: int = 0
 
     @property
     def ids(self) -> list[int]:
         """Ids of the received events that carried one, in arrival order."""
         return [int(e.id) for e in self.events if e.id is not None and e.id.isdigit()]
 
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open and its response headers arrived."""
+        return bool(self.connects) and self.connects[-1].status != 0 and not self.connects[-1].ended
+
+    @property
+    def stalled(self) -> bool:
+        return self.stall_after is not None and not self._resume.is_set() \
+            and len(self.events) >= self.stall_after
+
     def stop(self) -> None:
         """Make :meth:`run` return (closing the current connection)."""
         self._stop.set()
+        self._resume.set()
+        self.drop()
+
+    def drop(self) -> None:
+        """Abort the current connection (as a network failure would); run() reconnects."""
         if self._writer is not None:
             self._writer.transport.abort()
+
+    def resume(self) -> None:
+        """Start reading again after ``stall_after``."""
+        self._resume.set()
 
     async def run(self, connect_timeout: float = 30) -> None:
         """Stream, reconnecting as a browser would, until finished or stopped."""
         while not self._stop.is_set():
-            attempt = Connect(0, 0.0)
+            attempt = Connect(0, 0.0, started=time.monotonic())
             self.connects.append(attempt)
             try:
                 await self._connect_once(attempt, connect_timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
                 attempt.ended = attempt.ended or ("stopped" if self._stop.is_set() else "reset")
+                attempt.error = repr(exc)
+                if attempt.status == 0 and self.alternates:
+                    self._target = (self._target + 1) % (len(self.alternates) + 1)
+            attempt.finished = time.monotonic()
             if self.finished or not self.reconnect or self._stop.is_set():
                 return
             await self._retry_delay()
@@ -141,8 +236,11 @@ class StreamClient:
         except asyncio.TimeoutError:
             pass
 
-    def _request(self) -> bytes:
-        parts = urlsplit(self.url)
+    def _current_url(self) -> str:
+        return ([self.url, *self.alternates])[self._target]
+
+    def _request(self, url: str) -> bytes:
+        parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream",
                  "Cache-Control: no-cache"]
@@ -151,40 +249,22 @@ class StreamClient:
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        parts = urlsplit(self.url)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        if self.rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port or 80))
-        except BaseException:
-            sock.close()
-            raise
-        return await asyncio.open_connection(sock=sock, limit=1 << 20)
-
     async def _connect_once(self, attempt: Connect, timeout: float) -> None:
-        started = time.monotonic()
-        reader, writer = await asyncio.wait_for(self._open(), timeout)
+        url = self._current_url()
+        reader, writer = await asyncio.wait_for(open_socket(url, self.rcvbuf), timeout)
         self._writer = writer
         try:
-            writer.write(self._request())
+            writer.write(self._request(url))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             attempt.status, chunked = _parse_head(head)
-            attempt.seconds = time.monotonic() - started
-            status = attempt.status
-            if status == 204:
+            attempt.seconds = time.monotonic() - attempt.started
+            if attempt.status == 204:
                 attempt.ended = "final"
                 self.finished = True
                 return
-            if status != 200:
+            if attempt.status != 200:
                 attempt.ended = "status"
                 self.finished = True
-                return
-            if not self.read:
-                await self._stop.wait()
-                attempt.ended = "stopped"
                 return
             await self._read_body(reader, attempt, chunked)
         finally:
@@ -193,16 +273,22 @@ class StreamClient:
 
     async def _read_body(self, reader: asyncio.StreamReader, attempt: Connect,
                          chunked: bool) -> None:
-        parser = SSEParser(last_event_id=None if self.last_event_id is None
-                           else str(self.last_event_id))
+        parser = FastParser(None if self.last_event_id is None else str(self.last_event_id))
         decoder = _Chunked() if chunked else None
         while True:
+            if self.stalled:
+                await self._resume.wait()
             data = await reader.read(65536)
             if not data:
                 attempt.ended = attempt.ended or "eof"
                 return
             body = decoder.feed(data) if decoder else data
-            for event in parser.feed(body):
+            events = parser.feed(body)
+            attempt.comments.extend(parser.comments)
+            parser.comments.clear()
+            if parser.retry is not None:
+                self.retry_ms = parser.retry
+            for event in events:
                 self.events.append(event)
                 attempt.events += 1
                 if event.id is not None and event.id.isdigit():
@@ -211,11 +297,25 @@ class StreamClient:
                     attempt.ended = "final"
                     self.finished = True
                     return
-            if parser.retry is not None:
-                self.retry_ms = parser.retry
             if decoder is not None and decoder.finished:
                 attempt.ended = "eof"
                 return
+
+
+async def open_socket(url: str, rcvbuf: int | None = None
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to ``url``'s host and port (``rcvbuf``: SO_RCVBUF before connecting)."""
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port or 80))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock, limit=1 << 20)
 
 
 def _parse_head(head: bytes) -> tuple[int, bool]:
@@ -224,6 +324,20 @@ def _parse_head(head: bytes) -> tuple[int, bool]:
     chunked = any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower()
                   for line in lines[1:])
     return status, chunked
+
+
+async def probe(url: str, timeout: float = 30) -> int:
+    """Open a stream, wait for its headers and first bytes, drop it; return the status."""
+    reader, writer = await asyncio.wait_for(open_socket(url), timeout)
+    try:
+        writer.write(StreamClient(url)._request(url))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        status, _ = _parse_head(head)
+        if status == 200:
+            await asyncio.wait_for(reader.read(1), timeout)
+        return status
+    finally:
+        writer.transport.abort()
 
 
 @dataclass
@@ -257,9 +371,9 @@ def tally(clients: Iterable[StreamClient], expected_ids: Iterable[int]) -> Tally
 
 async def start_swarm(urls: Iterable[str], *, concurrency: int = 500,
                       **options: object) -> tuple[list[StreamClient], list[asyncio.Task[None]]]:
-    """Start one :class:`StreamClient` per url (at most ``concurrency`` connecting at once).
+    """Start one :class:`StreamClient` per url, at most ``concurrency`` connecting at once.
 
-    Returns the clients and their running tasks; each task runs ``client.run()``.
+    Returns the clients and their tasks (each runs ``client.run()``).
     """
     gate = asyncio.Semaphore(concurrency)
     clients = [StreamClient(url, **options) for url in urls]  # type: ignore[arg-type]
@@ -278,7 +392,7 @@ async def start_swarm(urls: Iterable[str], *, concurrency: int = 500,
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
                      what: str = "condition") -> float:
-    """Poll ``predicate`` until true; return the seconds it took, raise TimeoutError after ``timeout``."""
+    """Poll ``predicate`` until true; return the seconds it took, TimeoutError after ``timeout``."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
@@ -294,4 +408,5 @@ async def stop_all(clients: Iterable[StreamClient], tasks: Iterable[asyncio.Task
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["Connect", "StreamClient", "Tally", "start_swarm", "stop_all", "tally", "wait_until"]
+__all__ = ["Connect", "FastParser", "StreamClient", "Tally", "open_socket", "probe",
+           "start_swarm", "stop_all", "tally", "wait_until"]

@@ -83,6 +83,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def rss(self) -> int:
+        """Resident memory of the server process, in bytes."""
+        import psutil
+
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_info().rss
+
     # -- driving the server through its control endpoints ---------------------
 
     def send(self, execution_id: str, *events: tuple[str, Any], sync: bool = False) -> list[int]:

@@ -6,6 +6,7 @@ that process, so tests POST here. They exist only in the tests' URLconf.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from django.http import HttpRequest, JsonResponse
@@ -53,7 +54,9 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
     from django_sse_exec.hub import get_hub
 
     hub = get_hub()
-    return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count()})
+    unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]
+    return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count(),
+                         "tasks": len(asyncio.all_tasks()), "max_unsent": max(unsent, default=0)})
 
 
 @csrf_exempt

@@ -102,12 +102,13 @@ def summary(events: list[SSEEvent]) -> dict[str, Any]:
 
 async def test_five_line_task_streams_a_complete_execution(worker, web, on_redis, setup,
                                                            execution_id):
-    tail = spawn("sse_tail", execution_id, "--timeout", "90", env=setup.env)
+    tails = [spawn("sse_tail", execution_id, "--timeout", "90", *extra, env=setup.env)
+             for extra in ([], ["--url", web.base_url])]
     async with SSEClient(web.base_url + stream_url(execution_id)) as live:
         await live.read_chunk()  # connected before anything happens: the events arrive live
         await start(sig(worker, "count_rows", 200), execution_id)
         events = await live.read_until_closed(90)
-    code, out, err = await asyncio.to_thread(finish, tail, 90)
+    outputs = [await asyncio.to_thread(finish, tail, 90) for tail in tails]
 
     kinds = names(events)
     assert kinds[:2] == ["execution-start", "task-start"]
@@ -124,10 +125,11 @@ async def test_five_line_task_streams_a_complete_execution(worker, web, on_redis
         "success", 1, 0, 1)
     assert result["results"][0]["taskId"] == task_start["taskId"] == done["taskId"]
 
-    assert code == 0, err
-    lines = out.splitlines()
-    assert [line.split(" ", 2)[:2] for line in lines] == [[str(e.int_id), e.event] for e in events]
-    assert lines[-2].startswith(f"{events[-2].id} execution-complete " + '{"executionId"')
+    for code, out, err in outputs:  # in-process and --url
+        assert code == 0, err
+        lines = out.splitlines()
+        assert [line.split(" ", 2)[:2] for line in lines] == [[str(e.int_id), e.event] for e in events]
+        assert lines[-2] == f"{events[-2].id} execution-complete {events[-2].data}"
 
 
 async def test_a_raising_task_still_ends_with_a_failed_summary(worker, web, on_redis,

@@ -44,16 +44,16 @@ def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def servers(db_env: dict[str, str], entry_point: str) -> Iterator[Callable[[str], Server]]:
-    """``servers(policy)``: a daphne using that AUTHORIZE policy, started once per entry point
-    (the Django view and the ASGI fast path are both attacked)."""
-    started: dict[str, Server] = {}
+def servers(db_env: dict[str, str], entry_point: str) -> Iterator[Callable[..., Server]]:
+    """``servers(policy, kind)``: a daphne (or uvicorn) using that AUTHORIZE policy, started
+    once per entry point (the Django view and the ASGI fast path are both attacked)."""
+    started: dict[tuple[str, str], Server] = {}
 
-    def get(policy: str = "django_sse_exec.auth.signed_token") -> Server:
-        if policy not in started:
-            started[policy] = Server("daphne", env={**db_env, **entry_point_env(entry_point)},
-                                     sse_exec={"AUTHORIZE": policy, "KEEPALIVE": 30}).start()
-        return started[policy]
+    def get(policy: str = "django_sse_exec.auth.signed_token", kind: str = "daphne") -> Server:
+        if (policy, kind) not in started:
+            started[policy, kind] = Server(kind, env={**db_env, **entry_point_env(entry_point)},
+                                           sse_exec={"AUTHORIZE": policy, "KEEPALIVE": 30}).start()
+        return started[policy, kind]
 
     yield get
     for srv in started.values():
@@ -61,7 +61,7 @@ def servers(db_env: dict[str, str], entry_point: str) -> Iterator[Callable[[str]
 
 
 @pytest.fixture
-def srv(servers: Callable[[str], Server]) -> Server:
+def srv(servers: Callable[..., Server]) -> Server:
     return servers("django_sse_exec.auth.signed_token")
 
 
@@ -304,9 +304,21 @@ def raw_get(srv: Server, target: str, extra: bytes = b"") -> bytes:
             if not chunk:
                 break
             data += chunk
-            if b"\r\n\r\n" in data and not data.startswith(b"HTTP/1.1 200"):
+            if b"\r\n\r\n" in data and (not data.startswith(b"HTTP/1.1 200")
+                                          or b": connected" in data):
                 break
     return data
+
+
+def status_of(answer: bytes) -> int | None:
+    """The status code of a raw answer, None when the server closed without one."""
+    return int(answer.split(b" ", 2)[1]) if answer else None
+
+
+def huge_requests(execution_id: str) -> list[tuple[str, bytes]]:
+    """A 100 KB query string and a 100 KB header on an otherwise valid stream request."""
+    path = f"{events_path(execution_id)}?{token_query(execution_id)}"
+    return [(f"{path}&pad={'a' * 100_000}", b""), (path, b"X-Pad: " + b"a" * 100_000 + b"\r\n")]
 
 
 async def test_huge_and_repeated_query_strings_do_not_crash(srv, secret_id):
@@ -316,10 +328,9 @@ async def test_huge_and_repeated_query_strings_do_not_crash(srv, secret_id):
     answer = raw_get(srv, f"{path}?{token_query(secret_id)}&{many}")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     # 100 KB of query string, 100 KB of header: daphne drops the request unanswered
-    for target, extra in [(f"{path}?{token_query(secret_id)}&pad={'a' * 100_000}", b""),
-                          (f"{path}?{token_query(secret_id)}", b"X-Pad: " + b"a" * 100_000 + b"\r\n")]:
+    for target, extra in huge_requests(secret_id):
         answer = raw_get(srv, target, extra)
-        assert answer == b"" or answer.split(b" ")[1][:1] == b"4", answer[:100]
+        assert answer == b"" or 400 <= status_of(answer) < 500, answer[:100]
         assert SECRET.encode() not in answer
     # a query string just under the line limit is fine, the extra parameters ignored
     data = await read_secret(srv, f"{stream_url(secret_id)}&pad={'a' * 15_000}")
@@ -388,3 +399,33 @@ async def test_redis_keys_and_groups_stay_inside_the_prefix(make_server, require
         for key in client.scan_iter(match=f"*{mark}*", count=1000):
             client.delete(key)
         client.close()
+
+
+# -- the same attacks through uvicorn ----------------------------------------------------
+
+
+async def test_uvicorn_refuses_the_same_attacks(servers):
+    uv = servers(kind="uvicorn")
+    execution_id = f"sec-{uuid.uuid4().hex[:12]}"
+    uv.send(execution_id, ("secret", {"s": SECRET}))
+    path = events_path(execution_id)
+    token = parse_qs(token_query(execution_id))["token"][0]
+    for query, reason in [
+        ("", "missing token"),
+        (f"?token={token[:-1]}", "invalid token"),
+        (f"?{token_query(execution_id + 'x')}", "token is for another execution"),
+        (f"?{urlsplit(stream_url(execution_id, max_age=-1)).query}", "expired token"),
+        (f"?{token_query(execution_id)}&token=junk", "repeated token"),
+    ]:
+        assert_refused(get(uv, path + query), 403, reason)
+    for bad in ("%2E%2E", "a%3Ab", "%7Bx%7D", "exec%E2%80%901", "a" * 65):
+        assert_refused(get(uv, f"/sse/executions/{bad}/events?{token_query(execution_id)}"), 404)
+    many = "&".join(f"p{i}=1" for i in range(1500))
+    assert status_of(raw_get(uv, f"{path}?{token_query(execution_id)}&{many}")) == 400
+    for target, extra in huge_requests(execution_id):  # uvicorn accepts them: a normal stream
+        assert status_of(raw_get(uv, target, extra)) in (200, 400, 413, 414, 431)
+    async with SSEClient(uv.base_url + stream_url(execution_id), {"Last-Event-ID": "9" * 10_000}) as c:
+        events = await c.wait_for(lambda ev: len(ev) >= 1)
+        assert events[0].int_id == 1 and SECRET in events[0].data
+    assert "Traceback" not in uv.log()
+

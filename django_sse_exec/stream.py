@@ -78,9 +78,10 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     reason = await authorize(request, execution_id)
     if reason is not None:
         return Outcome(403, reason)
-    state = await get_store().read(execution_id, upto=0)
-    if state.closed and last_event_id is not None and last_event_id >= state.last_id:
-        return Outcome(204, "execution closed")
+    if last_event_id is not None:  # only a client that has seen events can be told "no more"
+        state = await get_store().read(execution_id, upto=0)
+        if state.closed and last_event_id >= state.last_id:
+            return Outcome(204, "execution closed")
     scope = getattr(request, "scope", None) or {}
     return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
 

@@ -176,6 +176,14 @@ class Subscriber:
         else:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
+    def close(self) -> None:
+        """Release what the ended stream held: its timer, its task and its connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.task = None
+        self.backlog = None
+
     def take(self) -> tuple[list[Item], int, bool]:
         """Everything pending: (items, catch-up id, overflowed), and reset."""
         items, self.items = self.items, []
@@ -276,6 +284,7 @@ class Hub:
 
     async def unsubscribe(self, sub: Subscriber) -> None:
         """Remove a local stream; leave the group when it was the last one."""
+        sub.close()
         execution_id = sub.execution_id
         try:
             await self.store.remove_member(execution_id, sub.member)

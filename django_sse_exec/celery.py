@@ -27,19 +27,24 @@ are assigned atomically, so exactly one task sees its own end as the last one.
 Keep ``HISTORY_MAX_EVENTS`` above the number of events one execution emits
 (``progress`` is throttled to one event per :data:`PROGRESS_INTERVAL` per task).
 
-A worker process that dies mid-task (``WorkerLostError``) is reported from the
-worker's main process through the ``task_failure`` signal. Reporting problems
-(e.g. Redis unreachable) are logged and never fail the task itself.
+What a task cannot report itself is reported from the worker's main process:
+a process that died mid-task (``WorkerLostError``) or hit its hard time limit
+(``TimeLimitExceeded``) through ``task_failure``; a revoked task cancels the
+execution (``execution-cancelled``, then the stream closes) through
+``task_revoked``. Reporting problems (e.g. Redis unreachable) are logged and
+never fail the task itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from celery import Task, signals
+from celery.app.task import Context
 from celery.canvas import Signature, _chain, _chord, group, maybe_signature
 from celery.exceptions import Retry
 
@@ -128,16 +133,18 @@ class ExecutionTask(Task):
         # The worker has pushed this call's request; Task.__call__ would push an empty one.
         started = time.monotonic()
         request.sse_progress_at = 0.0
-        _safely(_report_start, self, execution_id)
+        _safely(_report_start, request, self.name, execution_id)
         try:
             result = self.run(*args, **kwargs)
         except Retry as exc:
-            _safely(_report_retry, self, execution_id, exc, started)
+            _safely(_report_retry, request, execution_id, exc, started)
             raise
-        except BaseException as exc:
-            _safely(_report_end, self, execution_id, started, error=exc)
+        except Exception as exc:
+            _safely(_report_end, request, self.name, execution_id, started, error=exc)
             raise
-        _safely(_report_end, self, execution_id, started, result=result)
+        # SystemExit & co. mean the process is going (revoked with terminate, shutdown):
+        # the worker's main process reports that (task_revoked / task_failure).
+        _safely(_report_end, request, self.name, execution_id, started, result=result)
         return result
 
     def progress(self, current: int | float, total: int | float | None = None,
@@ -173,37 +180,39 @@ def _read_state(execution_id: str, upto: int | None = None) -> ExecutionState:
     return ExecutionState.from_events(execution_id, log.events)
 
 
-def _title(task: Task) -> str:
-    headers = getattr(task.request, "headers", None) or {}
-    return str(getattr(task.request, TITLE_HEADER, None) or headers.get(TITLE_HEADER) or task.name)
+def _title(request: Any, name: str) -> str:
+    headers = getattr(request, "headers", None) or {}
+    return str(getattr(request, TITLE_HEADER, None) or headers.get(TITLE_HEADER) or name)
 
 
-def _attempt(task: Task) -> int:
-    return int(task.request.retries or 0) + 1
+def _attempt(request: Any) -> int:
+    return int(getattr(request, "retries", 0) or 0) + 1
 
 
-def _report_start(task: Task, execution_id: str) -> None:
+def _report_start(request: Any, name: str, execution_id: str) -> None:
     state = _read_state(execution_id)
-    _send(execution_id, state.task_start(task.request.id, _title(task), attempt=_attempt(task)))
+    _send(execution_id, state.task_start(request.id, _title(request, name),
+                                         attempt=_attempt(request)))
 
 
-def _report_retry(task: Task, execution_id: str, exc: Retry, started: float) -> None:
+def _report_retry(request: Any, execution_id: str, exc: Retry, started: float) -> None:
     state = _read_state(execution_id)
     reason = exc.exc if exc.exc is not None else (exc.excs or exc.message or "retry")
     extra: dict[str, Any] = {"duration": int((time.monotonic() - started) * 1000)}
     if exc.when is not None:
         extra["retryIn"] = exc.humanize()
-    event, data = state.task_retry(task.request.id, reason, attempt=_attempt(task))
+    event, data = state.task_retry(request.id, reason, attempt=_attempt(request))
     _send(execution_id, (event, {**data, **extra}))
 
 
-def _report_end(task: Task, execution_id: str, started: float | None, *,
+def _report_end(request: Any, name: str, execution_id: str, started: float | None, *,
                 error: BaseException | None = None, result: Any = None) -> None:
-    request = task.request
     state = _read_state(execution_id)
+    if error is not None and any(r.get("taskId") == request.id for r in state.results):
+        return  # already reported (by the task, before a signal reports it again)
     extra: dict[str, Any] = {}
-    if _attempt(task) > 1:
-        extra["attempt"] = _attempt(task)
+    if _attempt(request) > 1:
+        extra["attempt"] = _attempt(request)
     if error is None and result is not None:
         try:
             encode_data(result, max_bytes=RESULT_MAX_BYTES)
@@ -215,8 +224,8 @@ def _report_end(task: Task, execution_id: str, started: float | None, *,
         if skipped:
             extra["skipped"] = skipped
     duration = int((time.monotonic() - started) * 1000) if started is not None else None
-    message = state.task_end(request.id, error=error, title=_title(task), duration=duration,
-                             **extra)
+    message = state.task_end(request.id, error=error, title=_title(request, name),
+                             duration=duration, **extra)
     event_id = _send(execution_id, message)
     _finish_if_last(execution_id, event_id)
 
@@ -251,26 +260,61 @@ def _safely(func: Any, *args: Any, **kwargs: Any) -> None:
         logger.warning("could not report %s to its execution", func.__name__, exc_info=True)
 
 
+# -- reports from the worker's main process ---------------------------------------------
+
+#: Requests this worker process received that belong to an execution, while they exist:
+#: a hard time limit is handled in the main process, which has no current request.
+_in_flight: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+@signals.task_received.connect
+def _on_task_received(request: Any = None, **kwargs: Any) -> None:
+    request_dict = getattr(request, "request_dict", None) or {}
+    if request_dict.get(EXECUTION_HEADER) and request_dict.get("id"):
+        _in_flight[request_dict["id"]] = request
+
+
+def _request_of(sender: Task, task_id: str) -> Any:
+    """The request of ``task_id``: the current one, else the one this process received."""
+    if execution_of(sender.request) is not None and sender.request.id == task_id:
+        return sender.request
+    received = _in_flight.get(task_id)
+    if received is None:
+        return None
+    context = getattr(received, "_context", None)
+    return context if context is not None else Context(received.request_dict)
+
+
 @signals.task_failure.connect
 def _on_task_failure(sender: Task | None = None, task_id: str | None = None,
                      exception: BaseException | None = None, **kwargs: Any) -> None:
-    """Report failures the task could not report itself (a worker process that died)."""
-    if sender is None or task_id is None or not isinstance(sender, ExecutionTask):
+    """Report failures a task could not report itself (lost process, hard time limit)."""
+    if not isinstance(sender, ExecutionTask) or task_id is None:
         return
-    execution_id = execution_of(sender.request)
-    if execution_id is None:
+    request = _request_of(sender, task_id)
+    execution_id = execution_of(request)
+    if request is None or execution_id is None:
         return
+    _safely(_report_end, request, sender.name, execution_id, None,
+            error=exception or RuntimeError("the task failed"))
 
-    def report() -> None:
+
+@signals.task_revoked.connect
+def _on_task_revoked(sender: Task | None = None, request: Any = None, terminated: bool = False,
+                     expired: bool = False, **kwargs: Any) -> None:
+    """A revoked task cancels its execution: ``execution-cancelled``, then the stream closes."""
+    execution_id = execution_of(request)
+    if not isinstance(sender, ExecutionTask) or execution_id is None:
+        return
+    how = "expired" if expired else "was terminated" if terminated else "was revoked"
+
+    def cancel() -> None:
         state = _read_state(execution_id)
-        if any(r.get("taskId") == task_id for r in state.results):
-            return  # already reported by the task
-        if sender.request.id != task_id:
-            return
-        _report_end(sender, execution_id, None,
-                    error=exception or RuntimeError("the task failed"))
+        if not state.finished:
+            _send(execution_id, state.cancel(f"task {_title(request, sender.name)} {how}"))
+        close_sse_connections(execution_id)
 
-    _safely(report)
+    _safely(cancel)
 
 
 __all__ = [

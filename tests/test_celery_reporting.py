@@ -205,3 +205,26 @@ async def test_a_worker_process_that_dies_is_reported(worker, web, on_redis, exe
                              "stream-closed"]
     assert "WorkerLostError" in events[2].json["error"]
     assert summary(events)["status"] == "failed"
+
+
+async def test_a_hard_time_limit_is_reported(worker, web, on_redis, execution_id):
+    await start(sig(worker, "nap", 60).set(time_limit=1), execution_id)
+    events = await stream_to_end(web, execution_id, timeout=120)
+    assert names(events) == ["execution-start", "task-start", "task-fail", "execution-complete",
+                             "stream-closed"]
+    assert "TimeLimitExceeded" in events[2].json["error"]
+    assert summary(events)["status"] == "failed"
+
+
+async def test_revoking_a_task_cancels_the_execution(worker, web, on_redis, execution_id):
+    async with SSEClient(web.base_url + stream_url(execution_id)) as client:
+        await start(sig(worker, "nap", 60), execution_id)
+        events = await client.wait_for(lambda ev: "task-start" in names(ev), 60)
+        task_id = events[-1].json["taskId"]
+        await asyncio.to_thread(worker.client().control.revoke, task_id, terminate=True)
+        events = await client.read_until_closed(60)
+    assert names(events) == ["execution-start", "task-start", "execution-cancelled",
+                             "stream-closed"], [e.data for e in events]
+    cancelled = events[2].json
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled"] == 1
+    assert cancelled["error"] == "task tests.reporting.nap was terminated"

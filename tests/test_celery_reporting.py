@@ -76,10 +76,11 @@ def sig(worker: CeleryWorker, name: str, *args: Any, immutable: bool = False) ->
                                      immutable=immutable)
 
 
-async def start(sig_: Any, execution_id: str) -> None:
+async def start(sig_: Any, execution_id: str) -> Any:
+    """``start_execution`` from a thread with no event loop (as a sync view would); the AsyncResult."""
     from django_sse_exec.celery import start_execution
 
-    await asyncio.to_thread(start_execution, sig_, execution_id)
+    return await asyncio.to_thread(start_execution, sig_, execution_id)
 
 
 async def stream_to_end(web: Server, execution_id: str, timeout: float = 90) -> list[SSEEvent]:
@@ -165,8 +166,13 @@ async def test_retries_start_once_per_attempt(worker, web, on_redis, execution_i
 async def test_chain_success_and_failure(worker, web, on_redis, execution_id):
     from celery import chain
 
-    await start(chain(sig(worker, "add", 1, 2), sig(worker, "add", 10)), execution_id)
+    from django_sse_exec.celery import TITLE_HEADER
+
+    first = sig(worker, "add", 1, 2).set(headers={TITLE_HEADER: "Add one and two"})
+    await start(chain(first, sig(worker, "add", 10)), execution_id)
     events = await stream_to_end(web, execution_id)
+    assert [e.json["taskTitle"] for e in events if e.event == "task-start"] == [
+        "Add one and two", "tests.reporting.add"]
     assert names(events) == ["execution-start", "task-start", "task-complete", "task-start",
                              "task-complete", "execution-complete", "stream-closed"]
     assert [e.json["result"] for e in events if e.event == "task-complete"] == [3, 13]
@@ -228,3 +234,16 @@ async def test_revoking_a_task_cancels_the_execution(worker, web, on_redis, exec
     cancelled = events[2].json
     assert cancelled["status"] == "cancelled" and cancelled["cancelled"] == 1
     assert cancelled["error"] == "task tests.reporting.nap was terminated"
+
+
+async def test_reporting_problems_never_fail_the_task(setup, on_redis, execution_id):
+    """With the event store unreachable from the worker, the task still runs and returns."""
+    from tests.server import free_port
+
+    unreachable = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with ReportingWorker(setup.url, env=setup.env, sse_exec=unreachable,
+                         result_backend=True) as broken:
+        result = await start(sig(broken, "count_rows", 3), execution_id)
+        assert await asyncio.to_thread(result.get, timeout=60) == 3
+        log = broken.log()
+    assert "could not report" in log and "StoreUnavailable" in log

@@ -1,7 +1,8 @@
 """Settings for the test process and for the servers the tests start.
 
 Servers are started with environment variables that select the channel layer
-(``TEST_LAYER``: memory, redis, pubsub), Redis (``REDIS_URL``) and overrides of
+(``TEST_LAYER``: memory, redis, pubsub; ``TEST_LAYER_CAPACITY`` and
+``TEST_GROUP_EXPIRY`` tune the core Redis layer), Redis (``REDIS_URL``) and overrides of
 ``SSE_EXEC`` (``SSE_EXEC_JSON``), so one settings module serves every setup.
 """
 
@@ -47,6 +48,8 @@ else:
                 "hosts": [{"address": _redis_url, "socket_timeout": 30, "max_connections": 1000}],
                 "prefix": f"asgi_{_prefix}",
                 **({"capacity": _capacity} if _layer == "redis" else {}),
+                **({"group_expiry": int(os.environ["TEST_GROUP_EXPIRY"])}
+                   if _layer == "redis" and "TEST_GROUP_EXPIRY" in os.environ else {}),
             },
         }
     }

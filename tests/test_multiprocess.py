@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.loadclient import start_swarm, stop_all, tally, wait_until
 from tests.server import Server
 from tests.sse import SSEClient
 from tests.workers import delete_keys, redis_env, run_sender
@@ -196,5 +197,62 @@ async def test_idle_stream_on_core_layer_outlives_redis_read_timeout(
             sse.send_sse_event({execution_id!r}, "late", {{"n": 0}})
         """)
         events = await client.wait_for(lambda ev: len(ev) >= 1, timeout=10)
+    assert events[0].event == "late"
+    assert_clean(srv)
+
+
+async def test_hundreds_of_streams_on_two_servers_core_layer(redis_setup, make_server,
+                                                             execution_id):
+    """300 streams connecting at once: no HTTP 500 from exhausted Redis pools
+    (one hub channel per process; the store's pool waits instead of failing)."""
+    from django_sse_exec import stream_url
+
+    env = redis_setup("redis")
+    servers = [make_server("daphne", env=env) for _ in range(2)]
+    urls = [srv.base_url + stream_url(execution_id) for srv in servers for _ in range(150)]
+    clients, tasks = await start_swarm(urls)
+    try:
+        await wait_until(lambda: all(c.connects and c.connects[0].status for c in clients),
+                         timeout=60, what="all connected")
+        assert {c.connects[0].status for c in clients} == {200}
+        await wait_count(servers[0], execution_id, 300, timeout=30)
+        result = await asyncio.to_thread(run_sender, env, f"""
+            count = sse.get_sse_client_count({execution_id!r})
+            for i in range(20):
+                sse.send_sse_event({execution_id!r}, "step", {{"n": i}})
+            sse.close_sse_connections({execution_id!r})
+            emit(count)
+        """)
+        assert result == 300
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        outcome = tally(clients, range(1, 22))
+        assert (outcome.lost, outcome.duplicated, outcome.out_of_order) == (0, 0, 0)
+    finally:
+        await stop_all(clients, tasks)
+    assert_clean(*servers)
+
+
+async def test_streams_outlive_the_core_layers_group_expiry(redis_setup, make_server, url_for,
+                                                            execution_id):
+    """Group memberships expire after ``group_expiry``; the hub re-joins every
+    GROUP_REFRESH seconds, so a stream older than the expiry stays in the group."""
+    import redis
+
+    env = redis_setup("redis", TEST_GROUP_EXPIRY="2")
+    prefix = env["TEST_KEY_PREFIX"]
+    srv = make_server("daphne", env=env, sse_exec={"GROUP_REFRESH": 0.5,
+                                                   "REPAIR_INTERVAL": 0.5})
+    raw = redis.Redis.from_url(env["REDIS_URL"])
+    async with SSEClient(url_for(srv, execution_id)) as client:
+        await client.read_chunk()
+        await asyncio.sleep(4)  # twice the group expiry
+        [(_, joined)] = raw.zrange(f"asgi_{prefix}:group:{prefix}.{execution_id}", 0, -1,
+                                   withscores=True)
+        assert time.time() - joined < 2
+        await asyncio.to_thread(run_sender, env, f"""
+            sse.send_sse_event({execution_id!r}, "late", {{"n": 0}})
+        """)
+        events = await client.wait_for(lambda ev: len(ev) >= 1, timeout=20)
+    raw.close()
     assert events[0].event == "late"
     assert_clean(srv)

@@ -106,7 +106,7 @@ def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
     try:
         return sig.apply_async(**options)
     except Exception as exc:
-        _finish(execution_id, state, exc)
+        _safely(_finish, execution_id, state, exc)  # never hide the broker's error
         raise
 
 

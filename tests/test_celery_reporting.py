@@ -247,3 +247,23 @@ async def test_reporting_problems_never_fail_the_task(setup, on_redis, execution
         assert await asyncio.to_thread(result.get, timeout=60) == 3
         log = broken.log()
     assert "could not report" in log and "StoreUnavailable" in log
+
+
+async def test_an_unreachable_broker_ends_the_execution_and_raises(on_redis, execution_id):
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    from django_sse_exec.store import get_store
+    from tests.server import free_port
+
+    app = Celery("unreachable", broker=f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.broker_transport_options = {"max_retries": 1}
+    try:
+        with pytest.raises(OperationalError):
+            await start(app.signature("tests.reporting.add", args=(1, 2)), execution_id)
+    finally:
+        app.close()
+    log = await get_store().read(execution_id)
+    assert [e.event for e in log.events] == ["execution-start", "execution-complete", "stream-closed"]
+    assert log.closed and '"status":"failed"' in log.events[1].data
+    assert "OperationalError" in log.events[1].data

@@ -40,6 +40,9 @@ MESSAGE_TYPE = "sse_exec.event"
 #: An item in a stream's buffer: (event id, event name, encoded frame).
 Item = tuple[int, str, bytes]
 
+#: Channel-layer group joins/leaves a hub runs at once.
+LAYER_CONCURRENCY = 16
+
 
 class Subscriber:
     """A stream's end of the hub: a bounded buffer plus a wake-up.
@@ -222,6 +225,10 @@ class Hub:
         self._counter = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
+        #: Bounds concurrent group joins and leaves: in a connect storm on many
+        #: executions each concurrent join would take its own channel-layer
+        #: connection (up to the layer's pool size), costing memory and Redis clients.
+        self._layer_gate = asyncio.Semaphore(LAYER_CONCURRENCY)
         #: Set once the process is shutting down: every stream ends, new ones at once.
         self.closing = False
         #: Set when the channel layer failed: groups and memberships are restored
@@ -274,7 +281,8 @@ class Hub:
         try:
             async with group.lock:
                 if not group.joined:
-                    await self.layer.group_add(group_name(execution_id), self.channel)
+                    async with self._layer_gate:
+                        await self.layer.group_add(group_name(execution_id), self.channel)
                     group.joined = True
             await self.store.add_member(execution_id, sub.member)
         except BaseException:
@@ -298,7 +306,8 @@ class Hub:
             if group.joined and not group.subscribers:
                 group.joined = False
                 try:
-                    await self.layer.group_discard(group_name(execution_id), self.channel)
+                    async with self._layer_gate:
+                        await self.layer.group_discard(group_name(execution_id), self.channel)
                 except Exception:
                     logger.exception("could not leave the group of %s", execution_id)
         if not group.subscribers and not group.joined and self._groups.get(execution_id) is group:

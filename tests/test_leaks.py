@@ -1,0 +1,124 @@
+"""Nothing accumulates: after many streams come and go, the server is back to baseline.
+
+Through a real daphne process and raw sockets: thousands of connect/disconnect
+cycles, then a thousand executions each opened, streamed and closed. Afterwards
+the hub holds no streams or group subscriptions, membership counts are zero,
+the event loop runs no more tasks than before, and RSS grew by less than a
+bound. The figures are printed (``-s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from tests.loadclient import StreamClient, probe, wait_until
+from tests.server import Server
+
+pytestmark = pytest.mark.asyncio
+
+MB = 1024 * 1024
+
+
+async def run_bounded(jobs: list, concurrency: int) -> list:
+    """Await the coroutines in ``jobs`` with at most ``concurrency`` running at once."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job):  # type: ignore[no-untyped-def]
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+async def counts(srv: Server, execution_ids: list[str]) -> int:
+    """Sum of the membership counts of ``execution_ids``."""
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as client:
+        replies = await run_bounded(
+            [client.get(f"/control/count/{e}") for e in execution_ids], 20)
+    return sum(r.json()["count"] for r in replies)
+
+
+async def settled(srv: Server, tasks: int) -> dict:
+    """Wait until the hub holds nothing and the loop runs at most ``tasks`` tasks."""
+    def done() -> bool:
+        stats = srv.hub()
+        return stats["streams"] == 0 and stats["groups"] == 0 and stats["tasks"] <= tasks
+
+    await wait_until(done, 30, interval=0.2, what="hub back to baseline")
+    return srv.hub()
+
+
+@pytest.mark.timeout(300)
+async def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(
+        make_server, url_for, execution_id):
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 60})
+    ids = [f"{execution_id}-{i}" for i in range(10)]
+    urls = [url_for(srv, e) for e in ids]
+    # Warm up (imports, caches, allocator pools), then take the baseline.
+    assert set(await run_bounded([probe(urls[i % 10]) for i in range(500)], 50)) == {200}
+    baseline_tasks = (await settled(srv, 10_000))["tasks"]
+    baseline_rss = srv.rss()
+    started = time.monotonic()
+    statuses = await run_bounded([probe(urls[i % 10]) for i in range(10_000)], 50)
+    took = time.monotonic() - started
+    assert set(statuses) == {200}
+    stats = await settled(srv, baseline_tasks)
+    assert await counts(srv, ids) == 0
+    growth = srv.rss() - baseline_rss
+    assert growth < 10 * MB, f"RSS grew by {growth / MB:.1f} MB"
+    print(f"\n[leaks connect/disconnect] cycles=10000 took_s={took:.1f} "
+          f"per_cycle_ms={took / 10:.2f} tasks_before={baseline_tasks} tasks_after={stats['tasks']} "
+          f"streams={stats['streams']} groups={stats['groups']} members=0 "
+          f"rss_growth_mb={growth / MB:.1f}")
+
+
+async def _one_execution(control: httpx.AsyncClient, url: str, execution_id: str) -> bool:
+    """Open a stream, send one event, close the execution; True if it streamed both."""
+    client = StreamClient(url, reconnect=False)
+    task = asyncio.create_task(client.run())
+    try:
+        await wait_until(lambda: client.connected or task.done(), 60, interval=0.02)
+        sent = await control.post("/control/send", json={
+            "execution_id": execution_id, "events": [["step", {"n": 1}]]})
+        closed = await control.post("/control/close", json={"execution_id": execution_id})
+        sent.raise_for_status()
+        closed.raise_for_status()
+        await asyncio.wait_for(task, 60)
+        return client.finished and [e.event for e in client.events] == ["step", "stream-closed"]
+    finally:
+        client.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.timeout(300)
+async def test_a_thousand_executions_opened_and_closed_leave_nothing_behind(
+        make_server, url_for, execution_id):
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 60, "CLOSED_TTL": 5})
+    control = httpx.AsyncClient(base_url=srv.base_url, timeout=60,
+                                limits=httpx.Limits(max_connections=20))
+    try:
+        warm = [f"{execution_id}-w{i}" for i in range(50)]
+        assert all(await run_bounded(
+            [_one_execution(control, url_for(srv, e), e) for e in warm], 50))
+        baseline_tasks = (await settled(srv, 10_000))["tasks"]
+        baseline_rss = srv.rss()
+        ids = [f"{execution_id}-{i}" for i in range(1000)]
+        started = time.monotonic()
+        results = await run_bounded(
+            [_one_execution(control, url_for(srv, e), e) for e in ids], 50)
+        took = time.monotonic() - started
+    finally:
+        await control.aclose()
+    assert all(results), f"{results.count(False)} executions did not stream cleanly"
+    stats = await settled(srv, baseline_tasks)
+    assert await counts(srv, ids) == 0
+    growth = srv.rss() - baseline_rss
+    # Closed logs are kept for CLOSED_TTL by design (late replays, the 204 rule).
+    assert growth < 20 * MB, f"RSS grew by {growth / MB:.1f} MB"
+    print(f"\n[leaks executions] executions=1000 took_s={took:.1f} tasks_before={baseline_tasks} "
+          f"tasks_after={stats['tasks']} streams={stats['streams']} groups={stats['groups']} "
+          f"members=0 rss_growth_mb={growth / MB:.1f}")

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from django_sse_exec import stream_url
 from tests.conftest import redis_available
@@ -61,12 +60,7 @@ def web(setup: RedisSetup) -> Iterator[Server]:
 @pytest.fixture
 def on_redis(setup: RedisSetup) -> Iterator[None]:
     """This process's helpers on the same Redis layer and store as the worker and server."""
-    layers = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": setup.url, "socket_timeout": 30}],
-                   "prefix": f"asgi_{setup.prefix}"},
-    }}
-    with override_settings(CHANNEL_LAYERS=layers, SSE_EXEC={"KEY_PREFIX": setup.prefix}):
+    with setup.settings():
         yield
 
 

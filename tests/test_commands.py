@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from django.test import override_settings
 
 from tests.server import ROOT, Server
 
@@ -30,6 +31,15 @@ class RedisSetup:
     @property
     def env(self) -> dict[str, str]:
         return {"TEST_LAYER": "redis", "REDIS_URL": self.url, "TEST_KEY_PREFIX": self.prefix}
+
+    def settings(self) -> override_settings:
+        """This process's helpers on the same Redis layer and store as those processes."""
+        layers = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": self.url, "socket_timeout": 30}],
+                       "prefix": f"asgi_{self.prefix}"},
+        }}
+        return override_settings(CHANNEL_LAYERS=layers, SSE_EXEC={"KEY_PREFIX": self.prefix})
 
 
 @pytest.fixture
@@ -150,6 +160,27 @@ def test_tail_times_out_on_an_open_execution(redis_server, redis_setup, executio
         assert code == 1 and out == "1 a 1\n"
         assert "was not closed within 3 s" in err
         assert time.monotonic() - started < 45
+
+
+def test_tail_url_resumes_after_the_server_restarts(make_server, redis_setup, execution_id):
+    first = make_server("daphne", env=redis_setup.env)
+    tail = spawn("sse_tail", execution_id, "--url", first.base_url, "--timeout", "90",
+                 env=redis_setup.env)
+    try:
+        wait_until(lambda: first.count(execution_id) == 1, 60, "the tail to connect")
+        first.send(execution_id, ("before", 1))
+        first.stop()
+        second = make_server("daphne", env=redis_setup.env, port=first.port)
+        # (A stale entry of the stopped server may count too: the tail replays what it missed.)
+        wait_until(lambda: second.count(execution_id) >= 1, 60, "the tail to reconnect")
+        second.send(execution_id, ("after", 2))
+        second.close(execution_id)
+    finally:
+        code, out, err = finish(tail)
+    assert code == 0, err
+    assert out.splitlines() == [  # nothing lost or repeated across the reconnect
+        "1 before 1", "2 after 2",
+        f'3 stream-closed {{"executionId":"{execution_id}","lastEventId":3}}']
 
 
 def test_bad_input_is_a_clear_error(redis_setup, execution_id):

@@ -20,7 +20,8 @@ from django_sse_exec.reporter import ExecutionReporter, ExecutionState
 from django_sse_exec.runner import run_sync
 from django_sse_exec.store import get_store
 from django_sse_exec.stream import stream_events
-from tests.sse import SSEParser
+from tests.sse import SSEClient, SSEParser
+from tests.test_commands import redis_setup  # noqa: F401  (fixture)
 
 
 async def alogged(execution_id: str) -> list[tuple[str, dict]]:
@@ -283,3 +284,34 @@ def test_state_rebuilt_from_the_log_gives_the_same_summary(execution_id):
     assert state.finished and state.total == 3
     assert (state.successful, state.failed) == (1, 1)
     assert [r["taskId"] for r in state.results] == ["a", "b"]
+
+
+async def test_a_reporter_in_a_thread_streams_to_a_client_of_another_process(
+        make_server, redis_setup, execution_id):  # noqa: F811
+    """Sync reporter in a loop-less thread here, on Redis; a client of a real daphne sees it all."""
+    from django_sse_exec import stream_url
+
+    web = make_server("daphne", env=redis_setup.env)
+
+    def run() -> None:
+        with ExecutionReporter(execution_id, total=2) as report:
+            report.task_start("a", "First")
+            report.progress(1, 2)
+            report.task_complete("a")
+            report.task_start("b", "Second")
+            raise RuntimeError("lost the connection")
+
+    with redis_setup.settings():
+        async with SSEClient(web.base_url + stream_url(execution_id)) as client:
+            await client.read_chunk()
+            with pytest.raises(RuntimeError, match="lost the connection"):
+                await asyncio.to_thread(run)
+            events = await client.read_until_closed(60)
+    assert [e.event for e in events] == ["execution-start", "task-start", "progress",
+                                         "task-complete", "task-start", "task-fail",
+                                         "execution-complete", "stream-closed"]
+    assert [e.int_id for e in events] == list(range(1, 9))
+    summary = events[6].json
+    assert (summary["status"], summary["successful"], summary["failed"], summary["total"]) == (
+        "failed", 1, 1, 2)
+    assert summary["error"] == "RuntimeError: lost the connection"

@@ -97,6 +97,8 @@ def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
     """
     validate_execution_id(execution_id)
     tasks = list(iter_tasks(sig))
+    if not tasks:
+        raise ValueError(f"{sig!r} has no task to run")
     for task in tasks:
         headers = dict(task.options.get("headers") or {})
         headers[EXECUTION_HEADER] = execution_id
@@ -140,10 +142,10 @@ class ExecutionTask(Task):
             _safely(_report_retry, request, execution_id, exc, started)
             raise
         except Exception as exc:
+            # Not SystemExit & co.: then the process is going (revoked with terminate,
+            # shutdown) and the worker's main process reports it (task_revoked/task_failure).
             _safely(_report_end, request, self.name, execution_id, started, error=exc)
             raise
-        # SystemExit & co. mean the process is going (revoked with terminate, shutdown):
-        # the worker's main process reports that (task_revoked / task_failure).
         _safely(_report_end, request, self.name, execution_id, started, result=result)
         return result
 

@@ -10,13 +10,20 @@ scenario measures are printed (run with ``-s`` to see them).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
-from tests.loadclient import StreamClient, start_swarm, stop_all, tally, wait_until
-from tests.server import Server
+from tests.loadclient import start_swarm, stop_all, tally, wait_until
+from tests.server import Server, free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -252,6 +259,177 @@ async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
                all_back_s=f"{back_in:.2f}", first_reconnect_s=f"{delays[0]:.2f}",
                last_reconnect_s=f"{delays[-1]:.2f}", events=len(ids), lost=result.lost,
                duplicated=result.duplicated, out_of_order=result.out_of_order)
+    finally:
+        stop.set()
+        await stop_all(clients, tasks)
+
+
+# -- with Redis: a private redis-server this module can kill and restart -----------
+
+
+class PrivateRedis:
+    """A redis-server on a free port, in its own directory, that tests may kill and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "PrivateRedis":
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, save: bool = False) -> None:
+        """Shut it down (``save``: write its data first, so a restart reloads it)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if save:
+            try:
+                redis.Redis(port=self.port).shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # it closes the connection as it exits
+        else:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def private_redis(requires_redis, tmp_path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def redis_env(private: PrivateRedis) -> dict[str, str]:
+    return {"TEST_LAYER": "redis", "REDIS_URL": private.url,
+            "TEST_KEY_PREFIX": f"faults{uuid.uuid4().hex[:8]}"}
+
+
+async def send_paced_tolerant(srv: Server, execution_id: str, ids: list[int],
+                              failures: list[str], stop: asyncio.Event, every: float = 0.02) -> None:
+    """Like :func:`send_paced`, but a send that fails is recorded and not retried.
+
+    Only events whose send returned an id are expected by the clients.
+    """
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as client:
+        n = 0
+        while not stop.is_set():
+            try:
+                resp = await client.post("/control/send", json={
+                    "execution_id": execution_id, "events": [["tick", {"n": n}]]})
+                if resp.status_code == 200:
+                    ids += resp.json()["ids"]
+                else:
+                    failures.append(f"HTTP {resp.status_code}")
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+            n += 1
+            await asyncio.sleep(every)
+
+
+@pytest.mark.timeout(180)
+async def test_kill_9_of_a_web_process_clients_resume_on_another_exactly_once(
+        make_server, url_for, execution_id, private_redis):
+    env = redis_env(private_redis)
+    options = {"HEARTBEAT": 1, "RETRY_MS": 200, "RETRY_JITTER_MS": 300, "KEEPALIVE": 60}
+    doomed = make_server("daphne", env=env, sse_exec=options)
+    survivor = make_server("daphne", env=env, sse_exec=options)
+    clients, tasks = await start_swarm([url_for(doomed, execution_id)] * 50,
+                                       alternates=[url_for(survivor, execution_id)])
+    stop, ids = asyncio.Event(), []
+    try:
+        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+        assert survivor.count(execution_id) == 50  # membership is shared through Redis
+        sender = asyncio.create_task(send_paced(survivor, execution_id, ids, stop))
+        await wait_until(lambda: len(ids) >= 20, 30, what="first events")
+        doomed.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        back_in = await wait_until(lambda: all(len(c.connects) >= 2 and c.connected
+                                               for c in clients), 30, what="reconnects")
+        # The dead process's 50 entries expire (3 missed heartbeats); the survivor's 50 stay.
+        await wait_until(lambda: survivor.count(execution_id) == 50, 20, interval=0.2,
+                         what="dead process's membership expired")
+        expired_in = time.monotonic() - killed
+        await asyncio.sleep(0.5)
+        stop.set()
+        await sender
+        ids.append(survivor.close(execution_id))
+        await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
+        result = tally(clients, ids)
+        assert result.perfect, result
+        report("kill -9", clients=len(clients), events=len(ids), all_back_s=f"{back_in:.2f}",
+               membership_expired_s=f"{expired_in:.2f}", lost=result.lost,
+               duplicated=result.duplicated, out_of_order=result.out_of_order)
+    finally:
+        stop.set()
+        await stop_all(clients, tasks)
+
+
+@pytest.mark.timeout(180)
+async def test_redis_restart_mid_stream_streams_resume_and_sends_fail_fast(
+        make_server, url_for, execution_id, private_redis, settings):
+    env = redis_env(private_redis)
+    srv = make_server("daphne", env=env, sse_exec={
+        "HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5, "KEEPALIVE": 60, "RETRY_MS": 200})
+    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
+    stop, ids, failures = asyncio.Event(), [], []
+    try:
+        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+        sender = asyncio.create_task(
+            send_paced_tolerant(srv, execution_id, ids, failures, stop, every=0.05))
+        await wait_until(lambda: len(ids) >= 20, 30, what="first events")
+        private_redis.stop(save=True)
+        down_at = time.monotonic()
+        # While Redis is down, the public API raises StoreUnavailable, quickly.
+        settings.CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": private_redis.url, "socket_timeout": 5}]}}}
+        settings.SSE_EXEC = {"STORE": "redis", "REDIS_URL": private_redis.url,
+                             "KEY_PREFIX": env["TEST_KEY_PREFIX"]}
+        from django_sse_exec import StoreUnavailable, send_sse_event
+
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.to_thread(send_sse_event, execution_id, "while-down", {"n": 0})
+        raised_in = time.monotonic() - started
+        assert raised_in < 10
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - down_at)))
+        private_redis.start()
+        down_for = time.monotonic() - down_at
+        before = len(ids)
+        resumed_in = await wait_until(lambda: len(ids) >= before + 20, 30, interval=0.1,
+                                      what="sends succeed again")
+        await wait_until(lambda: all(c.ids[-1:] == ids[-1:] for c in clients), 30,
+                         what="streams caught up")
+        stop.set()
+        await sender
+        ids.append(srv.close(execution_id))
+        await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
+        result = tally(clients, ids)
+        assert result.perfect, result
+        assert all(len(c.connects) == 1 for c in clients)  # streams survived, no reconnect
+        assert srv.count(execution_id) == 0
+        report("redis restart", clients=len(clients), events=len(ids),
+               redis_down_s=f"{down_for:.2f}", sends_failed=len(failures),
+               send_raised_after_s=f"{raised_in:.2f}",
+               sends_ok_again_after_restart_s=f"{resumed_in:.2f}", lost=result.lost,
+               duplicated=result.duplicated)
     finally:
         stop.set()
         await stop_all(clients, tasks)

@@ -212,6 +212,16 @@ def test_commands_refuse_a_per_process_store(execution_id):
     assert sent.returncode == 0 and "warning: the in-memory store" in sent.stderr
 
 
+def test_unreachable_redis_is_a_clear_error(execution_id):
+    from tests.server import free_port
+
+    env = {"TEST_LAYER": "redis", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    for args in (("sse_status", execution_id), ("sse_send", execution_id, "ev", "1")):
+        result = manage(*args, env=env)
+        assert result.returncode == 1 and "is unavailable" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_tail_url_unreachable(execution_id):
     from tests.server import free_port
 

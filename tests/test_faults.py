@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -433,3 +434,26 @@ async def test_redis_restart_mid_stream_streams_resume_and_sends_fail_fast(
     finally:
         stop.set()
         await stop_all(clients, tasks)
+
+
+@pytest.mark.timeout(60)
+async def test_send_to_a_redis_that_never_answers_raises_store_unavailable_in_bounded_time(
+        requires_redis, execution_id, settings):
+    """A black-holed Redis (TCP accepts, nothing answers): the send gives up, it does not hang."""
+    from django_sse_exec import StoreUnavailable, send_sse_event
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes handshakes; nobody ever reads or replies
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        settings.CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": url, "socket_timeout": 5}]}}}
+        settings.SSE_EXEC = {"STORE": "redis", "REDIS_URL": url}
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as raised:
+            await asyncio.to_thread(send_sse_event, execution_id, "step", {"n": 1})
+        took = time.monotonic() - started
+    assert took < 15, took
+    assert "unavailable" in str(raised.value)
+    report("send while redis hangs", raised_after_s=f"{took:.2f}", error=type(raised.value).__name__)

@@ -8,6 +8,7 @@ Public API (each sync helper has an ``a``-prefixed async twin)::
     get_sse_client_count(execution_id) -> int
     close_sse_connections(execution_id) -> int
     stream_url(execution_id, *, user=None, max_age=None) -> str
+    ExecutionReporter(execution_id, ...)   # progress in the orchestrator's vocabulary
 """
 
 from .api import (
@@ -24,11 +25,13 @@ from .api import (
     unregister_sse_client,
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
+from .reporter import ExecutionReporter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ExecutionClosed",
+    "ExecutionReporter",
     "SSEExecError",
     "StoreUnavailable",
     "aclose_sse_connections",

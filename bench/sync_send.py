@@ -88,8 +88,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()
     execution = f"bench-{uuid.uuid4().hex[:8]}"
     before = redis_clients(raw)
-    for i in range(200):  # warm-up: connections, scripts, caches
-        send_sse_event(execution, "tick", {"i": i})
+    warm_up = 200 * threads  # with as many threads: the connections they need, scripts, caches
+    run_threads(threads, warm_up, lambda i: send_sse_event(execution, "tick", {"i": i}))
     publisher().flush(60)
     warm = redis_clients(raw)
     raw_time = send_time = 0.0
@@ -112,7 +112,7 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
         "layer": layer, "sends": sent, "threads": threads,
         "raw_rate": sent / raw_time, "send_rate": sent / send_time,
         "ratio": raw_time / send_time, "drain_s": drain,
-        "ids_ok": last_id == 200 + sent + 1,
+        "ids_ok": last_id == warm_up + sent + 1,
         "clients_before": before, "clients_warm": warm, "clients_after": after,
     }
 

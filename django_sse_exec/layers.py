@@ -221,6 +221,11 @@ def publish_template(layer: Any, group: str,
 _fusable: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
 
 
+def can_publish_from_redis(layer: Any) -> bool:
+    """Whether :func:`publish_template` works for ``layer`` (single-host msgpack pub/sub)."""
+    return _pubsub_prefix(layer) is not None
+
+
 def _pubsub_prefix(layer: Any) -> str | None:
     """The channel prefix of a single-host, unencrypted msgpack pub/sub layer, else None."""
     if type(layer).__name__ != "RedisPubSubChannelLayer" or not is_redis_layer(layer):

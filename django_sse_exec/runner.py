@@ -35,6 +35,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .layers import ID_PLACEHOLDER, can_publish_from_redis, group_name, publish_template
+
 T = TypeVar("T")
 
 logger = logging.getLogger("django_sse_exec")
@@ -157,25 +162,68 @@ class Publisher:
 _publisher: Publisher | None = None
 
 
-def send_blocking(store: Any, execution_id: str, event: str, data: str,
-                  message: Callable[[int], dict[str, Any]]) -> int:
-    """Log and publish one event from sync code on Redis; return its id.
+class SyncSender:
+    """Sends from sync code on Redis without the event loop; see :func:`sync_sender`."""
 
-    ``store`` is a Redis store, ``data`` validated JSON text and ``message(id)``
-    builds the channel-layer message. On the pub/sub layer the store's script
-    logs and publishes in one round trip; otherwise the event is logged here and
-    its message handed to the :class:`Publisher`.
-    """
-    from .layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
+    def __init__(self, store: Any, layer: Any) -> None:
+        self.store = store
+        self.layer = layer
+        #: Whether the store's script can publish for this layer (pub/sub on the same Redis).
+        self.fused = bool(store.shares_layer_redis) and can_publish_from_redis(layer)
 
-    group = group_name(execution_id)
-    if store.shares_layer_redis:
-        template = publish_template(get_layer(), group, message(ID_PLACEHOLDER))
-        if template is not None:
-            return store.append_blocking(execution_id, event, data, publish=template)
-    event_id = store.append_blocking(execution_id, event, data)
-    publisher().submit(group, message(event_id))
-    return event_id
+    def send(self, execution_id: str, event: str, data: str,
+             message: Callable[[int], dict[str, Any]]) -> int:
+        """Log ``event`` (validated JSON ``data``) and publish ``message(id)``; return the id.
+
+        Fused: one script logs and publishes (one round trip). Otherwise the
+        event is logged here and its message handed to the :class:`Publisher`.
+        """
+        group = group_name(execution_id)
+        if self.fused:
+            template = publish_template(self.layer, group, message(ID_PLACEHOLDER))
+            if template is not None:
+                return self.store.append_blocking(execution_id, event, data, publish=template)
+        event_id = self.store.append_blocking(execution_id, event, data)
+        publisher().submit(group, message(event_id))
+        return event_id
+
+    def close(self, execution_id: str, message: Callable[[int, str], dict[str, Any]]) -> int:
+        """Close the execution's log; publish ``message(id, data)`` of its ``stream-closed``
+        after everything this process sent before. Returns that id."""
+        event_id, first = self.store.close_blocking(execution_id)
+        if first:
+            closed = self.store.closed_event(execution_id, event_id)
+            publish = publisher()
+            publish.submit(group_name(execution_id), message(event_id, closed.data))
+            publish.flush()
+        return event_id
+
+
+#: The process's sync sender: False until resolved, None when the store or the
+#: layer is not Redis (sync calls then run on the loop through :func:`run_sync`).
+_sender: SyncSender | None | bool = False
+
+
+def sync_sender() -> SyncSender | None:
+    """The fast path for sync sends, resolved once per settings (and per process)."""
+    global _sender
+    sender = _sender
+    if sender is False:
+        from .layers import get_layer, is_redis_layer
+        from .store import get_store
+
+        store, layer = get_store(), get_layer()
+        sender = SyncSender(store, layer) if (
+            hasattr(store, "append_blocking") and is_redis_layer(layer)) else None
+        _sender = sender
+    return sender  # type: ignore[return-value]
+
+
+@receiver(setting_changed)
+def _on_setting_changed(setting: str, **kwargs: object) -> None:
+    global _sender
+    if setting in ("SSE_EXEC", "CHANNEL_LAYERS"):
+        _sender = False
 
 
 def publisher() -> Publisher:
@@ -200,10 +248,11 @@ atexit.register(_flush_at_exit)
 
 
 def _after_fork() -> None:
-    global _home_loop, _private_loop, _publisher
+    global _home_loop, _private_loop, _publisher, _sender
     _home_loop = None
     _private_loop = None
     _publisher = None
+    _sender = False
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -20,8 +20,8 @@ from django.urls import reverse
 from .auth import make_token
 from .conf import sse_settings
 from .hub import MESSAGE_TYPE, get_hub
-from .layers import get_layer, group_name, is_redis_layer
-from .runner import publisher, refuse_in_loop, run_sync, send_blocking
+from .layers import get_layer, group_name
+from .runner import refuse_in_loop, run_sync, sync_sender
 from .store import get_store
 from .wire import STREAM_CLOSED, encode_data, validate_event_name, validate_execution_id
 
@@ -55,12 +55,6 @@ def _validated(execution_id: str, event: str, data: Any) -> str:
     validate_execution_id(execution_id)
     validate_event_name(event)
     return encode_data(data, max_bytes=int(sse_settings.MAX_EVENT_BYTES))
-
-
-def _blocking_store() -> Any:
-    """The store when sync helpers may skip the event loop (Redis store and layer), else None."""
-    store = get_store()
-    return store if hasattr(store, "append_blocking") and is_redis_layer() else None
 
 
 async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> int:
@@ -136,30 +130,24 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     trip); on the core layer its message is published, in order, by the
     process's background publisher (see :mod:`django_sse_exec.runner`).
     """
-    store = _blocking_store()
-    if store is None:
+    sender = sync_sender()
+    if sender is None:
         return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
     refuse_in_loop("send_sse_event")
     text = _validated(execution_id, event, data)
-    return send_blocking(store, execution_id, event, text,
-                         lambda event_id: _message(execution_id, event_id, event, text))
+    return sender.send(execution_id, event, text,
+                       lambda event_id: _message(execution_id, event_id, event, text))
 
 
 def close_sse_connections(execution_id: str) -> int:
     """Sync twin of :func:`aclose_sse_connections`; returns after ``stream-closed`` is published."""
-    store = _blocking_store()
-    if store is None:
+    sender = sync_sender()
+    if sender is None:
         return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
     refuse_in_loop("close_sse_connections")
     validate_execution_id(execution_id)
-    event_id, first = store.close_blocking(execution_id)
-    if first:
-        closed = store.closed_event(execution_id, event_id)
-        publish = publisher()
-        publish.submit(group_name(execution_id),
-                       _message(execution_id, event_id, STREAM_CLOSED, closed.data))
-        publish.flush()
-    return event_id
+    return sender.close(execution_id, lambda event_id, data: _message(
+        execution_id, event_id, STREAM_CLOSED, data))
 
 
 def register_sse_client(execution_id: str, channel_name: str) -> None:

@@ -3,7 +3,8 @@
 No framework, no authorisation, no replay: it accepts ``GET /raw/<execution id>``,
 answers with the SSE headers and preamble, and writes every message published on
 ``<prefix>.<execution id>`` (``"<id>\\n<event>\\n<data>"``) to the execution's
-connections, framed once per message. Whatever the other systems do beyond this
+connections, framed once per message (as HTTP/1.1 chunks, like the ASGI servers,
+so the load client does the same work for every system). Whatever the other systems do beyond this
 is overhead measured against it.
 
     python -m bench.raw_server --port 8001 --prefix bench
@@ -17,8 +18,14 @@ import signal
 
 import redis.asyncio as redis
 
+def chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk: the same framing the ASGI servers use."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-        b"Cache-Control: no-cache\r\nConnection: close\r\n\r\nretry: 2000\n: connected\n\n")
+        b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk(b"retry: 2000\n: connected\n\n"))
 
 #: Open connections by execution id.
 streams: dict[str, set[asyncio.Transport]] = {}
@@ -75,7 +82,7 @@ async def fan_out(redis_url: str, prefix: str) -> None:
         if not group:
             continue
         event_id, event, data = message["data"].split(b"\n", 2)
-        frame = b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n"
+        frame = chunk(b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n")
         for transport in group:
             transport.write(frame)
 

@@ -42,7 +42,10 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench.client import Sink, Stream, close_all, open_streams  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.test import override_settings  # noqa: E402
+
+from bench.client import Sink, close_all, open_streams  # noqa: E402
 from tests.server import Server, free_port  # noqa: E402
 
 PAD = "x" * 64  # payload padding: a realistic progress event is ~100 bytes of JSON
@@ -59,6 +62,8 @@ class System:
     server: str  # daphne | uvicorn | raw
     flavour: str  # view | fast | eventstream | naive | raw
     label: str
+    #: Channel-layer alias of the app (bench/settings.py): "pubsub" or "core".
+    layer: str = "pubsub"
     proc: Any = None
     port: int = 0
     counters: dict[str, int] = field(default_factory=dict)
@@ -73,7 +78,7 @@ class System:
                  "--prefix", f"{PREFIX}_raw", "--redis-url", REDIS_URL], cwd=ROOT)
             _wait_for_port(self.port, self.proc)
             return
-        env = dict(SERVER_ENV)
+        env = {**SERVER_ENV, "BENCH_SSE_LAYER": self.layer}
         if self.flavour == "fast":
             env["SSE_FAST_PATH"] = "1"
         self.proc = Server(self.server, env=env).start()
@@ -167,6 +172,8 @@ SYSTEMS = {
     "fast-daphne": System("fast-daphne", "daphne", "fast", "this app, fast path, daphne"),
     "view-uvicorn": System("view-uvicorn", "uvicorn", "view", "this app, view, uvicorn"),
     "view-daphne": System("view-daphne", "daphne", "view", "this app, view, daphne"),
+    "fast-uvicorn-core": System("fast-uvicorn-core", "uvicorn", "fast",
+                                "this app, fast path, uvicorn, core layer", layer="core"),
     "naive-daphne": System("naive-daphne", "daphne", "naive", "naive channels view, daphne"),
     "eventstream-daphne": System("eventstream-daphne", "daphne", "eventstream",
                                  "django-eventstream (Redis), daphne"),
@@ -272,6 +279,7 @@ async def scenario_paced_and_burst(system: System, clients: int, rate: float, se
     start = loop.time()
     send_times = []
     cpu_before = cpu_seconds(system.pid)
+    client_before = cpu_seconds(os.getpid())
     for i in range(count):
         delay = start + i / rate - loop.time()
         if delay > 0:
@@ -283,6 +291,7 @@ async def scenario_paced_and_burst(system: System, clients: int, rate: float, se
     lat = sink.latencies
     result["paced_send_p99_ms"] = pct(send_times, 0.99) * 1000
     result["paced_server_us_per_event"] = (cpu_seconds(system.pid) - cpu_before) / max(sink.events, 1) * 1e6
+    result["paced_client_us_per_event"] = (cpu_seconds(os.getpid()) - client_before) / max(sink.events, 1) * 1e6
     result["paced_lag_ms"] = (loop.time() - start - count / rate) * 1000
     result.update({"paced_events": count, "paced_expected": count * clients,
                    "paced_received": sink.events,
@@ -533,7 +542,9 @@ def main() -> None:
     results = []
     for name in args.systems.split(","):
         print(f"== {name}", file=sys.stderr, flush=True)
-        result = asyncio.run(bench_system(SYSTEMS[name], scenarios, sizes, args.profile))
+        system = SYSTEMS[name]
+        with override_settings(SSE_EXEC={**settings.SSE_EXEC, "CHANNEL_LAYER": system.layer}):
+            result = asyncio.run(bench_system(system, scenarios, sizes, args.profile))
         print(json.dumps(result), file=sys.stderr, flush=True)
         if args.profile:
             print(summarise_profile(f"{args.profile}/{name}.txt"), file=sys.stderr, flush=True)

@@ -17,8 +17,19 @@ from tests.settings import CHANNEL_LAYERS, INSTALLED_APPS, SSE_EXEC, _prefix, _r
 INSTALLED_APPS = [*INSTALLED_APPS, "django_eventstream"]
 ROOT_URLCONF = "bench.urls"
 
+_hosts = [{"address": _redis_url, "socket_timeout": 30, "max_connections": 1000}]
 CHANNEL_LAYERS = {
     **CHANNEL_LAYERS,
+    # The app runs on either channels_redis layer (SSE_EXEC["CHANNEL_LAYER"] picks
+    # the alias, from BENCH_SSE_LAYER); both share the tests' prefix.
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": _hosts, "prefix": f"asgi_{_prefix}"},
+    },
+    "core": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": _hosts, "prefix": f"asgi_{_prefix}", "capacity": 10_000},
+    },
     # The naive view opens one channel per connection; the pub/sub layer is the
     # one of channels_redis that copes with that best.
     "naive": {
@@ -34,7 +45,8 @@ _redis = urlsplit(_redis_url)
 EVENTSTREAM_REDIS = {"host": _redis.hostname, "port": _redis.port or 6379,
                      "db": int(_redis.path.strip("/") or 0)}
 
-SSE_EXEC = {**SSE_EXEC, "KEEPALIVE": 15.0}
+SSE_EXEC = {**SSE_EXEC, "KEEPALIVE": 15.0,
+            "CHANNEL_LAYER": os.environ.get("BENCH_SSE_LAYER", "pubsub")}
 
 LOGGING = {
     "version": 1,

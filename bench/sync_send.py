@@ -4,7 +4,10 @@ For each channels_redis layer (core and pub/sub) a fresh process configures
 Django, then alternates rounds of raw ``PUBLISH`` and of ``send_sse_event`` in
 the same run (so both see the same machine load) and counts Redis clients
 before the first send, after a warm-up and after all sends (total, and those
-whose socket belongs to this process). Usage::
+whose socket belongs to this process). ``drain s`` is how long the background
+publisher needed after the last send returned; ``loop/s`` is the rate of the
+same sends run on the event-loop thread (the path without the Redis fast path),
+for comparison. Usage::
 
     .venv/bin/python bench/sync_send.py -n 100000            # both layers
     .venv/bin/python bench/sync_send.py -n 20000 --layer pubsub --threads 4
@@ -81,8 +84,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     configure(layer, redis_url, prefix)
     import redis
 
-    from django_sse_exec import close_sse_connections, send_sse_event
-    from django_sse_exec.runner import publisher
+    from django_sse_exec import asend_sse_event, close_sse_connections, send_sse_event
+    from django_sse_exec.runner import publisher, run_sync
 
     raw = redis.Redis.from_url(redis_url)
     payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()
@@ -102,6 +105,11 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     started = time.perf_counter()
     publisher().flush(600)
     drain = time.perf_counter() - started
+    # For comparison: the same sends through the event-loop thread (the path
+    # sync calls take when the store or layer is not Redis).
+    looped = count // 10
+    loop_time = run_threads(threads, looped, lambda i: run_sync(
+        "send_sse_event", asend_sse_event, execution, "task-start", {"progress": i}))
     after = redis_clients(raw)
     last_id = close_sse_connections(execution)
     keys = list(raw.scan_iter(f"{prefix}:*"))
@@ -112,7 +120,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
         "layer": layer, "sends": sent, "threads": threads,
         "raw_rate": sent / raw_time, "send_rate": sent / send_time,
         "ratio": raw_time / send_time, "drain_s": drain,
-        "ids_ok": last_id == warm_up + sent + 1,
+        "loop_rate": looped // threads * threads / loop_time,
+        "ids_ok": last_id == warm_up + sent + looped // threads * threads + 1,
         "clients_before": before, "clients_warm": warm, "clients_after": after,
     }
 
@@ -141,12 +150,12 @@ def main() -> None:
             capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'layer':7} {'sends':>7} {'thr':>3} {'PUBLISH/s':>10} {'send/s':>8} {'ratio':>6} "
-          f"{'drain s':>7} {'ids':>4} {'clients all/ours: before  warm  after':>40}")
+          f"{'drain s':>7} {'loop/s':>7} {'ids':>4} {'clients all/ours: before  warm  after':>40}")
     for r in results:
         clients = "  ".join(f"{a}/{o}" for a, o in
                             (r["clients_before"], r["clients_warm"], r["clients_after"]))
         print(f"{r['layer']:7} {r['sends']:7d} {r['threads']:3d} {r['raw_rate']:10.0f} "
-              f"{r['send_rate']:8.0f} {r['ratio']:6.2f} {r['drain_s']:7.2f} "
+              f"{r['send_rate']:8.0f} {r['ratio']:6.2f} {r['drain_s']:7.2f} {r['loop_rate']:7.0f} "
               f"{'ok' if r['ids_ok'] else 'BAD':>4} {clients:>40}")
 
 

@@ -24,5 +24,15 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Side-by-side benchmark on the local Redis (several minutes): table, targets,
+# sync-send rate, then the scaling curve (docs/scaling.png). See BENCHMARKS.md.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.run $(BENCH_ARGS)
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -457,3 +457,28 @@ async def test_send_to_a_redis_that_never_answers_raises_store_unavailable_in_bo
     assert took < 15, took
     assert "unavailable" in str(raised.value)
     report("send while redis hangs", raised_after_s=f"{took:.2f}", error=type(raised.value).__name__)
+
+
+@pytest.mark.timeout(120)
+async def test_redis_restarted_without_its_data_memberships_are_restored(
+        make_server, url_for, execution_id, private_redis):
+    """A Redis that lost everything: the hub re-adds its streams' memberships by itself."""
+    env = redis_env(private_redis)
+    srv = make_server("daphne", env=env, sse_exec={"HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5,
+                                                   "KEEPALIVE": 60})
+    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
+    try:
+        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+        assert srv.count(execution_id) == 20
+        private_redis.stop()  # killed: nothing saved
+        private_redis.start()
+        restarted = time.monotonic()
+        assert redis.Redis(port=private_redis.port).dbsize() == 0
+        await wait_until(lambda: srv.count(execution_id) == 20, 30, interval=0.2,
+                         what="memberships restored")
+        restored_in = time.monotonic() - restarted
+        assert all(c.connected for c in clients)
+        report("redis restart without data", streams=len(clients),
+               memberships_restored_s=f"{restored_in:.2f}")
+    finally:
+        await stop_all(clients, tasks)

@@ -93,6 +93,7 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     before = redis_clients(raw)
     warm_up = 200 * threads  # with as many threads: the connections they need, scripts, caches
     run_threads(threads, warm_up, lambda i: send_sse_event(execution, "tick", {"i": i}))
+    run_threads(threads, warm_up, lambda i: raw.publish(f"{prefix}.raw", payload))
     publisher().flush(60)
     warm = redis_clients(raw)
     raw_time = send_time = 0.0
@@ -105,12 +106,12 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     started = time.perf_counter()
     publisher().flush(600)
     drain = time.perf_counter() - started
+    after = redis_clients(raw)
     # For comparison: the same sends through the event-loop thread (the path
     # sync calls take when the store or layer is not Redis).
     looped = count // 10
     loop_time = run_threads(threads, looped, lambda i: run_sync(
         "send_sse_event", asend_sse_event, execution, "task-start", {"progress": i}))
-    after = redis_clients(raw)
     last_id = close_sse_connections(execution)
     keys = list(raw.scan_iter(f"{prefix}:*"))
     if keys:

@@ -256,3 +256,19 @@ async def test_streams_outlive_the_core_layers_group_expiry(redis_setup, make_se
     raw.close()
     assert events[0].event == "late"
     assert_clean(srv)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_sender_gets_a_clear_error_quickly_when_redis_is_down(layer):
+    env = redis_env("redis://127.0.0.1:1/0", layer)
+    result = await asyncio.to_thread(run_sender, env, """
+        import time
+        from django_sse_exec.exceptions import StoreUnavailable
+        started = time.monotonic()
+        try:
+            sse.send_sse_event("e-1", "step", {"n": 1})
+        except StoreUnavailable as exc:
+            emit({"error": str(exc), "seconds": time.monotonic() - started})
+    """)
+    assert "127.0.0.1:1" in result["error"] and "unavailable" in result["error"]
+    assert result["seconds"] < 10

@@ -17,7 +17,7 @@ from .conf import DEFAULTS, sse_settings
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
-    memory store + Redis layer."""
+    memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
     from .layers import is_memory_layer, is_redis_layer
     from .store import backend_path
 
@@ -54,7 +54,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             hint="Remove SSE_EXEC['STORE'] (\"auto\" picks Redis) or set it to \"redis\".",
             id="django_sse_exec.W005",
         ))
+    messages.extend(check_redis_read_timeout())
     return messages
+
+
+def check_redis_read_timeout() -> list[CheckMessage]:
+    """redis-py 8 reads time out after 5 s by default, exactly the core layer's idle
+    blocking pop: an idle ``receive()`` then raises and streams stall. Hosts given as
+    dicts with a larger ``socket_timeout`` avoid it."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    layer = layers.get(sse_settings.CHANNEL_LAYER) or {}
+    if layer.get("BACKEND") != "channels_redis.core.RedisChannelLayer":
+        return []
+    try:
+        import redis
+
+        if int(redis.__version__.split(".")[0]) < 8:
+            return []
+    except (ImportError, ValueError):
+        return []
+    hosts = (layer.get("CONFIG") or {}).get("hosts") or [("localhost", 6379)]
+    short = [h for h in hosts if not (isinstance(h, dict) and (
+        h.get("socket_timeout") is None and "socket_timeout" in h
+        or isinstance(h.get("socket_timeout"), (int, float)) and h["socket_timeout"] > 5))]
+    if not short:
+        return []
+    return [Warning(
+        "RedisChannelLayer with redis-py 8: reads time out after 5 s, the layer's idle "
+        "receive blocks for 5 s, so idle streams stall",
+        hint='Give hosts as dicts with a larger timeout, e.g. {"address": "redis://...", '
+             '"socket_timeout": 30, "max_connections": 1000}, or pin redis<8.',
+        id="django_sse_exec.W006",
+    )]
 
 
 def check_policy() -> list[CheckMessage]:

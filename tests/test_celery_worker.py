@@ -1,6 +1,7 @@
 """A real Celery worker (Redis broker, prefork pool) reports an execution that a
-browser-like client streams from daphne; and the check that catches Celery with
-the in-memory layer."""
+browser-like client streams from daphne; and the system checks that catch
+multi-process setups that would lose events (Celery with the in-memory layer, a
+memory store with a Redis layer, redis-py 8's read timeout on the core layer)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,13 @@ async def test_celery_task_progress_streams_to_the_browser(layer, requires_redis
         delete_keys(requires_redis, env["TEST_KEY_PREFIX"])
 
 
+def _layers_with(host: object) -> dict:
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": [host]}}}
+
+
 MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                           "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}}
+REDIS_LAYER = _layers_with("redis://127.0.0.1:6379/0")
 
 
 def w004(**overrides: object) -> list[str]:
@@ -85,3 +90,18 @@ def test_check_warns_about_a_memory_store_with_a_redis_layer():
     assert "django_sse_exec.W005" in ids
     with override_settings(CHANNEL_LAYERS=REDIS_LAYER, SSE_EXEC={}):
         assert "django_sse_exec.W005" not in [m.id for m in run_checks()]
+
+
+def test_check_warns_about_redis_py_8_read_timeouts_on_the_core_layer():
+    def w006(host: object) -> bool:
+        with override_settings(CHANNEL_LAYERS=_layers_with(host)):
+            return "django_sse_exec.W006" in [m.id for m in run_checks()]
+
+    assert w006("redis://127.0.0.1:6379/0")
+    assert w006({"address": "redis://127.0.0.1:6379/0"})
+    assert not w006({"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30})
+    assert not w006({"address": "redis://127.0.0.1:6379/0", "socket_timeout": None})
+    with override_settings(CHANNEL_LAYERS={"default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]}}}):
+        assert "django_sse_exec.W006" not in [m.id for m in run_checks()]

@@ -216,7 +216,8 @@ async def test_streams_are_rotated_after_their_jittered_lifetime_without_loss(
         rotated = [k for c in clients for k in c.connects[:-1]]
         assert all(k.ended == "eof" and "reconnect (lifetime)" in k.comments for k in rotated)
         lifetimes = [k.finished - k.started for k in rotated]
-        assert all(0.8 <= t <= 3.5 for t in lifetimes), lifetimes
+        # 1-2 s of lifetime, rotated at the hub's next check (REPAIR_INTERVAL = 1 s).
+        assert all(0.8 <= t <= 4.5 for t in lifetimes), lifetimes
         assert max(lifetimes) - min(lifetimes) > 0.3, lifetimes  # jitter spreads them
         report("lifetime", clients=len(clients), events=len(ids), rotations=len(rotated),
                lifetime_min_s=f"{min(lifetimes):.2f}", lifetime_max_s=f"{max(lifetimes):.2f}",

@@ -147,8 +147,9 @@ async def stream_events(execution_id: str, after: int | None,
     try:
         yield preamble(retry)
         async for chunk in _events(hub, sub, execution_id, after):
-            for piece in _pieces(chunk):
-                if not await sub.room(limit):
+            for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
+                backlog = sub.backlog
+                if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
                 yield piece
@@ -169,8 +170,6 @@ PIECE_BYTES = 64 * 1024
 
 
 def _pieces(chunk: bytes) -> list[bytes]:
-    if len(chunk) <= PIECE_BYTES:
-        return [chunk]
     return [chunk[i:i + PIECE_BYTES] for i in range(0, len(chunk), PIECE_BYTES)]
 
 

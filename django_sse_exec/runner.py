@@ -12,15 +12,16 @@ a long-lived loop and the caller blocks on the result:
 
 Each call waits for its coroutine, so events sent from one thread keep their order.
 
-Sends on Redis take a faster path (see ``send_sse_event``): the event is logged
-in the calling thread with one blocking round trip, and its channel-layer
-message is handed to the process's :class:`Publisher`, which publishes
-everything handed to it in order, in batches, on the private loop. The caller
-only waits when the publisher's backlog is full (``Publisher.MAX_BACKLOG``),
-so memory stays bounded. ``close_sse_connections`` waits for the backlog to be
-published before it publishes ``stream-closed``, and the backlog is flushed at
-interpreter exit. A message that cannot be published is still in the log: the
-hubs' repair sweep delivers it within ``REPAIR_INTERVAL``.
+Sends on Redis (store and channel layer) skip the loop altogether
+(:class:`SyncSender`): the event is logged in the calling thread with one
+blocking round trip. On the pub/sub layer that same Redis script publishes the
+layer's message. Otherwise the message is handed to the process's
+:class:`Publisher`, which publishes everything handed to it in order, in
+pipelined batches, on the private loop; the caller only waits when its backlog
+is full (``Publisher.MAX_BACKLOG``), so memory stays bounded.
+``close_sse_connections`` waits until the backlog is published, and it is
+flushed at interpreter exit. A message that cannot be published is still in the
+log: the hubs' repair sweep delivers it within ``REPAIR_INTERVAL``.
 """
 
 from __future__ import annotations

@@ -306,6 +306,7 @@ async def test_sync_sends_from_threads_reach_a_layer_consumer_in_order(
             counts.append(_own_redis_clients(raw))
         assert counts[1] <= counts[0], counts  # 2000 more sends, no more connections
         await channel_layer.group_discard(group_name("e"), channel)
+        await channel_layer.flush()  # close its connections with this test's loop
         await get_store().aclose()
     assert sorted(m["id"] for m in received) == list(range(1, 4001))
     assert all(m["type"] == "sse_exec.event" and m["execution_id"] == "e" for m in received)
@@ -338,4 +339,5 @@ async def test_pubsub_send_is_one_script_that_logs_and_publishes(requires_redis,
         assert received == sent
         assert [e.id for e in (await store.read("e")).events] == [1, 2, 3]
         await channel_layer.group_discard(group_name("e"), channel)
+        await channel_layer.flush()  # close its connections with this test's loop
         await store.aclose()

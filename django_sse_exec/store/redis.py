@@ -34,14 +34,14 @@ import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
+import redis as sync_redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-import redis as sync_redis
-from redis.retry import Retry as BlockingRetry
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
+from redis.retry import Retry as BlockingRetry
 
 from ..conf import sse_settings
 from ..exceptions import ExecutionClosed, StoreUnavailable

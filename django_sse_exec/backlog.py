@@ -5,8 +5,8 @@ stream yields piles up in the connection's transport buffer when the client stop
 reading — without limit. A stream cannot see that buffer through ASGI, so this
 module finds the connection's transport: Twisted's reactor lists every connected
 socket, each with its peer address, and the ASGI scope carries the same address
-(``scope["client"]``). Readers are indexed by peer once and re-indexed only when
-a new peer is looked up, so a burst of connects costs one scan, not one each.
+(``scope["client"]``). Sockets are indexed by peer, newest first, so finding a
+just-accepted connection costs a few steps, not a scan of every connection.
 
 The transport's own counters (``dataBuffer``/``offset``/``_tempDataLen``, the
 fields Twisted's ``FileDescriptor`` uses to decide when to pause a producer)
@@ -83,15 +83,31 @@ def find_backlog(peer: Any) -> Backlog | None:
     key = (str(peer[0]), int(peer[1]))
     transport = _index.get(key)
     if transport is None or not _live(transport, key):
-        _index.clear()
-        for reader in reactor.getReaders():
-            client = getattr(reader, "client", None)
-            if isinstance(client, tuple) and len(client) >= 2 and hasattr(reader, "dataBuffer"):
-                _index[(str(client[0]), int(client[1]))] = reader
-        transport = _index.get(key)
+        transport = _scan(reactor, key)
         if transport is None or not _live(transport, key):
             return None
     return TwistedBacklog(transport)
+
+
+def _scan(reactor: Any, key: tuple[str, int]) -> Any:
+    """Index the reactor's sockets, newest first, until ``key``'s is found.
+
+    A stream starts right after its connection was accepted, so its socket is
+    among the newest: the scan usually stops after a few entries.
+    """
+    readers = getattr(reactor, "_readers", None)  # insertion-ordered on the asyncio reactor
+    if not isinstance(readers, dict):
+        readers = dict.fromkeys(reactor.getReaders())
+    if len(_index) > 2 * len(readers) + 64:
+        _index.clear()  # forget closed connections
+    for reader in reversed(readers):
+        client = getattr(reader, "client", None)
+        if isinstance(client, tuple) and len(client) >= 2 and hasattr(reader, "dataBuffer"):
+            found = (str(client[0]), int(client[1]))
+            _index[found] = reader
+            if found == key:
+                return reader
+    return None
 
 
 __all__ = ["Backlog", "TwistedBacklog", "find_backlog"]

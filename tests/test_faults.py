@@ -241,6 +241,8 @@ async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
     try:
         connected_in = await wait_until(lambda: all(c.connected for c in clients), 120,
                                         what="connects")
+        stats = srv.hub()
+        assert stats["streams"] == stats["measured"] == count  # every connection's backlog found
         sender = asyncio.create_task(send_paced(srv, execution_id, ids, stop, every=0.05))
         await wait_until(lambda: len(ids) >= 10, 30, what="first events")
         dropped_at = time.monotonic()

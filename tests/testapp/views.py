@@ -56,7 +56,8 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
     hub = get_hub()
     unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]
     return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count(),
-                         "tasks": len(asyncio.all_tasks()), "max_unsent": max(unsent, default=0)})
+                         "tasks": len(asyncio.all_tasks()), "max_unsent": max(unsent, default=0),
+                         "measured": len(unsent)})
 
 
 @csrf_exempt

@@ -75,12 +75,15 @@ class Stream(asyncio.Protocol):
             self.connected_at = time.monotonic()
             if self.chunked:
                 self.decoder = _Chunked()
-            if not self.ready.done():
+            if self.status != 200 and not self.ready.done():
                 self.ready.set_result(None)
         if self.decoder is not None:
             data = self.decoder.feed(data)
         if not data:
             return
+        if not self.ready.done():  # a stream is live once its first bytes (the preamble) arrived
+            self.connected_at = time.monotonic()
+            self.ready.set_result(None)
         self.pending += data
         if b"\n\n" not in data and b"\n\n" not in self.pending[-len(data) - 1:]:
             return
@@ -127,7 +130,8 @@ async def open_streams(urls: list[str], sink: Sink, concurrency: int = 1000,
                        timeout: float = 60) -> tuple[list[Stream], float]:
     """Connect one stream per url (``concurrency`` at a time); return them and the seconds it took.
 
-    A stream counts as connected when its response headers arrived (or it failed).
+    A stream counts as connected when its first body bytes (the preamble) arrived,
+    or when it got another status than 200, or failed.
     """
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)

@@ -357,9 +357,10 @@ class Sizes:
     burst: int = 200
     huge: int = 10_000
     huge_events: int = 2
+    sync_sends: int = 20_000
 
 
-QUICK = Sizes(idle=200, fan=100, seconds=3.0, burst=50, huge=500, huge_events=1)
+QUICK = Sizes(idle=200, fan=100, seconds=3.0, burst=50, huge=500, huge_events=1, sync_sends=2000)
 
 
 def start_profiler(system: System, out_dir: str) -> subprocess.Popen[bytes]:
@@ -431,12 +432,12 @@ async def bench_system(system: System, scenarios: set[str], sizes: Sizes,
     return result
 
 
-def sync_send_figures() -> str:
+def sync_send_figures(count: int) -> str:
     """The sync ``send_sse_event`` rate against raw ``PUBLISH`` (bench/sync_send.py)."""
     script = ROOT / "bench" / "sync_send.py"
-    if not script.exists():
-        return "(bench/sync_send.py is not there: sync send scenario skipped)"
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True,
+    command = [sys.executable, str(script), "-n", str(count)]
+    print(f"$ python bench/sync_send.py -n {count}", file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "TEST_KEY_PREFIX": f"{PREFIX}_sync"})
     return (done.stdout + done.stderr).strip()
 
@@ -555,7 +556,7 @@ def main() -> None:
     print(targets(results))
     if "sync" in scenarios:
         print("\nSync sends:\n")
-        print(sync_send_figures())
+        print(sync_send_figures(sizes.sync_sends))
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": sizes.__dict__, "results": results}, indent=1))
 

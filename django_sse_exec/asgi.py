@@ -209,6 +209,13 @@ async def _pump(body: Any, receive: Receive, send: Send) -> None:
         me.uncancel()
     except OSError:
         pass  # the client went away mid-write
+    except Exception:
+        # Headers are out: end the response cleanly so the client reconnects
+        # with its Last-Event-ID, instead of leaving it a broken connection.
+        logger.exception("stream failed; ending the response")
+        if not state["finished"]:
+            state["finished"] = True
+            await send({"type": "http.response.body", "body": b""})
     finally:
         state["finished"] = True
         watcher.cancel()

@@ -42,6 +42,8 @@ Item = tuple[int, str, bytes]
 
 #: Channel-layer group joins/leaves a hub runs at once.
 LAYER_CONCURRENCY = 16
+#: Membership writes of new streams a hub runs at once.
+STORE_CONCURRENCY = 32
 
 
 class Subscriber:
@@ -229,6 +231,9 @@ class Hub:
         #: executions each concurrent join would take its own channel-layer
         #: connection (up to the layer's pool size), costing memory and Redis clients.
         self._layer_gate = asyncio.Semaphore(LAYER_CONCURRENCY)
+        #: Likewise for membership writes: a storm of thousands of connects would
+        #: otherwise queue on the store's connection pool past its timeout.
+        self._store_gate = asyncio.Semaphore(STORE_CONCURRENCY)
         #: Set once the process is shutting down: every stream ends, new ones at once.
         self.closing = False
         #: Set when the channel layer failed: groups and memberships are restored
@@ -284,7 +289,8 @@ class Hub:
                     async with self._layer_gate:
                         await self.layer.group_add(group_name(execution_id), self.channel)
                     group.joined = True
-            await self.store.add_member(execution_id, sub.member)
+            async with self._store_gate:
+                await self.store.add_member(execution_id, sub.member)
         except BaseException:
             await asyncio.shield(self.unsubscribe(sub))
             raise

@@ -194,46 +194,83 @@ ID_PLACEHOLDER = 0xFEDC_BA98_7654_3210
 _PLACEHOLDER_BYTES = b"\xcf" + ID_PLACEHOLDER.to_bytes(8, "big")
 
 
-def publish_template(layer: Any, group: str,
-                     message: dict[str, Any]) -> tuple[str, bytes, bytes] | None:
-    """How to publish ``message`` to ``group`` from inside Redis, or None.
+#: A second stand-in, for the core layer's ``__asgi_channel__`` list (filled in by Redis).
+_CHANNELS_PLACEHOLDER = 0xFEDC_BA98_7654_3211
+_CHANNELS_PLACEHOLDER_BYTES = b"\xcf" + _CHANNELS_PLACEHOLDER.to_bytes(8, "big")
 
-    ``message["id"]`` must be :data:`ID_PLACEHOLDER`. For ``RedisPubSubChannelLayer``
-    with one host and the msgpack serializer without encryption, returns
-    ``(channel, head, tail)`` such that ``head + <id as big-endian uint64> + tail``
-    is exactly what the layer's own ``group_send`` would publish (``head`` ends
-    with msgpack's uint64 marker, so the 8 bytes read as the same integer). The
-    Redis store uses it to log and publish an event in one script. Any other
-    layer: None.
+#: What the Redis store's script needs to deliver an event itself: a kind
+#: ("pubsub" or "core") and its script arguments.
+PublishPlan = tuple[str, list[Any]]
+
+
+def publish_template(layer: Any, group: str, message: dict[str, Any]) -> PublishPlan | None:
+    """How Redis itself can deliver ``message`` to ``group``, or None.
+
+    ``message["id"]`` must be :data:`ID_PLACEHOLDER`. The layer serialises the
+    message once; the placeholder's bytes (msgpack's uint64 marker + 8 bytes)
+    split it so that the store's append script can splice in the id it assigns
+    and deliver exactly what the layer's own ``group_send`` would:
+
+    * ``RedisPubSubChannelLayer`` (one host, no encryption): ``("pubsub",
+      [channel, head, tail])``, the script ``PUBLISH``es ``head + id + tail``;
+    * ``RedisChannelLayer`` (one host, no encryption, no ``channel_capacity``):
+      ``("core", [group key, prefix, head, middle, capacity, expiry,
+      group_expiry])``; the script does what ``group_send`` does — drops expired
+      members, adds ``head + id + middle + <msgpack list of the channels>`` to
+      each member channel's sorted set within capacity, sets its expiry.
+
+    Any other layer or configuration: None (callers publish with ``group_send``).
     """
     try:
-        prefix = _fusable[layer]
+        kind = _fusable[layer]
     except KeyError:
-        prefix = _fusable[layer] = _pubsub_prefix(layer)
-    if prefix is None:
+        kind = _fusable[layer] = _fusable_kind(layer)
+    if kind is None:
         return None
-    head, found, tail = layer.serialize(message).partition(_PLACEHOLDER_BYTES)
-    if not found or _PLACEHOLDER_BYTES in tail:
+    if kind != "core":  # "pubsub:<channel prefix>"
+        head, found, tail = layer.serialize(message).partition(_PLACEHOLDER_BYTES)
+        if not found or _PLACEHOLDER_BYTES in tail:
+            return None
+        return "pubsub", [f"{kind[7:]}__group__{group}", head + _PLACEHOLDER_BYTES[:1], tail]
+    packed = layer.serialize({**message, "__asgi_channel__": _CHANNELS_PLACEHOLDER})
+    head, found, rest = packed.partition(_PLACEHOLDER_BYTES)
+    middle, found_channels, tail = rest.partition(_CHANNELS_PLACEHOLDER_BYTES)
+    if not found or not found_channels or tail or _PLACEHOLDER_BYTES in rest:
         return None
-    return f"{prefix}__group__{group}", head + _PLACEHOLDER_BYTES[:1], tail
+    return "core", [layer._group_key(group), layer.prefix, head + _PLACEHOLDER_BYTES[:1],
+                    middle, layer.capacity, int(layer.expiry), int(layer.group_expiry)]
 
 
 _fusable: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
 
 
 def can_publish_from_redis(layer: Any) -> bool:
-    """Whether :func:`publish_template` works for ``layer`` (single-host msgpack pub/sub)."""
-    return _pubsub_prefix(layer) is not None
+    """Whether :func:`publish_template` works for ``layer`` (see there)."""
+    return _fusable_kind(layer) is not None
 
 
-def _pubsub_prefix(layer: Any) -> str | None:
-    """The channel prefix of a single-host, unencrypted msgpack pub/sub layer, else None."""
-    if type(layer).__name__ != "RedisPubSubChannelLayer" or not is_redis_layer(layer):
-        return None
-    config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(
+def _layer_config(layer: Any) -> dict[str, Any]:
+    return (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(
         sse_settings.CHANNEL_LAYER, {}).get("CONFIG", {}) or {}
+
+
+def _fusable_kind(layer: Any) -> str | None:
+    """"core", or "pubsub:<channel prefix>", when Redis can deliver this layer's
+    messages itself; else None."""
+    if not is_redis_layer(layer):
+        return None
+    config = _layer_config(layer)
     if len(config.get("hosts") or [None]) != 1 or config.get("symmetric_encryption_keys"):
         return None
     if config.get("serializer_format", "msgpack") != "msgpack":
         return None
-    return str(config.get("prefix", "asgi"))
+    name = type(layer).__name__
+    if name == "RedisPubSubChannelLayer":
+        return f"pubsub:{config.get('prefix', 'asgi')}"
+    if name == "RedisChannelLayer" and not config.get("channel_capacity") and all(
+            hasattr(layer, attr) for attr in ("_group_key", "prefix", "capacity", "expiry",
+                                              "group_expiry")):
+        return "core"
+    return None
+
+

@@ -317,28 +317,58 @@ async def test_sync_sends_from_threads_reach_a_layer_consumer_in_order(
 
 
 @pytest.mark.asyncio
-async def test_pubsub_send_is_one_script_that_logs_and_publishes(requires_redis, prefix):
-    """On the pub/sub layer the published bytes are spliced by Redis: the layer must
-    read exactly the message its own group_send would have carried."""
+@pytest.mark.parametrize("layer", ["redis", "pubsub"])
+async def test_one_script_logs_and_delivers_what_the_layer_reads(layer, requires_redis, prefix):
+    """Redis splices the id into bytes the layer serialised (and, on the core layer,
+    adds the channel list): the layer must read exactly the message its own
+    group_send would have carried, on every member channel."""
     from django_sse_exec.layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
 
-    with override_settings(**_layer_settings(requires_redis, "pubsub", prefix)):
+    with override_settings(**_layer_settings(requires_redis, layer, prefix)):
+        channel_layer = get_layer()
+        store = get_store()
+        channels = [await channel_layer.new_channel() for _ in range(2)]
+        for channel in channels:
+            await channel_layer.group_add(group_name("e"), channel)
+        sent = []
+        for _ in range(3):
+            message = {"type": "sse_exec.event", "execution_id": "e", "id": ID_PLACEHOLDER,
+                       "event": "step", "data": '{"x":"é"}'}
+            plan = publish_template(channel_layer, group_name("e"), message)
+            assert plan is not None and plan[0] == ("core" if layer == "redis" else "pubsub")
+            got = await asyncio.to_thread(store.append_blocking, "e", "step", '{"x":"é"}', plan)
+            sent.append({**message, "id": got})
+        for channel in channels:
+            received = [await asyncio.wait_for(channel_layer.receive(channel), 5) for _ in sent]
+            assert received == sent
+        assert [e.id for e in (await store.read("e")).events] == [1, 2, 3]
+        for channel in channels:
+            await channel_layer.group_discard(group_name("e"), channel)
+        if layer == "pubsub":
+            await channel_layer.flush()
+        await store.aclose()
+
+
+@pytest.mark.asyncio
+async def test_core_delivery_respects_capacity_and_group_expiry(requires_redis, prefix, raw):
+    from django_sse_exec.layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
+
+    settings = _layer_settings(requires_redis, "redis", prefix)
+    settings["CHANNEL_LAYERS"]["default"]["CONFIG"].update(capacity=3, group_expiry=1)
+    with override_settings(**settings):
         channel_layer = get_layer()
         store = get_store()
         channel = await channel_layer.new_channel()
         await channel_layer.group_add(group_name("e"), channel)
-        sent = []
-        for event_id in range(1, 4):
-            message = {"type": "sse_exec.event", "execution_id": "e", "id": ID_PLACEHOLDER,
-                       "event": "step", "data": '{"x":"é"}'}
-            template = publish_template(channel_layer, group_name("e"), message)
-            assert template is not None
-            got = await asyncio.to_thread(store.append_blocking, "e", "step", '{"x":"é"}',
-                                          template)
-            sent.append({**message, "id": got})
-        received = [await asyncio.wait_for(channel_layer.receive(channel), 5) for _ in sent]
-        assert received == sent
-        assert [e.id for e in (await store.read("e")).events] == [1, 2, 3]
-        await channel_layer.group_discard(group_name("e"), channel)
-        await channel_layer.flush()  # close its connections with this test's loop
+        message = {"type": "sse_exec.event", "execution_id": "e", "id": ID_PLACEHOLDER,
+                   "event": "step", "data": "1"}
+        plan = publish_template(channel_layer, group_name("e"), message)
+        for _ in range(5):
+            store.append_blocking("e", "step", "1", plan)
+        key = channel_layer.prefix + channel_layer.non_local_name(channel)
+        assert raw.zcard(key) == 3  # capacity: the rest were dropped, as group_send does
+        await asyncio.sleep(2.1)  # the membership is now older than group_expiry
+        store.append_blocking("e", "step", "1", plan)
+        assert raw.zcard(channel_layer._group_key(group_name("e")).decode()) == 0
+        assert raw.zcard(key) == 3
         await store.aclose()

@@ -68,6 +68,37 @@ _APPEND_PUBLISH = _APPEND_BODY + """
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. struct.pack('>I8', id) .. ARGV[7])
 return id
 """
+# The same, then what channels_redis's RedisChannelLayer.group_send does, for the
+# group whose key is ARGV[5]: drop members older than group_expiry (ARGV[11]),
+# and add to each member channel's sorted set (key: layer prefix ARGV[6] + the
+# channel's non-local name), unless it holds capacity (ARGV[9]) messages, the
+# message ARGV[7] .. id .. ARGV[8] .. <msgpack list of its channels>, scored by
+# the time, expiring after ARGV[10] seconds.
+_APPEND_DELIVER = _APPEND_BODY + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', ARGV[5], 0, tonumber(t[1]) - tonumber(ARGV[11]))
+local keys, channels = {}, {}
+for _, name in ipairs(redis.call('ZRANGE', ARGV[5], 0, -1)) do
+  local bang = string.find(name, '!', 1, true)
+  local key = ARGV[6] .. (bang and string.sub(name, 1, bang) or name)
+  if channels[key] == nil then
+    channels[key] = {}
+    keys[#keys + 1] = key
+  end
+  table.insert(channels[key], name)
+end
+local body = ARGV[7] .. struct.pack('>I8', id) .. ARGV[8]
+for _, key in ipairs(keys) do
+  redis.call('ZREMRANGEBYSCORE', key, 0, tonumber(t[1]) - tonumber(ARGV[10]))
+  if redis.call('ZCOUNT', key, '-inf', '+inf') < tonumber(ARGV[9]) then
+    redis.call('ZADD', key, now, body .. cmsgpack.pack(channels[key]))
+    redis.call('EXPIRE', key, ARGV[10])
+  end
+end
+return id
+"""
+_DELIVERY_SCRIPTS = {"pubsub": _APPEND_PUBLISH, "core": _APPEND_DELIVER}
 
 # KEYS: last, closed, events. ARGV: max events, closed ttl seconds.
 # Returns {id of stream-closed, 1 if this call closed it}.
@@ -273,18 +304,21 @@ class RedisStore(Store):
             _APPEND, self._log_keys(execution_id), self._append_args(event, data)))
 
     def append_blocking(self, execution_id: str, event: str, data: str,
-                        publish: tuple[str, bytes, bytes] | None = None) -> int:
+                        publish: tuple[str, list[Any]] | None = None) -> int:
         """:meth:`append` for synchronous callers, in the calling thread.
 
-        With ``publish=(channel, head, tail)`` the same script also publishes
-        ``head + id + tail`` (id as big-endian uint64) to ``channel``: see
-        :func:`django_sse_exec.layers.publish_template`.
+        With ``publish`` (a plan from :func:`django_sse_exec.layers.publish_template`)
+        the same script also delivers the event to the channel layer, with the id
+        it assigned: one round trip, one atomic step.
         """
         args = self._append_args(event, data)
+        script = _APPEND
         if publish is not None:
-            args.extend(publish)
+            kind, publish_args = publish
+            script = _DELIVERY_SCRIPTS[kind]
+            args.extend(publish_args)
         return self._appended(execution_id, self._eval_blocking(
-            _APPEND if publish is None else _APPEND_PUBLISH, self._log_keys(execution_id), args))
+            script, self._log_keys(execution_id), args))
 
     def _append_args(self, event: str, data: str) -> list[Any]:
         return [event, data, self.history_max_events, max(1, int(self.history_ttl))]

@@ -72,7 +72,7 @@ class Subscriber:
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
-        #: Why the stream must end ("shutdown", "lifetime", "slow client"), or None.
+        #: Why the stream must end ("shutdown", "lifetime", "reset", a drop's reason), or None.
         self.end_reason: str | None = None
         #: Loop time after which the stream is rotated (None: never).
         self.expires_at: float | None = None
@@ -523,12 +523,28 @@ class Hub:
         A Redis that restarted without persistence has forgotten both; a stream
         must not stop receiving or being counted because of it. Events published
         meanwhile are caught up from the log by the repair sweep.
+
+        Such a Redis has also forgotten the logs: an execution whose log is now
+        behind what its streams were sent restarts its ids at 1, which those
+        streams would take for repeats. They are ended with a retry hint; the
+        reconnect finds the client ahead of the log and gets ``stream-reset``
+        and the new log.
         """
         await self._rejoin_groups()
         for sub in self.subscribers():
             await self.store.add_member(sub.execution_id, sub.member)
         for execution_id, channel_name in list(self._registered):
             await self.store.add_member(execution_id, channel_name)
+        last_ids = await self.store.last_ids(list(self._groups))
+        for execution_id, last_id in last_ids.items():
+            group = self._groups.get(execution_id)
+            if group is not None and last_id < group.seen:
+                logger.warning("the log of execution %s is back at id %d after %d (its store "
+                               "lost data); restarting its streams", execution_id, last_id,
+                               group.seen)
+                group.seen = last_id
+                for sub in list(group.subscribers):
+                    self.end(sub, "reset")
         self._restore_needed = False
         logger.info("channel layer is back: groups and memberships restored")
 

@@ -93,7 +93,7 @@ def retry_ms() -> int:
 
 
 #: Reasons to end a stream after which the client is told to come back.
-_REJOIN_REASONS = ("shutdown", "lifetime")
+_REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
 def _reset_frame(execution_id: str, requested: int, first_id: int) -> bytes:

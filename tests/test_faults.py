@@ -466,16 +466,22 @@ async def test_send_to_a_redis_that_never_answers_raises_store_unavailable_in_bo
 
 
 @pytest.mark.timeout(120)
-async def test_redis_restarted_without_its_data_memberships_are_restored(
+async def test_redis_restarted_without_its_data_streams_recover(
         make_server, url_for, execution_id, private_redis):
-    """A Redis that lost everything: the hub re-adds its streams' memberships by itself."""
+    """A Redis that lost everything: memberships come back, streams restart on the new log.
+
+    The execution's ids restart at 1, which open streams would take for repeats:
+    they are ended and the reconnect gets ``stream-reset`` and the new events.
+    """
     env = redis_env(private_redis)
     srv = make_server("daphne", env=env, sse_exec={"HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5,
-                                                   "KEEPALIVE": 60})
+                                                   "KEEPALIVE": 60, "RETRY_MS": 200})
     clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
     try:
         await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
         assert srv.count(execution_id) == 20
+        assert await send_many(srv, execution_id, 5) == [1, 2, 3, 4, 5]
+        await wait_until(lambda: all(len(c.events) == 5 for c in clients), 30, what="events")
         private_redis.stop()  # killed: nothing saved
         private_redis.start()
         restarted = time.monotonic()
@@ -483,8 +489,16 @@ async def test_redis_restarted_without_its_data_memberships_are_restored(
         await wait_until(lambda: srv.count(execution_id) == 20, 30, interval=0.2,
                          what="memberships restored")
         restored_in = time.monotonic() - restarted
-        assert all(c.connected for c in clients)
+        assert await send_many(srv, execution_id, 3) == [1, 2, 3]  # the new log
+        closed = srv.close(execution_id)
+        await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
+        for client in clients:
+            names = [e.event for e in client.events]
+            assert names.count("stream-reset") == 1, names
+            after = client.events[names.index("stream-reset") + 1:]
+            assert [e.int_id for e in after] == [1, 2, 3, closed], names
         report("redis restart without data", streams=len(clients),
-               memberships_restored_s=f"{restored_in:.2f}")
+               memberships_restored_s=f"{restored_in:.2f}",
+               reconnects=sum(len(c.connects) - 1 for c in clients))
     finally:
         await stop_all(clients, tasks)

@@ -4,7 +4,9 @@ For each channels_redis layer (core and pub/sub) a fresh process configures
 Django, then alternates rounds of raw ``PUBLISH`` and of ``send_sse_event`` in
 the same run (so both see the same machine load) and counts Redis clients
 before the first send, after a warm-up and after all sends (total, and those
-whose socket belongs to this process). ``drain s`` is how long the background
+whose socket belongs to this process). A consumer process joined to the
+execution's group, as a web process's hub is, checks that every event arrived
+in order (``got``). ``drain s`` is how long the background
 publisher needed after the last send returned; ``loop/s`` is the rate of the
 same sends run on the event-loop thread (the path without the Redis fast path),
 for comparison. Usage::
@@ -79,6 +81,37 @@ def run_threads(threads: int, count: int, func: object) -> float:
     return time.perf_counter() - started
 
 
+def listener(layer: str, redis_url: str, prefix: str, execution: str) -> dict:
+    """A consumer of the execution's group on the layer, as a web process's hub is:
+    counts what it receives until ``stream-closed``. It also reads the raw
+    ``PUBLISH`` channel, so both loops being compared have a consumer."""
+    import asyncio
+
+    import redis
+
+    configure(layer, redis_url, prefix)
+    from django_sse_exec.layers import get_layer, group_name
+
+    raw = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    raw.subscribe(f"{prefix}.raw")
+    threading.Thread(target=lambda: [None for _ in raw.listen()], daemon=True).start()
+
+    async def run() -> dict:
+        channel_layer = get_layer()
+        channel = await channel_layer.new_channel()
+        await channel_layer.group_add(group_name(execution), channel)
+        print("ready", flush=True)
+        ids = []
+        while True:
+            message = await channel_layer.receive(channel)
+            ids.append(message["id"])
+            if message["event"] == "stream-closed":
+                return {"received": len(ids), "in_order": ids == sorted(set(ids)),
+                        "last": ids[-1]}
+
+    return asyncio.run(run())
+
+
 def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> dict:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     configure(layer, redis_url, prefix)
@@ -90,6 +123,11 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     raw = redis.Redis.from_url(redis_url)
     payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()
     execution = f"bench-{uuid.uuid4().hex[:8]}"
+    consumer = subprocess.Popen(
+        [sys.executable, __file__, "--listen", "--layer", layer, "--redis-url", redis_url,
+         "--prefix", prefix, "--execution", execution],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    assert consumer.stdout is not None and consumer.stdout.readline().strip() == "ready"
     before = redis_clients(raw)
     warm_up = 200 * threads  # with as many threads: the connections they need, scripts, caches
     run_threads(threads, warm_up, lambda i: send_sse_event(execution, "tick", {"i": i}))
@@ -113,6 +151,7 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     loop_time = run_threads(threads, looped, lambda i: run_sync(
         "send_sse_event", asend_sse_event, execution, "task-start", {"progress": i}))
     last_id = close_sse_connections(execution)
+    received = json.loads(consumer.communicate(timeout=600)[0].strip().splitlines()[-1])
     keys = list(raw.scan_iter(f"{prefix}:*"))
     if keys:
         raw.delete(*keys)
@@ -123,6 +162,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
         "ratio": raw_time / send_time, "drain_s": drain,
         "loop_rate": looped // threads * threads / loop_time,
         "ids_ok": last_id == warm_up + sent + looped // threads * threads + 1,
+        "delivered": received["received"] == last_id == received["last"]
+        and received["in_order"],
         "clients_before": before, "clients_warm": warm, "clients_after": after,
     }
 
@@ -136,7 +177,13 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL",
                                                               "redis://127.0.0.1:6379/0"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--listen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--execution", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.listen:
+        print(json.dumps(listener(args.layer, args.redis_url, args.prefix, args.execution)))
+        return
     if args.child:
         print(json.dumps(child(args.layer, args.count, args.threads, args.rounds,
                                args.redis_url)))
@@ -151,13 +198,15 @@ def main() -> None:
             capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'layer':7} {'sends':>7} {'thr':>3} {'PUBLISH/s':>10} {'send/s':>8} {'ratio':>6} "
-          f"{'drain s':>7} {'loop/s':>7} {'ids':>4} {'clients all/ours: before  warm  after':>40}")
+          f"{'drain s':>7} {'loop/s':>7} {'ids':>4} {'got':>4} "
+          f"{'clients all/ours: before  warm  after':>40}")
     for r in results:
         clients = "  ".join(f"{a}/{o}" for a, o in
                             (r["clients_before"], r["clients_warm"], r["clients_after"]))
         print(f"{r['layer']:7} {r['sends']:7d} {r['threads']:3d} {r['raw_rate']:10.0f} "
               f"{r['send_rate']:8.0f} {r['ratio']:6.2f} {r['drain_s']:7.2f} {r['loop_rate']:7.0f} "
-              f"{'ok' if r['ids_ok'] else 'BAD':>4} {clients:>40}")
+              f"{'ok' if r['ids_ok'] else 'BAD':>4} {'all' if r['delivered'] else 'BAD':>4} "
+              f"{clients:>40}")
 
 
 if __name__ == "__main__":

@@ -125,10 +125,9 @@ async def aget_sse_client_count(execution_id: str) -> int:
 def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells.
 
-    On Redis it skips the event loop: the event is logged in the calling thread
-    and, on the pub/sub layer, published by the same Redis script (one round
-    trip); on the core layer its message is published, in order, by the
-    process's background publisher (see :mod:`django_sse_exec.runner`).
+    On Redis it skips the event loop: one Redis script, run from the calling
+    thread, logs the event and delivers it to the channel layer (one round
+    trip; see :mod:`django_sse_exec.runner`).
     """
     sender = sync_sender()
     if sender is None:

@@ -4,12 +4,13 @@ With no ``CHANNEL_LAYERS`` configured the app still works in one process: it
 uses a private in-memory layer with a large capacity (the embedded default).
 
 Publishing is the cost of a send. For senders with no event loop (Celery
-workers, sync views) two faster paths exist: on ``RedisPubSubChannelLayer`` the
-Redis store's append script publishes the layer's own message bytes itself
-(:func:`publish_template`), and batches are published as one pipeline
-(:func:`group_send_in_order`). Both use channels_redis's message format and
-channel naming, checked by the tests against the real layers; anything they do
-not recognise falls back to plain ``group_send``.
+workers, sync views) the Redis store's append script delivers the event itself,
+in the bytes the layer serialised (:func:`publish_template`: a ``PUBLISH`` on
+``RedisPubSubChannelLayer``, what ``group_send`` does on ``RedisChannelLayer``),
+so a send is one round trip; other configurations publish in pipelined batches
+(:func:`group_send_in_order`). Both rely on channels_redis's message format,
+key and channel naming (4.x), checked by the tests against the real layers;
+anything they do not recognise falls back to plain ``group_send``.
 """
 
 from __future__ import annotations

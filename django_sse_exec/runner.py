@@ -14,11 +14,12 @@ Each call waits for its coroutine, so events sent from one thread keep their ord
 
 Sends on Redis (store and channel layer) skip the loop altogether
 (:class:`SyncSender`): the event is logged in the calling thread with one
-blocking round trip. On the pub/sub layer that same Redis script publishes the
-layer's message. Otherwise the message is handed to the process's
-:class:`Publisher`, which publishes everything handed to it in order, in
-pipelined batches, on the private loop; the caller only waits when its backlog
-is full (``Publisher.MAX_BACKLOG``), so memory stays bounded.
+blocking round trip, and the same Redis script delivers the layer's message
+(either channels_redis layer, one host, no encryption). Otherwise the message
+is handed to the process's :class:`Publisher`, which publishes everything
+handed to it in order, in pipelined batches, on the private loop; the caller
+only waits when its backlog is full (``Publisher.MAX_BACKLOG``), so memory
+stays bounded.
 ``close_sse_connections`` waits until the backlog is published, and it is
 flushed at interpreter exit. A message that cannot be published is still in the
 log: the hubs' repair sweep delivers it within ``REPAIR_INTERVAL``.

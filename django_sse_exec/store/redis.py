@@ -21,7 +21,8 @@ redis.asyncio connections belong to the event loop that opened them, so the
 store keeps one client per running loop. For synchronous senders (Celery
 workers, sync views) :meth:`RedisStore.append_blocking` and
 :meth:`RedisStore.close_blocking` run the same scripts on one thread-safe
-blocking client per process, so a sync send costs one round trip and no loop hop. Connection problems raise
+blocking client per process; ``append_blocking`` can also deliver the event to
+the channel layer in the same script, so a sync send costs one round trip. Connection problems raise
 :class:`~django_sse_exec.exceptions.StoreUnavailable` within a few seconds
 (``CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT``, one retry) instead of hanging.
 """
@@ -91,7 +92,7 @@ end
 local body = ARGV[7] .. struct.pack('>I8', id) .. ARGV[8]
 for _, key in ipairs(keys) do
   redis.call('ZREMRANGEBYSCORE', key, 0, tonumber(t[1]) - tonumber(ARGV[10]))
-  if redis.call('ZCOUNT', key, '-inf', '+inf') < tonumber(ARGV[9]) then
+  if redis.call('ZCARD', key) < tonumber(ARGV[9]) then
     redis.call('ZADD', key, now, body .. cmsgpack.pack(channels[key]))
     redis.call('EXPIRE', key, ARGV[10])
   end

@@ -198,7 +198,7 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-async def settle(sink: Sink, expected: int, quiet: float = 3.0, limit: float = 60.0) -> None:
+async def settle(sink: Sink, expected: int, quiet: float = 5.0, limit: float = 90.0) -> None:
     """Wait until ``expected`` events arrived, or nothing arrived for ``quiet`` seconds."""
     started = time.monotonic()
     last_count, last_change = -1, time.monotonic()
@@ -411,6 +411,8 @@ async def bench_system(system: System, scenarios: set[str], sizes: Sizes,
                        profile: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"system": system.name, "label": system.label}
     system.start()
+    if isinstance(system.proc, Server):
+        result["server_log"] = str(system.proc.log_path)
     profiler = None
     try:
         await warm_up(system)

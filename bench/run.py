@@ -64,6 +64,8 @@ class System:
     label: str
     #: Channel-layer alias of the app (bench/settings.py): "pubsub" or "core".
     layer: str = "pubsub"
+    #: Extra server arguments (e.g. uvicorn's HTTP parser and event loop).
+    args: tuple[str, ...] = ()
     proc: Any = None
     port: int = 0
     counters: dict[str, int] = field(default_factory=dict)
@@ -81,7 +83,9 @@ class System:
         env = {**SERVER_ENV, "BENCH_SSE_LAYER": self.layer}
         if self.flavour == "fast":
             env["SSE_FAST_PATH"] = "1"
-        self.proc = Server(self.server, env=env).start()
+        if self.args:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [EXTRA_PYTHONPATH, str(ROOT)]))
+        self.proc = _Server(self.server, env=env, args_extra=self.args).start()
         self.port = self.proc.port
 
     def stop(self) -> None:
@@ -139,6 +143,29 @@ class System:
                                        f"{n}\ntick\n{json.dumps(payload, separators=(',', ':'))}")
 
 
+class _Server(Server):
+    """The tests' server, with extra command-line arguments."""
+
+    def __init__(self, *args: Any, args_extra: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.args_extra = args_extra
+
+    def command(self) -> list[str]:
+        return [*super().command(), *self.args_extra]
+
+
+#: Where uvicorn's optional C parts (httptools, uvloop) are, if not installed in the
+#: environment: the "fast-uvicorn-httptools" system runs only when they import.
+EXTRA_PYTHONPATH = os.environ.get("BENCH_EXTRA_PYTHONPATH", "")
+
+
+def has_uvicorn_extras() -> bool:
+    code = "import httptools, uvloop"
+    env = {**os.environ, "PYTHONPATH": EXTRA_PYTHONPATH}
+    return subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True).returncode == 0
+
+
 _redis_client: Any = None
 
 
@@ -172,6 +199,9 @@ SYSTEMS = {
     "fast-daphne": System("fast-daphne", "daphne", "fast", "this app, fast path, daphne"),
     "view-uvicorn": System("view-uvicorn", "uvicorn", "view", "this app, view, uvicorn"),
     "view-daphne": System("view-daphne", "daphne", "view", "this app, view, daphne"),
+    "fast-uvicorn-httptools": System("fast-uvicorn-httptools", "uvicorn", "fast",
+                                     "this app, fast path, uvicorn (httptools, uvloop)",
+                                     args=("--http", "httptools", "--loop", "uvloop")),
     "fast-uvicorn-core": System("fast-uvicorn-core", "uvicorn", "fast",
                                 "this app, fast path, uvicorn, core layer", layer="core"),
     "naive-daphne": System("naive-daphne", "daphne", "naive", "naive channels view, daphne"),
@@ -179,7 +209,7 @@ SYSTEMS = {
                                  "django-eventstream (Redis), daphne"),
 }
 #: Systems that also get the 10,000-stream scenario (it needs ~20k file descriptors).
-HUGE_SYSTEMS = {"raw", "fast-uvicorn", "fast-daphne", "view-uvicorn"}
+HUGE_SYSTEMS = {"raw", "fast-uvicorn", "fast-daphne", "view-uvicorn", "fast-uvicorn-httptools"}
 
 
 # -- measuring ---------------------------------------------------------------------------
@@ -544,6 +574,10 @@ def main() -> None:
     scenarios = set(args.scenarios.split(","))
     results = []
     for name in args.systems.split(","):
+        if name == "fast-uvicorn-httptools" and not has_uvicorn_extras():
+            print(f"== {name}: skipped (httptools/uvloop not importable; see BENCHMARKS.md)",
+                  file=sys.stderr, flush=True)
+            continue
         print(f"== {name}", file=sys.stderr, flush=True)
         system = SYSTEMS[name]
         with override_settings(SSE_EXEC={**settings.SSE_EXEC, "CHANNEL_LAYER": system.layer}):

@@ -140,7 +140,12 @@ async def stream_events(execution_id: str, after: int | None,
     """
     set_home_loop(asyncio.get_running_loop())
     hub = get_hub()
-    sub = await hub.subscribe(execution_id)
+    try:
+        sub = await hub.subscribe(execution_id)
+    except Exception:  # e.g. the store timed out in a connect storm
+        logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
+        yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
+        return
     sub.backlog = find_backlog(peer) if peer else None
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)

@@ -146,3 +146,16 @@ async def test_disconnects_release_everything(make_server, url_for, execution_id
         await client.close()
     await wait_until(lambda: streams_and_groups(srv) == (0, 0))
     assert all(srv.count(f"{execution_id}-{i}") == 0 for i in range(5))
+
+
+@pytest.mark.parametrize("entry", ["view", "fast"])
+async def test_store_failure_at_connect_ends_the_stream_cleanly(make_server, url_for,
+                                                                execution_id, entry):
+    """With the store unreachable a stream ends at once with a retry hint: no broken connection."""
+    unreachable = {"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    srv = make_server("daphne", env=entry_point_env(entry), sse_exec=unreachable)
+    async with SSEClient(url_for(srv, execution_id)) as client:
+        assert client.response.status_code == 200
+        await client.read_until_closed(timeout=20)
+        assert client.raw == b"retry: 2000\n: connected\n\n"
+    assert "could not subscribe a stream" in srv.log()

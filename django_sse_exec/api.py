@@ -21,7 +21,7 @@ from .auth import make_token
 from .conf import sse_settings
 from .hub import MESSAGE_TYPE, get_hub
 from .layers import get_layer, group_name
-from .runner import refuse_in_loop, run_sync, sync_sender
+from .runner import redis_sender, refuse_in_loop, run_sync
 from .store import get_store
 from .wire import STREAM_CLOSED, encode_data, validate_event_name, validate_execution_id
 
@@ -69,6 +69,12 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     if the execution was closed.
     """
     text = _validated(execution_id, event, data)
+    sender = redis_sender()
+    if sender is not None:  # one script logs and delivers, where the setup allows it
+        plan = sender.delivery_plan(
+            execution_id, lambda event_id: _message(execution_id, event_id, event, text))
+        if plan is not None:
+            return await sender.store.append(execution_id, event, text, publish=plan)
     event_id = await get_store().append(execution_id, event, text)
     await _publish(execution_id, event_id, event, text)
     return event_id
@@ -129,7 +135,7 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     thread, logs the event and delivers it to the channel layer (one round
     trip; see :mod:`django_sse_exec.runner`).
     """
-    sender = sync_sender()
+    sender = redis_sender()
     if sender is None:
         return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
     refuse_in_loop("send_sse_event")
@@ -140,7 +146,7 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
 
 def close_sse_connections(execution_id: str) -> int:
     """Sync twin of :func:`aclose_sse_connections`; returns after ``stream-closed`` is published."""
-    sender = sync_sender()
+    sender = redis_sender()
     if sender is None:
         return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
     refuse_in_loop("close_sse_connections")

@@ -13,7 +13,7 @@ a long-lived loop and the caller blocks on the result:
 Each call waits for its coroutine, so events sent from one thread keep their order.
 
 Sends on Redis (store and channel layer) skip the loop altogether
-(:class:`SyncSender`): the event is logged in the calling thread with one
+(:class:`RedisSender`): the event is logged in the calling thread with one
 blocking round trip, and the same Redis script delivers the layer's message
 (either channels_redis layer, one host, no encryption). Otherwise the message
 is handed to the process's :class:`Publisher`, which publishes everything
@@ -40,7 +40,13 @@ from typing import Any, TypeVar
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .layers import ID_PLACEHOLDER, can_publish_from_redis, group_name, publish_template
+from .layers import (
+    ID_PLACEHOLDER,
+    PublishPlan,
+    can_publish_from_redis,
+    group_name,
+    publish_template,
+)
 
 T = TypeVar("T")
 
@@ -164,29 +170,37 @@ class Publisher:
 _publisher: Publisher | None = None
 
 
-class SyncSender:
-    """Sends from sync code on Redis without the event loop; see :func:`sync_sender`."""
+class RedisSender:
+    """Sends on Redis (store and layer) in as few round trips as the setup allows;
+    see :func:`redis_sender`."""
 
     def __init__(self, store: Any, layer: Any) -> None:
         self.store = store
         self.layer = layer
-        #: Whether the store's script can publish for this layer (pub/sub on the same Redis).
+        #: Whether the store's append script can deliver for this layer (either
+        #: channels_redis layer on the store's Redis, one host, no encryption).
         self.fused = bool(store.shares_layer_redis) and can_publish_from_redis(layer)
+
+    def delivery_plan(self, execution_id: str,
+                      message: Callable[[int], dict[str, Any]]) -> PublishPlan | None:
+        """How the append script can deliver ``message(id)`` itself, or None."""
+        if not self.fused:
+            return None
+        return publish_template(self.layer, group_name(execution_id), message(ID_PLACEHOLDER))
 
     def send(self, execution_id: str, event: str, data: str,
              message: Callable[[int], dict[str, Any]]) -> int:
         """Log ``event`` (validated JSON ``data``) and publish ``message(id)``; return the id.
 
-        Fused: one script logs and publishes (one round trip). Otherwise the
-        event is logged here and its message handed to the :class:`Publisher`.
+        Blocking, for sync callers. Fused: one script logs and delivers (one
+        round trip). Otherwise the event is logged here and its message handed
+        to the :class:`Publisher`.
         """
-        group = group_name(execution_id)
-        if self.fused:
-            template = publish_template(self.layer, group, message(ID_PLACEHOLDER))
-            if template is not None:
-                return self.store.append_blocking(execution_id, event, data, publish=template)
+        plan = self.delivery_plan(execution_id, message)
+        if plan is not None:
+            return self.store.append_blocking(execution_id, event, data, publish=plan)
         event_id = self.store.append_blocking(execution_id, event, data)
-        publisher().submit(group, message(event_id))
+        publisher().submit(group_name(execution_id), message(event_id))
         return event_id
 
     def close(self, execution_id: str, message: Callable[[int, str], dict[str, Any]]) -> int:
@@ -201,13 +215,13 @@ class SyncSender:
         return event_id
 
 
-#: The process's sync sender: False until resolved, None when the store or the
-#: layer is not Redis (sync calls then run on the loop through :func:`run_sync`).
-_sender: SyncSender | None | bool = False
+#: The process's sender: False until resolved, None when the store or the layer
+#: is not Redis (sync calls then run on the loop through :func:`run_sync`).
+_sender: RedisSender | None | bool = False
 
 
-def sync_sender() -> SyncSender | None:
-    """The fast path for sync sends, resolved once per settings (and per process)."""
+def redis_sender() -> RedisSender | None:
+    """The Redis fast path for sends, resolved once per settings (and per process)."""
     global _sender
     sender = _sender
     if sender is False:
@@ -215,7 +229,7 @@ def sync_sender() -> SyncSender | None:
         from .store import get_store
 
         store, layer = get_store(), get_layer()
-        sender = SyncSender(store, layer) if (
+        sender = RedisSender(store, layer) if (
             hasattr(store, "append_blocking") and is_redis_layer(layer)) else None
         _sender = sender
     return sender  # type: ignore[return-value]

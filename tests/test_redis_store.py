@@ -372,3 +372,27 @@ async def test_core_delivery_respects_capacity_and_group_expiry(requires_redis, 
         assert raw.zcard(channel_layer._group_key(group_name("e")).decode()) == 0
         assert raw.zcard(key) == 3
         await store.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("layer", ["redis", "pubsub"])
+async def test_concurrent_async_sends_are_delivered_in_id_order(layer, requires_redis, prefix):
+    """The async helper logs and delivers in one script too, so even concurrent
+    sends reach a consumer in id order (a separate group_send reorders them)."""
+    import django_sse_exec as sse
+    from django_sse_exec.layers import get_layer, group_name
+
+    with override_settings(**_layer_settings(requires_redis, layer, prefix)):
+        channel_layer = get_layer()
+        channel = await channel_layer.new_channel()
+        await channel_layer.group_add(group_name("e"), channel)
+        ids = await asyncio.gather(*(sse.asend_sse_event("e", "step", {"i": i})
+                                     for i in range(300)))
+        received = [await asyncio.wait_for(channel_layer.receive(channel), 10)
+                    for _ in range(300)]
+        await channel_layer.group_discard(group_name("e"), channel)
+        if layer == "pubsub":
+            await channel_layer.flush()
+        await get_store().aclose()
+    assert sorted(ids) == list(range(1, 301))
+    assert [m["id"] for m in received] == list(range(1, 301))

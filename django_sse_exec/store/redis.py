@@ -300,9 +300,12 @@ class RedisStore(Store):
 
     # -- event log ---------------------------------------------------------
 
-    async def append(self, execution_id: str, event: str, data: str) -> int:
+    async def append(self, execution_id: str, event: str, data: str,
+                     publish: tuple[str, list[Any]] | None = None) -> int:
+        """:meth:`Store.append`; ``publish`` as in :meth:`append_blocking`."""
+        script, args = self._append_script(event, data, publish)
         return self._appended(execution_id, await self._eval(
-            _APPEND, self._log_keys(execution_id), self._append_args(event, data)))
+            script, self._log_keys(execution_id), args))
 
     def append_blocking(self, execution_id: str, event: str, data: str,
                         publish: tuple[str, list[Any]] | None = None) -> int:
@@ -312,17 +315,17 @@ class RedisStore(Store):
         the same script also delivers the event to the channel layer, with the id
         it assigned: one round trip, one atomic step.
         """
-        args = self._append_args(event, data)
-        script = _APPEND
-        if publish is not None:
-            kind, publish_args = publish
-            script = _DELIVERY_SCRIPTS[kind]
-            args.extend(publish_args)
+        script, args = self._append_script(event, data, publish)
         return self._appended(execution_id, self._eval_blocking(
             script, self._log_keys(execution_id), args))
 
-    def _append_args(self, event: str, data: str) -> list[Any]:
-        return [event, data, self.history_max_events, max(1, int(self.history_ttl))]
+    def _append_script(self, event: str, data: str,
+                       publish: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
+        args = [event, data, self.history_max_events, max(1, int(self.history_ttl))]
+        if publish is None:
+            return _APPEND, args
+        kind, publish_args = publish
+        return _DELIVERY_SCRIPTS[kind], args + list(publish_args)
 
     @staticmethod
     def _appended(execution_id: str, result: Any) -> int:

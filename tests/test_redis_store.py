@@ -200,7 +200,7 @@ async def test_members_expire_when_the_heartbeat_stops(requires_redis, prefix, r
 
     started = time.monotonic()
     await wait_until(none_left, timeout=5)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # the TTL (1 s) plus slack for a loaded machine
     assert raw.exists(f"{prefix}:{{e}}:members") == 0
     await store.aclose()
 

@@ -7,9 +7,10 @@ before the first send, after a warm-up and after all sends (total, and those
 whose socket belongs to this process). A consumer process joined to the
 execution's group, as a web process's hub is, checks that every event arrived
 in order (``got``). ``drain s`` is how long the background
-publisher needed after the last send returned; ``loop/s`` is the rate of the
-same sends run on the event-loop thread (the path without the Redis fast path),
-for comparison. Usage::
+publisher needed after the last send returned (0 when the store's script
+delivers); ``loop/s`` is the rate of ``asend_sse_event`` run on the event-loop
+thread through ``run_sync`` (the hop sync calls take without the Redis fast
+path), for comparison. Usage::
 
     .venv/bin/python bench/sync_send.py -n 100000            # both layers
     .venv/bin/python bench/sync_send.py -n 20000 --layer pubsub --threads 4

@@ -396,3 +396,26 @@ async def test_concurrent_async_sends_are_delivered_in_id_order(layer, requires_
         await get_store().aclose()
     assert sorted(ids) == list(range(1, 301))
     assert [m["id"] for m in received] == list(range(1, 301))
+
+
+@pytest.mark.asyncio
+async def test_more_threads_than_connections_wait_for_one(requires_redis, prefix):
+    store = make_store(requires_redis, prefix)
+    store.MAX_CONNECTIONS = 4
+    errors: list[BaseException] = []
+    results: list[int] = []
+
+    def work() -> None:
+        try:
+            results.extend(store.append_blocking("e", "step", "1") for _ in range(50))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        await asyncio.to_thread(thread.join)
+    assert errors == []
+    assert sorted(results) == list(range(1, 801))
+    await store.aclose()

@@ -189,8 +189,8 @@ class RedisStore(Store):
     CONNECT_TIMEOUT = 3.0
     #: Seconds to wait for a reply before :class:`StoreUnavailable`.
     SOCKET_TIMEOUT = 5.0
-    #: Connections per event loop; more concurrent commands wait for one (up to
-    #: ``SOCKET_TIMEOUT``) instead of failing.
+    #: Connections per event loop (and for all threads' blocking calls); more
+    #: concurrent commands wait for one (up to ``SOCKET_TIMEOUT``) instead of failing.
     MAX_CONNECTIONS = 50
 
     def __init__(self, *, url: str | None = None, prefix: str | None = None,
@@ -240,14 +240,17 @@ class RedisStore(Store):
         if self._blocking is None:
             with self._blocking_lock:
                 if self._blocking is None:
-                    self._blocking = sync_redis.Redis.from_url(
+                    # Blocking pool: more threads than connections wait for one.
+                    pool = sync_redis.BlockingConnectionPool.from_url(
                         self.url,
                         max_connections=self.MAX_CONNECTIONS,
+                        timeout=self.SOCKET_TIMEOUT,
                         socket_connect_timeout=self.CONNECT_TIMEOUT,
                         socket_timeout=self.SOCKET_TIMEOUT,
                         decode_responses=True,
                         retry=BlockingRetry(ConstantBackoff(0.05), 1),
                     )
+                    self._blocking = sync_redis.Redis(connection_pool=pool)
         return self._blocking
 
     def _eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:

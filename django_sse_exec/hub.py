@@ -197,11 +197,6 @@ class Subscriber:
         return items, catch_up, overflowed
 
 
-def _resolve(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
 class _Group:
     """Local state of one execution: its subscribers and whether we joined its group."""
 

@@ -79,7 +79,9 @@ def test_check_warns_about_celery_with_the_in_memory_layer():
 
 def test_check_is_quiet_without_celery_settings(settings, monkeypatch):
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
-    for name in [n for n in dir(settings) if n.startswith("CELERY")]:
+    from django.conf import settings as django_settings
+
+    for name in [n for n in dir(django_settings) if n.startswith("CELERY")]:
         delattr(settings, name)
     assert w004(CHANNEL_LAYERS=MEMORY_LAYER) == []
 

@@ -473,6 +473,20 @@ def sync_send_figures(count: int) -> str:
     return (done.stdout + done.stderr).strip()
 
 
+def delete_run_keys() -> int:
+    """Delete the Redis keys this run created (logs live for HISTORY_TTL otherwise)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    deleted = 0
+    for pattern in (f"{PREFIX}*", f"asgi_{PREFIX}*", f"naive_{PREFIX}*"):
+        keys = list(client.scan_iter(match=pattern, count=5000))
+        for i in range(0, len(keys), 1000):
+            deleted += client.delete(*keys[i:i + 1000])
+    client.close()
+    return deleted
+
+
 def fmt(value: Any, spec: str = ".0f") -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
@@ -594,6 +608,7 @@ def main() -> None:
         print(sync_send_figures(sizes.sync_sends))
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": sizes.__dict__, "results": results}, indent=1))
+    print(f"deleted {delete_run_keys()} Redis keys of this run", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
-from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 
 from .stream import HEADERS, last_event_id_of, open_stream
 from .views import stream_view
@@ -106,6 +106,8 @@ class StreamFastPath:
                                "in ROOT_URLCONF; every request goes to Django")
                 url = None
             if url is not None:
+                # reverse() includes the script prefix; paths are matched without it.
+                url = "/" + url.removeprefix(get_script_prefix())
                 prefix, _, suffix = url.partition(marker)
                 self._shape = (prefix, suffix)
             self._shape_known = True

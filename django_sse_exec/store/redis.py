@@ -217,16 +217,19 @@ class RedisStore(Store):
         client = self._clients.get(loop)
         if client is None:
             pool = BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=self.MAX_CONNECTIONS,
-                timeout=self.SOCKET_TIMEOUT,
-                socket_connect_timeout=self.CONNECT_TIMEOUT,
-                socket_timeout=self.SOCKET_TIMEOUT,
-                decode_responses=True,
-                retry=Retry(ConstantBackoff(0.05), 1),
-            )
+                self.url, retry=Retry(ConstantBackoff(0.05), 1), **self._pool_options())
             client = self._clients[loop] = Redis.from_pool(pool)
         return client
+
+    def _pool_options(self) -> dict[str, Any]:
+        """Bounded pools and timeouts shared by the async and the blocking clients."""
+        return {
+            "max_connections": self.MAX_CONNECTIONS,
+            "timeout": self.SOCKET_TIMEOUT,
+            "socket_connect_timeout": self.CONNECT_TIMEOUT,
+            "socket_timeout": self.SOCKET_TIMEOUT,
+            "decode_responses": True,
+        }
 
     @staticmethod
     def _layer_url_or_none() -> str | None:
@@ -242,14 +245,8 @@ class RedisStore(Store):
                 if self._blocking is None:
                     # Blocking pool: more threads than connections wait for one.
                     pool = sync_redis.BlockingConnectionPool.from_url(
-                        self.url,
-                        max_connections=self.MAX_CONNECTIONS,
-                        timeout=self.SOCKET_TIMEOUT,
-                        socket_connect_timeout=self.CONNECT_TIMEOUT,
-                        socket_timeout=self.SOCKET_TIMEOUT,
-                        decode_responses=True,
-                        retry=BlockingRetry(ConstantBackoff(0.05), 1),
-                    )
+                        self.url, retry=BlockingRetry(ConstantBackoff(0.05), 1),
+                        **self._pool_options())
                     self._blocking = sync_redis.Redis(connection_pool=pool)
         return self._blocking
 

@@ -14,7 +14,7 @@ from django.test import override_settings
 from tests.sse import SSEClient
 from tests.workers import CeleryWorker, delete_keys, redis_env
 
-MIMIR_SEQUENCE = ["execution-start",
+VOCABULARY_SEQUENCE = ["execution-start",
                   "task-start", "task-complete",
                   "task-start", "task-fail",
                   "task-start", "task-complete",
@@ -39,8 +39,8 @@ async def test_celery_task_progress_streams_to_the_browser(layer, requires_redis
                 summary = await asyncio.to_thread(result.get, timeout=30)
         finally:
             await asyncio.to_thread(worker.stop)
-        assert [e.event for e in events] == MIMIR_SEQUENCE, worker.log()[-3000:]
-        assert [e.int_id for e in events] == list(range(1, len(MIMIR_SEQUENCE) + 1))
+        assert [e.event for e in events] == VOCABULARY_SEQUENCE, worker.log()[-3000:]
+        assert [e.int_id for e in events] == list(range(1, len(VOCABULARY_SEQUENCE) + 1))
         assert events[1].json == {"taskId": "task-1", "taskTitle": "Task 1", "progress": 0,
                                   "total": 3}
         assert events[4].json["error"] == "Task 2 failed (simulated)"
@@ -51,7 +51,7 @@ async def test_celery_task_progress_streams_to_the_browser(layer, requires_redis
         # A reload after the end replays the whole execution from the Redis log.
         async with SSEClient(url_for(srv, execution_id)) as again:
             replay = await again.read_until_closed(timeout=15)
-        assert [e.event for e in replay] == MIMIR_SEQUENCE
+        assert [e.event for e in replay] == VOCABULARY_SEQUENCE
     finally:
         delete_keys(requires_redis, env["TEST_KEY_PREFIX"])
 

@@ -186,6 +186,44 @@ async def test_members_count_and_leave_no_empty_entry(store, raw, prefix):
 
 
 @pytest.mark.asyncio
+async def test_concurrent_membership_writes_share_round_trips(store, monkeypatch):
+    from redis.asyncio.connection import AbstractConnection
+
+    sends = 0
+    send = AbstractConnection.send_packed_command
+
+    async def counting_send(self, *args, **kwargs):
+        nonlocal sends
+        sends += 1
+        return await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    await asyncio.gather(*(store.add_member(f"e{i % 4}", f"m{i}") for i in range(200)))
+    # One write per round trip would be 200 sends; batched it is a few (plus, once,
+    # loading the script: NOSCRIPT, SCRIPT LOAD, resend).
+    assert sends <= 10, sends
+    assert [await store.count_members(f"e{k}") for k in range(4)] == [50, 50, 50, 50]
+
+    # Removes and adds of the same tick keep their call order.
+    sends = 0
+    await asyncio.gather(*(store.remove_member(f"e{i % 4}", f"m{i}") for i in range(0, 200, 2)),
+                         store.add_member("e0", "late"), store.remove_member("e0", "late"),
+                         store.add_member("e1", "late"))
+    assert sends <= 3, sends
+    assert [await store.count_members(f"e{k}") for k in range(4)] == [0, 51, 0, 50]
+
+
+@pytest.mark.asyncio
+async def test_each_batched_writer_gets_its_own_store_unavailable():
+    store = RedisStore(url="redis://127.0.0.1:1/0", prefix="unreachable")
+    errors = await asyncio.gather(*(store.add_member("e", f"m{i}") for i in range(3)),
+                                  store.remove_member("e", "m0"), return_exceptions=True)
+    assert all(isinstance(e, StoreUnavailable) for e in errors), errors
+    assert len({id(e) for e in errors}) == 4
+    await store.aclose()
+
+
+@pytest.mark.asyncio
 async def test_members_expire_when_the_heartbeat_stops(requires_redis, prefix, raw):
     store = make_store(requires_redis, prefix, member_ttl=1)
     await store.add_member("e", "beating")

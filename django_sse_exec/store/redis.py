@@ -25,6 +25,10 @@ blocking client per process; ``append_blocking`` can also deliver the event to
 the channel layer in the same script, so a sync send costs one round trip. Connection problems raise
 :class:`~django_sse_exec.exceptions.StoreUnavailable` within a few seconds
 (``CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT``, one retry) instead of hanging.
+
+Membership writes (:meth:`RedisStore.add_member`, :meth:`RedisStore.remove_member`)
+of concurrent streams are coalesced: one per stream connect would otherwise be a
+round trip each, see :class:`_WriteBatcher`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis as sync_redis
@@ -182,6 +187,76 @@ def layer_redis_url() -> str:
     raise ImproperlyConfigured(f"cannot derive a Redis URL from channel layer host {host!r}")
 
 
+@dataclass(eq=False)
+class _WriteBatcher:
+    """Membership writes of one event loop, sent as one pipelined round trip per batch.
+
+    A write is queued with a future for its caller; the first write of a batch
+    schedules a task that sends the queue on the loop's next iteration, so every
+    write made in the same tick goes along, and the writes queued while a batch
+    is in flight form the next batch. Order is kept (one FIFO, one connection per
+    batch): a stream's remove is never sent before its add. Each caller gets its
+    own result or its own exception (:class:`StoreUnavailable` when Redis is
+    unreachable, as for a lone write); a caller cancelled before its batch is
+    sent is left out of it.
+    """
+
+    store: RedisStore
+    queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    def submit(self, *command: Any) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((command, future))
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                await self._send([(c, f) for c, f in batch if not f.done()])
+        finally:
+            self.task = None
+            for _, future in self.queue:  # only left when this task was cancelled
+                future.cancel()
+            self.queue = []
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await self._execute([command for command, _ in batch])
+            if any(isinstance(r, redis_errors.NoScriptError) for r in results):
+                # Redis lost its script cache (restart, SCRIPT FLUSH): load it and
+                # resend the batch (sent again in order, it leaves the same state).
+                await self.store.client().script_load(_TOUCH_MEMBER)
+                results = await self._execute([command for command, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(self.store._unavailable(exc)
+                                         if isinstance(exc, _UNAVAILABLE) else exc)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        async with self.store.client().pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=False)
+
+
 class RedisStore(Store):
     """Event logs and membership in Redis, shared by every process that uses it."""
 
@@ -206,6 +281,9 @@ class RedisStore(Store):
             weakref.WeakKeyDictionary()
         )
         self._scripts: dict[str, Any] = {}
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WriteBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
         self._blocking: sync_redis.Redis | None = None
         self._blocking_lock = threading.Lock()
 
@@ -272,7 +350,20 @@ class RedisStore(Store):
         try:
             return await awaitable
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        error = StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _batched(self, *command: Any) -> asyncio.Future[Any]:
+        """Queue a membership write on the running loop's :class:`_WriteBatcher`."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _WriteBatcher(self)
+        return batcher.submit(*command)
 
     async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
         return await self._run(self._script(source)(keys=keys, args=args, client=self.client()))
@@ -372,12 +463,14 @@ class RedisStore(Store):
         return max(1, int(self.member_ttl * 1000))
 
     async def add_member(self, execution_id: str, member: str) -> None:
-        await self._eval(_TOUCH_MEMBER, [self.key(execution_id, "members")],
-                         [member, self._ttl_ms(), ""])
+        """Add or refresh a member; concurrent calls share one round trip (``_WriteBatcher``)."""
+        await self._batched("EVALSHA", self._script(_TOUCH_MEMBER).sha, 1,
+                            self.key(execution_id, "members"), member, self._ttl_ms(), "")
 
     async def remove_member(self, execution_id: str, member: str) -> None:
+        """Remove a member, batched like :meth:`add_member` (and after it, in call order)."""
         # Redis deletes a sorted set when its last member goes: no empty entries.
-        await self._run(self.client().zrem(self.key(execution_id, "members"), member))
+        await self._batched("ZREM", self.key(execution_id, "members"), member)
 
     async def refresh_members(self, members: Iterable[tuple[str, str]]) -> None:
         members = list(members)

@@ -27,8 +27,8 @@ from typing import Any
 
 from .conf import sse_settings
 from .layers import get_layer, group_name
-from .backlog import Backlog
 from .store import Store, get_store
+from .subscriber import Subscriber
 from .wire import Event, frame
 
 logger = logging.getLogger("django_sse_exec")
@@ -37,164 +37,10 @@ logger = logging.getLogger("django_sse_exec")
 #: ``register_sse_client`` receives them in a method named ``sse_exec_event``.
 MESSAGE_TYPE = "sse_exec.event"
 
-#: An item in a stream's buffer: (event id, event name, encoded frame).
-Item = tuple[int, str, bytes]
-
 #: Channel-layer group joins/leaves a hub runs at once.
 LAYER_CONCURRENCY = 16
 #: Membership writes of new streams a hub runs at once.
 STORE_CONCURRENCY = 32
-
-
-class Subscriber:
-    """A stream's end of the hub: a bounded buffer plus a wake-up.
-
-    It also carries what the hub's guard needs to end a stream that should not
-    go on (see :meth:`Hub.end`): when it must be rotated, the task writing it,
-    since when that task is blocked in a write, and the connection's backlog of
-    unsent bytes where the server lets us measure it.
-    """
-
-    __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
-                 "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
-                 "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
-
-    def __init__(self, execution_id: str, member: str, limit: int) -> None:
-        self.execution_id = execution_id
-        self.member = member
-        self.limit = limit
-        self.items: list[Item] = []
-        #: Set when the buffer was full and events were dropped: read the log.
-        self.overflowed = False
-        #: Highest id the log is known to hold; the stream reads up to it.
-        self.catch_up_to = 0
-        self._waiter: asyncio.Future[bool] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        #: Why the stream must end ("shutdown", "lifetime", "reset", a drop's reason), or None.
-        self.end_reason: str | None = None
-        #: Loop time after which the stream is rotated (None: never).
-        self.expires_at: float | None = None
-        #: The task that iterates the stream (cancelled if a write never returns).
-        self.task: asyncio.Task[Any] | None = asyncio.current_task()
-        #: Loop time at which the stream handed a chunk to the server and has not
-        #: been resumed since (servers with backpressure block there).
-        self.writing_since: float | None = None
-        self.backlog: Backlog | None = None
-        #: Bytes yielded, bytes known to have left the server, and when that last grew.
-        self.sent = 0
-        self.delivered = 0
-        self.progress_at = self._loop.time()
-
-    def push(self, item: Item) -> None:
-        """Queue an event; past the limit drop it and mark the stream for catch-up."""
-        if len(self.items) >= self.limit:
-            self.overflowed = True
-        else:
-            self.items.append(item)
-        self._wake()
-
-    def catch_up(self, last_id: int) -> None:
-        """Tell the stream the log holds events up to ``last_id``."""
-        if last_id > self.catch_up_to:
-            self.catch_up_to = last_id
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-
-    def pending(self) -> bool:
-        return (bool(self.items) or self.overflowed or self.catch_up_to > 0
-                or self.end_reason is not None)
-
-    def writing(self, size: int) -> None:
-        """The stream is about to hand ``size`` bytes to the server."""
-        self.sent += size
-        self.writing_since = self._loop.time()
-
-    def written(self) -> None:
-        """The server took the bytes (the stream was resumed)."""
-        self.writing_since = None
-
-    async def room(self, limit: int) -> bool:
-        """Wait while more than ``limit`` bytes of this stream are unsent.
-
-        This is backpressure for servers that do not apply it (daphne): the
-        stream pauses like a blocked write, so the guard's write deadline and
-        event-buffer rules apply to it. False if the stream was ended meanwhile.
-        """
-        backlog = self.backlog
-        if backlog is None or backlog.pending() <= limit:
-            return True
-        self.writing_since = self._loop.time()
-        while self.end_reason is None:
-            await asyncio.sleep(0.05)
-            if backlog.pending() <= limit:
-                self.writing_since = None
-                return True
-        return False
-
-    def stalled(self, now: float, timeout: float) -> bool:
-        """True if the client has taken no bytes for ``timeout`` s while some wait for it."""
-        backlog = self.backlog
-        if backlog is None:  # backpressure: the write itself blocks
-            since = self.writing_since
-            return since is not None and now - since > timeout
-        unsent = backlog.pending()
-        delivered = self.sent - unsent
-        if unsent == 0 or delivered > self.delivered:
-            self.delivered = delivered
-            self.progress_at = now
-            return False
-        return now - self.progress_at > timeout
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something is pending; False after ``timeout`` seconds of nothing.
-
-        One timer per stream is re-armed lazily (not one created and cancelled
-        per event): with events every few ms, the timer fires about once per
-        ``timeout`` instead of costing two heap operations per event.
-        """
-        if self.pending():
-            return True
-        loop = self._loop
-        waiter = loop.create_future()
-        self._waiter = waiter
-        self._deadline = loop.time() + timeout
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting: the next wait() arms a new timer
-        if self._loop.time() >= self._deadline:
-            waiter.set_result(False)
-        else:
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
-
-    def close(self) -> None:
-        """Release what the ended stream held: its timer, its task and its connection."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.task = None
-        self.backlog = None
-
-    def take(self) -> tuple[list[Item], int, bool]:
-        """Everything pending: (items, catch-up id, overflowed), and reset."""
-        items, self.items = self.items, []
-        catch_up, self.catch_up_to = self.catch_up_to, 0
-        overflowed, self.overflowed = self.overflowed, False
-        return items, catch_up, overflowed
 
 
 class _Group:

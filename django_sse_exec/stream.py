@@ -32,9 +32,10 @@ from typing import Any
 from .auth import authorize
 from .backlog import find_backlog
 from .conf import sse_settings
-from .hub import Hub, Subscriber, get_hub
+from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, get_store
+from .subscriber import Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,

@@ -39,12 +39,12 @@ from .subscriber import Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
-    STREAM_RESET,
     frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
-    reset_data,
+    rejoin_hint,
+    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
@@ -97,10 +97,6 @@ def retry_ms() -> int:
 _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
-def _reset_frame(execution_id: str, requested: int, first_id: int) -> bytes:
-    return f"event: {STREAM_RESET}\ndata: {reset_data(execution_id, requested, first_id)}\n\n".encode()
-
-
 class _Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
@@ -112,7 +108,7 @@ class _Cursor:
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
         if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(_reset_frame(self.execution_id, self.last_sent, log.events[0].id))
+            out.append(reset_frame(self.execution_id, self.last_sent, log.events[0].id))
         for event in log.events:
             self.take(event.id, event.event, frame(event), out)
 
@@ -161,7 +157,7 @@ async def stream_events(execution_id: str, after: int | None,
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
-            yield f"retry: {retry}\n: reconnect ({sub.end_reason})\n\n".encode()
+            yield rejoin_hint(retry, sub.end_reason)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -190,7 +186,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str,
     log = await store.read(execution_id, after=cursor.last_sent)
     if after is not None and after > log.last_id and not log.closed:
         # The client is ahead of the log (it expired and the id was reused): start over.
-        out.append(_reset_frame(execution_id, after, log.first_id))
+        out.append(reset_frame(execution_id, after, log.first_id))
         cursor.last_sent = 0
         log = await store.read(execution_id)
     cursor.take_slice(log, out)

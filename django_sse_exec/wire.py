@@ -142,15 +142,21 @@ def closed_data(execution_id: str, last_event_id: int) -> str:
     return encode_data({"executionId": execution_id, "lastEventId": last_event_id})
 
 
-def reset_data(execution_id: str, requested: int, first_retained: int) -> str:
-    """Data of the ``stream-reset`` event sent when replay cannot start where asked."""
-    return encode_data(
+def reset_frame(execution_id: str, requested: int, first_retained: int) -> bytes:
+    """The ``stream-reset`` event (no id) sent when replay cannot start where asked."""
+    data = encode_data(
         {
             "executionId": execution_id,
             "requestedAfter": requested,
             "firstRetainedId": first_retained,
         }
     )
+    return f"event: {STREAM_RESET}\ndata: {data}\n\n".encode()
+
+
+def rejoin_hint(retry_ms: int, reason: str) -> bytes:
+    """Last bytes of a stream ended on purpose: come back after ``retry_ms``."""
+    return f"retry: {int(retry_ms)}\n: reconnect ({reason})\n\n".encode()
 
 
 def parse_last_event_id(value: str | None) -> int | None:

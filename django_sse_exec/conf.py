@@ -25,6 +25,14 @@ DEFAULTS: dict[str, Any] = {
     "CHANNEL_LAYER": "default",
     # Events retained per execution for replay (older ones are trimmed).
     "HISTORY_MAX_EVENTS": 1000,
+    # Bytes of event data retained per execution (older events are trimmed; the
+    # newest is always kept).
+    "HISTORY_MAX_BYTES": 16 * 1024 * 1024,
+    # A replay is read and sent one page at a time, so a stream holds at most one
+    # page of history in memory: at most this many events ...
+    "REPLAY_PAGE_EVENTS": 200,
+    # ... and about this many bytes (at least one event).
+    "REPLAY_PAGE_BYTES": 256 * 1024,
     # Seconds an open execution's log is kept after its last event.
     "HISTORY_TTL": 24 * 3600,
     # Seconds a closed execution's log is kept (for late replays and the 204 rule).

@@ -65,15 +65,16 @@ class Subscriber:
             self.overflowed = True
         else:
             self.items.append(item)
-        self._wake()
+        self.wake()
 
     def catch_up(self, last_id: int) -> None:
         """Tell the stream the log holds events up to ``last_id``."""
         if last_id > self.catch_up_to:
             self.catch_up_to = last_id
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the stream if it is waiting (to take items, or to end)."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)

@@ -58,7 +58,8 @@ DEFAULTS: dict[str, Any] = {
     # Up to this many milliseconds, chosen at random per stream, are added to every
     # "retry:" the server sends, so clients dropped together do not return together.
     "RETRY_JITTER_MS": 1000,
-    # Bytes of a stream the server may hold unsent for a slow client; past it the
+    # Bytes of a stream the server may hold unsent for a slow client (and about
+    # the most a stream buffers from the hub before reading the log instead); past it the
     # stream pauses (its writes block) until the client reads. For servers without
     # backpressure whose write buffer can be measured (daphne); uvicorn applies its own.
     "CLIENT_BUFFER_BYTES": 1024 * 1024,

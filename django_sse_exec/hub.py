@@ -99,7 +99,7 @@ class Hub:
         """Register a local stream; when this returns, it receives every later event."""
         await self.start()
         sub = Subscriber(execution_id, f"{self.channel}#{next(self._counter)}",
-                         int(sse_settings.CLIENT_BUFFER))
+                         int(sse_settings.CLIENT_BUFFER), int(sse_settings.CLIENT_BUFFER_BYTES))
         lifetime = sse_settings.MAX_STREAM_LIFETIME
         if lifetime:
             jitter = min(max(float(sse_settings.MAX_STREAM_LIFETIME_JITTER), 0.0), 1.0)

@@ -203,9 +203,8 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # epoch, or a log that expired and restarted). Start over.
             yield reset_frame(execution_id, after, head.first_id)
             cursor.last_sent = 0
-    async for chunk in _replay(store, cursor):
+    async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
-    hub.note_seen(execution_id, cursor.last_sent)
     while not cursor.done and sub.end_reason is None:
         if not await sub.wait(keepalive):
             yield KEEPALIVE
@@ -230,9 +229,17 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                 yield chunk
 
 
-async def _replay(store: Store, cursor: _Cursor, upto: int | None = None) -> AsyncIterator[bytes]:
-    """The log past ``cursor`` (up to ``upto``), one page read and written at a time."""
+async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
+                  hub: Hub | None = None) -> AsyncIterator[bytes]:
+    """The log past ``cursor`` (up to ``upto``), one page read and written at a time.
+
+    With ``hub``, the log's end at the first read is noted there: this stream
+    delivers up to it itself, so the hub need not catch up what it reads.
+    """
     async for page in store.pages(cursor.execution_id, after=cursor.last_sent, upto=upto):
+        if hub is not None:
+            hub.note_seen(cursor.execution_id, page.last_id)
+            hub = None
         out: list[bytes] = []
         cursor.take_slice(page, out)
         if out:

@@ -272,7 +272,8 @@ class Hub:
         if group is None or not group.subscribers:
             return
         event_id = int(message["id"])
-        item = (event_id, message["event"], frame(Event(event_id, message["event"], message["data"])))
+        event = Event(event_id, message["event"], message["data"])
+        item = (event_id, event.event, frame(event), event)
         if event_id > group.seen:
             group.seen = event_id
         for sub in group.subscribers:

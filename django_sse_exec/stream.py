@@ -32,6 +32,7 @@ from typing import Any
 from .auth import authorize
 from .backlog import find_backlog
 from .conf import sse_settings
+from .formats import JSON, Render, render_for
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, get_store
@@ -39,12 +40,10 @@ from .subscriber import Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
-    frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
     rejoin_hint,
-    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
@@ -79,12 +78,16 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     reason = await authorize(request, execution_id)
     if reason is not None:
         return Outcome(403, reason)
+    render = render_for(getattr(request, "GET", None), execution_id)
+    if render is None:
+        return Outcome(400, "unknown format")
     if last_event_id is not None:  # only a client that has seen events can be told "no more"
         state = await get_store().read(execution_id, upto=0)
         if state.closed and last_event_id >= state.last_id:
             return Outcome(204, "execution closed")
     scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
+                                           render=render))
 
 
 def retry_ms() -> int:
@@ -100,20 +103,25 @@ _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 class _Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
-    def __init__(self, execution_id: str, after: int) -> None:
+    def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
         self.execution_id = execution_id
         self.last_sent = after
         self.done = False
+        self.render = render
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
         if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, log.events[0].id))
+            out.append(self.render.reset(self.execution_id, self.last_sent, log.events[0].id))
         for event in log.events:
-            self.take(event.id, event.event, frame(event), out)
+            if self.wants(event.id):
+                self.take(event.id, event.event, self.render.frame(event), out)
+
+    def wants(self, event_id: int) -> bool:
+        return event_id > self.last_sent and not self.done
 
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if event_id <= self.last_sent or self.done:
+        if not self.wants(event_id):
             return
         out.append(data)
         self.last_sent = event_id
@@ -121,8 +129,8 @@ class _Cursor:
             self.done = True
 
 
-async def stream_events(execution_id: str, after: int | None,
-                        peer: Any = None) -> AsyncIterator[bytes]:
+async def stream_events(execution_id: str, after: int | None, peer: Any = None,
+                        render: Render = JSON) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
@@ -130,6 +138,9 @@ async def stream_events(execution_id: str, after: int | None,
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
+
+    ``render`` turns events into bytes (:mod:`django_sse_exec.formats`: JSON
+    frames, or HTML fragments with the execution's state).
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -148,7 +159,7 @@ async def stream_events(execution_id: str, after: int | None,
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after):
+        async for chunk in _events(hub, sub, execution_id, after, render):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
@@ -163,6 +174,7 @@ async def stream_events(execution_id: str, after: int | None,
     except Exception:
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -176,21 +188,22 @@ def _pieces(chunk: bytes) -> list[bytes]:
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str,
-                  after: int | None) -> AsyncIterator[bytes]:
+                  after: int | None, render: Render = JSON) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0)
+    cursor = _Cursor(execution_id, after or 0, render)
     out: list[bytes] = []
     log = await store.read(execution_id, after=cursor.last_sent)
     if after is not None and after > log.last_id and not log.closed:
         # The client is ahead of the log (it expired and the id was reused): start over.
-        out.append(reset_frame(execution_id, after, log.first_id))
+        out.append(render.reset(execution_id, after, log.first_id))
         cursor.last_sent = 0
         log = await store.read(execution_id)
     cursor.take_slice(log, out)
     hub.note_seen(execution_id, log.last_id)
+    await render.flush(out)
     if out:
         yield b"".join(out)
     while not cursor.done and sub.end_reason is None:
@@ -201,12 +214,15 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str,
             return
         items, catch_up, overflowed = sub.take()
         out = []
-        for event_id, event, data in items:
+        for item in items:
+            event_id = item[0]
             if event_id > cursor.last_sent + 1:
                 cursor.take_slice(await store.read(execution_id, cursor.last_sent, event_id - 1), out)
-            cursor.take(event_id, event, data, out)
+            if cursor.wants(event_id):
+                cursor.take(event_id, item[1], render.live(item), out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):
             cursor.take_slice(await store.read(execution_id, cursor.last_sent), out)
+        await render.flush(out)
         if out:
             yield b"".join(out)
 

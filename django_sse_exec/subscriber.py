@@ -13,9 +13,10 @@ import asyncio
 from typing import Any
 
 from .backlog import Backlog
+from .wire import Event
 
-#: An item in a stream's buffer: (event id, event name, encoded frame).
-Item = tuple[int, str, bytes]
+#: An item in a stream's buffer: (event id, event name, encoded JSON frame, the event).
+Item = tuple[int, str, bytes, Event]
 
 
 class Subscriber:

@@ -67,6 +67,8 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
         "completed": state.completed,
         "total": total,
         "failed": state.failed,
+        # The share of the ended tasks that succeeded (the bar is green, then red).
+        "ok_percent": (100 * (state.completed - state.failed)) // max(1, state.completed),
         "rows": rows,
         "summary": state.summary,
         "message": (state.last_progress or {}).get("message") if status == "running" else None,

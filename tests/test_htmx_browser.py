@@ -18,7 +18,7 @@ import pytest
 
 from django_sse_exec.state import ExecutionState
 from tests.server import Server
-from tests.test_browser import TIMEOUT_MS, browser  # noqa: F401  (the module's Chromium)
+from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser  # noqa: F401  (the module's Chromium)
 
 VENDOR = "/static/django_sse_exec/vendor/"
 BODY = ".sse-exec__body"
@@ -71,8 +71,8 @@ class Run(threading.Thread):
 class Tab:
     """A tab on a widget page, counting its stream requests."""
 
-    def __init__(self, browser: Any, url: str) -> None:  # noqa: F811
-        self.context = browser.new_context(viewport={"width": 900, "height": 900})
+    def __init__(self, browser: Any, url: str, width: int = 900) -> None:  # noqa: F811
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
@@ -119,8 +119,8 @@ class Tab:
 def tabs(browser: Any) -> Any:  # noqa: F811
     opened: list[Tab] = []
 
-    def make(url: str) -> Tab:
-        tab = Tab(browser, url)
+    def make(url: str, width: int = 900) -> Tab:
+        tab = Tab(browser, url, width)
         opened.append(tab)
         return tab
 
@@ -261,3 +261,54 @@ def test_htmx_4_hx_sse_swaps_the_state_messages(server, tabs, execution_id):
     closed_at = time.monotonic()
     tab.page.wait_for_timeout(5000)
     assert tab.streams_since(closed_at) == 0
+
+
+def test_htmx_4_does_not_retry_a_refused_stream(server, tabs, execution_id):
+    tab = tabs(f"{server.base_url}/test/htmx4/{execution_id}?user=999").open()
+    tab.page.wait_for_function("() => document.getElementById('state').textContent.includes('login required')")
+    tab.page.wait_for_timeout(5000)
+    assert len(tab.streams) == 1
+
+
+def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server, tabs):
+    tab = tabs(f"{server.base_url}/htmx/", width=1200).open()
+    scripts = tab.page.eval_on_selector_all("script", "els => els.map(e => e.src)")
+    assert len(scripts) == 2 and all(VENDOR in src for src in scripts), scripts
+    tab.page.fill("input[name=tasks]", "10")
+    tab.page.fill("input[name=fail_percent]", "20")
+    tab.page.click(".speed label:has-text('Fast')")
+    tab.page.click("button[type=submit]")
+    tab.page.wait_for_url("**/htmx/?execution=*")
+    execution_id = tab.page.url.rsplit("=", 1)[1]
+    assert tab.page.is_visible(".cancel button")
+    tab.wait_status("success", "failed")
+    assert tab.page.get_attribute("[role=progressbar]", "aria-valuenow") == "100"
+    rows = tab.rows()
+    assert [task for task, _ in rows] == [f"task-{n}" for n in range(1, 11)]
+    summary = tab.summary()
+    assert int(summary["successful"]) == sum(1 for _, status in rows if status == "success")
+    assert int(summary["failed"]) == sum(1 for _, status in rows if status == "failed")
+    assert tab.page.is_hidden(".cancel button")  # the page's CSS hides it once the run ended
+    assert tab.page.is_visible(f".recent a.current:has-text('{execution_id}')")
+    tab.page.wait_for_timeout(300)  # let the bar's transition end
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.page.screenshot(path=str(ARTIFACTS / "htmx.png"), full_page=True, animations="disabled")
+
+    # Only executions this server started are shown (no token for any id).
+    other = tabs(f"{server.base_url}/htmx/?execution=not-started-here").open()
+    assert "did not start" in other.page.inner_text(".empty")
+    assert other.page.query_selector(".sse-exec") is None
+
+    # Cancel stops a run: the widget shows it cancelled, the rest greyed out.
+    tab.page.goto(f"{server.base_url}/htmx/")
+    tab.page.fill("input[name=tasks]", "40")
+    tab.page.click("button[type=submit]")
+    tab.page.wait_for_url("**/htmx/?execution=*")
+    tab.page.wait_for_function(
+        "() => document.querySelectorAll('.sse-exec__task[data-status=success],"
+        " .sse-exec__task[data-status=failed]').length >= 2")
+    tab.page.click(".cancel button")
+    tab.wait_status("cancelled")
+    statuses = [status for _, status in tab.rows()]
+    assert len(statuses) == 40 and statuses.count("cancelled") > 0
+    assert "running" not in statuses and "pending" not in statuses

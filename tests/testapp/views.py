@@ -87,7 +87,8 @@ def htmx_page(request: HttpRequest, execution_id: str) -> HttpResponse:
 
 def htmx4_page(request: HttpRequest, execution_id: str) -> HttpResponse:
     """The HTML stream under htmx 4's built-in ``hx-sse:connect`` (no extension of htmx 2)."""
-    return render(request, "testapp/htmx4.html", {"execution_id": execution_id})
+    return render(request, "testapp/htmx4.html",
+                  {"execution_id": execution_id, "user_pk": request.GET.get("user")})
 
 
 async def fragment_stats(request: HttpRequest) -> JsonResponse:

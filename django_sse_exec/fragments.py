@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -43,6 +44,8 @@ from .wire import STREAM_CLOSED, STREAM_RESET, Event, text_frame
 EVENT_TEMPLATE = "django_sse_exec/events/{event}.html"
 FALLBACK_TEMPLATE = "django_sse_exec/event.html"
 STATE_TEMPLATE = "django_sse_exec/state.html"
+
+logger = logging.getLogger("django_sse_exec")
 
 #: State fragments kept per execution: a stream this many events behind the
 #: others gets its state rebuilt from the log instead.
@@ -124,17 +127,22 @@ class FragmentCache:
 
     def render_event(self, execution_id: str, event: Event) -> str:
         """The HTML of one event from its template (``data``: the decoded JSON)."""
-        template = self._templates.get(event.event)
-        if template is None:
-            template = self._templates[event.event] = select_template(
-                [EVENT_TEMPLATE.format(event=event.event), FALLBACK_TEMPLATE])
         try:
             data = json.loads(event.data)
         except ValueError:
             data = event.data
         self.rendered_events += 1
-        return template.render({"execution_id": execution_id, "id": event.id,
-                                "event": event.event, "data": data}).strip()
+        try:
+            template = self._templates.get(event.event)
+            if template is None:
+                template = self._templates[event.event] = select_template(
+                    [EVENT_TEMPLATE.format(event=event.event), FALLBACK_TEMPLATE])
+            return template.render({"execution_id": execution_id, "id": event.id,
+                                    "event": event.event, "data": data}).strip()
+        except Exception:  # one event a template cannot render must not end the streams
+            logger.exception("rendering event %s (%s) of execution %s failed; sending it "
+                             "with no HTML", event.id, event.event, execution_id)
+            return ""
 
     def reset_frame(self, execution_id: str, requested: int, first_retained: int) -> bytes:
         """``stream-reset`` as HTML (rare, so not cached)."""
@@ -177,7 +185,13 @@ class FragmentCache:
 
     def _render_state(self, state: ExecutionState) -> bytes:
         self.rendered_states += 1
-        return text_frame(None, None, render_to_string(STATE_TEMPLATE, state_context(state)).strip())
+        try:
+            html = render_to_string(STATE_TEMPLATE, state_context(state)).strip()
+        except Exception:
+            logger.exception("rendering the state of execution %s at event %s failed; "
+                             "sending no state", state.execution_id, state.last_event_id)
+            return b""
+        return text_frame(None, None, html)
 
     def _forget(self, execution_id: str) -> None:
         entry = self._executions.pop(execution_id, None)

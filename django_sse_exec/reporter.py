@@ -8,9 +8,9 @@ measures durations, keeps the results, and on exit *always* emits the summary
 raised) and closes the stream, then lets the exception propagate.
 
 Payloads are built in one place, :class:`~django_sse_exec.state.ExecutionState`
-(in :mod:`django_sse_exec.state`, re-exported here), which does no I/O: the
-reporter's async methods send what it builds and the sync methods are thin
-wrappers over them.
+(in :mod:`django_sse_exec.state`, re-exported here; the event names are in
+:mod:`django_sse_exec.vocabulary`), which does no I/O: the reporter's async
+methods send what it builds and the sync methods are thin wrappers over them.
 """
 
 from __future__ import annotations
@@ -22,19 +22,7 @@ from typing import Any
 
 from .api import aclose_sse_connections, asend_sse_event
 from .runner import run_sync
-from .state import (
-    EXECUTION_CANCELLED,
-    EXECUTION_COMPLETE,
-    EXECUTION_START,
-    PROGRESS,
-    TASK_COMPLETE,
-    TASK_FAIL,
-    TASK_RETRY,
-    TASK_START,
-    ExecutionState,
-    Message,
-    error_text,
-)
+from .state import ExecutionState, Message
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -178,8 +166,4 @@ class ExecutionReporter:
         self.finish(exc)
 
 
-__all__ = [
-    "EXECUTION_CANCELLED", "EXECUTION_COMPLETE", "EXECUTION_START", "PROGRESS", "TASK_COMPLETE",
-    "TASK_FAIL", "TASK_RETRY", "TASK_START", "ExecutionReporter", "ExecutionState", "Message",
-    "error_text",
-]
+__all__ = ["ExecutionReporter", "ExecutionState", "Message"]

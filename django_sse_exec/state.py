@@ -109,13 +109,13 @@ class ExecutionState:
     @property
     def completed(self) -> int:
         """Tasks that ended (successfully or not)."""
-        return int(self.summary.get("completed", len(self.results))) if self.summary \
-            else len(self.results)
+        fallback = len(self.results)
+        return int_or(self.summary.get("completed"), fallback) or 0 if self.summary else fallback
 
     @property
     def percent(self) -> int:
         """Ended tasks as a whole percentage of the total (0 while the total is unknown)."""
-        total = int(self.summary.get("total", 0)) if self.summary else self.total_tasks()
+        total = (int_or(self.summary.get("total"), 0) or 0) if self.summary else self.total_tasks()
         return min(100, (100 * self.completed) // total) if total > 0 else 0
 
     def _note_task(self, task_id: str, title: str | None, status: str, **fields: Any) -> None:

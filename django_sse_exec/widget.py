@@ -25,6 +25,7 @@ from django.urls import reverse
 
 from .auth import make_token
 from .state import ExecutionState
+from .vocabulary import int_or
 
 #: Labels of the statuses an execution goes through.
 STATUS_LABELS = {"pending": "Waiting", "running": "Running", "success": "Succeeded",
@@ -52,7 +53,7 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
         if status in FINAL and row["status"] in ("running", "retrying"):
             row["status"] = "cancelled"
         rows.append(row)
-    total = int(state.summary.get("total", 0)) if state.summary else state.total_tasks()
+    total = (int_or(state.summary.get("total"), 0) or 0) if state.summary else state.total_tasks()
     for number in range(len(rows) + 1, total + 1):
         rows.append({"task_id": "", "title": f"Task {number}", "status":
                      "cancelled" if status in FINAL else "pending",

@@ -119,3 +119,30 @@ async def test_reads_every_page(execution_id):
     events, _ = await read_events(store, execution_id, after=2, upto=8)
     assert [e.id for e in events] == list(range(3, 9))
     assert events[0] == Event(3, "step", "2")
+
+
+def test_check_warns_when_the_templates_cannot_be_found(settings):
+    from django.core.checks import run_checks
+
+    assert "django_sse_exec.W007" not in [m.id for m in run_checks()]
+    settings.TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates",
+                           "DIRS": [], "APP_DIRS": False}]
+    warning = [m for m in run_checks() if m.id == "django_sse_exec.W007"]
+    assert warning and "APP_DIRS" in warning[0].hint
+
+
+async def test_malformed_payloads_in_the_log_do_not_break_the_state(memory, execution_id):
+    from django.template.loader import render_to_string
+
+    from django_sse_exec.widget import state_context
+
+    for event, data in [("execution-start", {"totalTasks": "many"}), ("task-start", {"taskId": 5}),
+                        ("task-complete", {"taskId": "a", "duration": "long", "error": 3}),
+                        ("progress", [1, 2]), ("task-fail", "text"),
+                        ("execution-complete", {"status": None, "completed": "x", "total": []})]:
+        await sse.asend_sse_event(execution_id, event, data)
+    state = await sse.aget_execution_state(execution_id)
+    assert (state.status, state.completed, state.percent) == ("closed", 1, 0)
+    assert state.tasks["a"].duration is None and state.tasks["a"].error is None
+    assert 'data-status="closed"' in render_to_string("django_sse_exec/state.html",
+                                                      state_context(state))

@@ -151,3 +151,13 @@ async def test_refresh_view_answers_with_the_widget_the_policy_allows(server, ex
         await asyncio.to_thread(server.close, execution_id)
         resp = await http.get(f"{base}?token={quoted}", headers=hx)
         assert "sse-connect=" not in resp.text and 'data-status="closed"' in resp.text
+
+
+async def test_an_event_its_template_cannot_render_does_not_end_the_stream(server, url_for,
+                                                                           execution_id):
+    async with SSEClient(html(server, url_for, execution_id)) as client:
+        await client.read_chunk()
+        await server.asend(execution_id, ("broken", {"x": 1}), ("deploy", {"version": "2"}))
+        events = await client.wait_for(lambda ev: len(named(ev)) == 2 and ev[-1].event == "message")
+    assert [(e.event, e.id) for e in named(events)] == [("broken", "1"), ("deploy", "2")]
+    assert named(events)[0].data == ""

@@ -18,7 +18,8 @@ import pytest
 
 from django_sse_exec.state import ExecutionState
 from tests.server import Server
-from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser  # noqa: F401  (the module's Chromium)
+from tests.test_browser import (  # noqa: F401  (browser: the module's Chromium)
+    ARTIFACTS, TIMEOUT_MS, browser, open_tabs, wait_until)
 
 VENDOR = "/static/django_sse_exec/vendor/"
 BODY = ".sse-exec__body"
@@ -117,25 +118,8 @@ class Tab:
 
 @pytest.fixture
 def tabs(browser: Any) -> Any:  # noqa: F811
-    opened: list[Tab] = []
-
-    def make(url: str, width: int = 900) -> Tab:
-        tab = Tab(browser, url, width)
-        opened.append(tab)
-        return tab
-
-    yield make
-    for tab in opened:
-        tab.close()
-    assert [e for tab in opened for e in tab.errors] == [], "JavaScript errors in the page"
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """``tabs(url, width=900)`` opens a tab; all are closed after the test."""
+    yield from open_tabs(lambda url, width=900: Tab(browser, url, width))
 
 
 def test_page_without_script_of_its_own_reaches_100_percent(server, tabs, execution_id):

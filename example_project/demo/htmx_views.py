@@ -22,10 +22,6 @@ from django_sse_exec.wire import is_valid_execution_id
 from . import executor
 from .views import MAX_DELAY_MS, MAX_TASKS
 
-#: The speeds the form offers (task duration in ms).
-SPEEDS = {"fast": 150, "normal": 400, "slow": 1000}
-
-
 def _page(execution_id: str) -> str:
     return f"{reverse('demo-htmx')}?execution={execution_id}"
 
@@ -56,7 +52,7 @@ async def start(request: HttpRequest) -> HttpResponse:
     executor.start(
         execution_id,
         tasks=_bounded(request.POST.get("tasks"), 12, 1, MAX_TASKS),
-        delay_ms=min(SPEEDS.get(request.POST.get("speed", ""), 400), MAX_DELAY_MS),
+        delay_ms=_bounded(request.POST.get("speed"), 400, 0, MAX_DELAY_MS),
         fail_rate=_bounded(request.POST.get("fail_percent"), 10, 0, 100) / 100,
     )
     return HttpResponseRedirect(_page(execution_id), status=303)

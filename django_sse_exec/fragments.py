@@ -34,7 +34,7 @@ from django.template.loader import render_to_string, select_template
 
 from .conf import sse_settings
 from .formats import Render
-from .snapshot import read_events
+from .snapshot import read_all
 from .state import ExecutionState
 from .store import Store, get_store
 from .subscriber import Item
@@ -168,13 +168,18 @@ class FragmentCache:
                 return cached
             state = entry.state
             if target <= state.last_event_id:  # a stream far behind the others
-                older, _ = await read_events(self.store, execution_id, upto=target)
-                return self._render_state(ExecutionState.from_events(execution_id, older))
+                older = await read_all(self.store, execution_id, upto=target)
+                return self._render_state(ExecutionState.from_events(execution_id, older.events))
             given = [e for e in events if e.id > state.last_event_id]
             if given[0].id > state.last_event_id + 1:
-                missing, _ = await read_events(self.store, execution_id,
-                                               after=state.last_event_id, upto=given[0].id - 1)
-                given = missing + given
+                log = await read_all(self.store, execution_id, after=state.last_event_id,
+                                     upto=given[0].id - 1)
+                if state.last_event_id and log.first_id > state.last_event_id + 1:
+                    # What followed the state is gone (trimmed, or the log was lost
+                    # and recreated in a new epoch): start again from what is retained.
+                    state = entry.state = ExecutionState(execution_id)
+                    entry.states.clear()
+                given = log.events + given
             for event in given:
                 state.apply_event(event)
                 if target - event.id < STEP_FRAMES:

@@ -12,25 +12,22 @@ from __future__ import annotations
 
 from .runner import run_sync
 from .state import ExecutionState
-from .store import Store, get_store
+from .store import LogSlice, Store, get_store
 from .wire import Event, validate_execution_id
 
 
-async def read_events(store: Store, execution_id: str, after: int = 0,
-                      upto: int | None = None) -> tuple[list[Event], int]:
-    """Every retained event with ``after < id <= upto``, and the log's last id.
-
-    Reads page after page while a slice ends before the log does (a store may
-    cap how much one read returns).
-    """
+async def read_all(store: Store, execution_id: str, after: int = 0,
+                   upto: int | None = None) -> LogSlice:
+    """Every retained event with ``after < id <= upto`` in one slice (read page by
+    page, as the store pages its reads; ``first_id`` is the first page's)."""
     events: list[Event] = []
-    while True:
-        log = await store.read(execution_id, after=after, upto=upto)
-        events.extend(log.events)
-        end = log.last_id if upto is None else min(upto, log.last_id)
-        if not log.events or log.events[-1].id >= end:
-            return events, log.last_id
-        after = log.events[-1].id
+    head: LogSlice | None = None
+    async for page in store.pages(execution_id, after=after, upto=upto):
+        events.extend(page.events)
+        head = head or page
+        last = page
+    assert head is not None  # pages() yields at least one page
+    return LogSlice(events, last.last_id, head.first_id, last.closed)
 
 
 async def aget_execution_state(execution_id: str) -> ExecutionState:
@@ -42,9 +39,9 @@ async def aget_execution_state(execution_id: str) -> ExecutionState:
     Raises ``ValueError``/``TypeError`` for an invalid execution id.
     """
     validate_execution_id(execution_id)
-    events, last_id = await read_events(get_store(), execution_id)
-    state = ExecutionState.from_events(execution_id, events)
-    state.last_event_id = max(state.last_event_id, last_id)
+    log = await read_all(get_store(), execution_id)
+    state = ExecutionState.from_events(execution_id, log.events)
+    state.last_event_id = max(state.last_event_id, log.last_id)
     return state
 
 
@@ -53,4 +50,4 @@ def get_execution_state(execution_id: str) -> ExecutionState:
     return run_sync("get_execution_state", aget_execution_state, execution_id)
 
 
-__all__ = ["aget_execution_state", "get_execution_state", "read_events"]
+__all__ = ["aget_execution_state", "get_execution_state", "read_all"]

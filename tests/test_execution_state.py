@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import django_sse_exec as sse
-from django_sse_exec.snapshot import read_events
-from django_sse_exec.store import LogSlice
+from django_sse_exec.snapshot import read_all
 from django_sse_exec.store.memory import MemoryStore
 from django_sse_exec.wire import Event
 from tests.test_commands import redis_setup  # noqa: F401  (fixture)
@@ -102,23 +101,16 @@ def test_the_reporters_own_state_has_the_same_fields(memory, execution_id):
     assert (state.status, state.tasks["a"].status, state.tasks["a"].error) == ("failed", "failed", "boom")
 
 
-class PagedStore(MemoryStore):
-    """A memory store whose reads return at most three events, as a paging store may."""
-
-    async def read(self, execution_id: str, after: int = 0, upto: int | None = None) -> LogSlice:
-        log = await super().read(execution_id, after, upto)
-        return log._replace(events=log.events[:3])
-
-
 async def test_reads_every_page(execution_id):
-    store = PagedStore()
+    store = MemoryStore(page_events=3)
     for n in range(10):
         await store.append(execution_id, "step", str(n))
-    events, last_id = await read_events(store, execution_id)
-    assert [e.id for e in events] == list(range(1, 11)) and last_id == 10
-    events, _ = await read_events(store, execution_id, after=2, upto=8)
-    assert [e.id for e in events] == list(range(3, 9))
-    assert events[0] == Event(3, "step", "2")
+    log = await read_all(store, execution_id)
+    assert [e.id for e in log.events] == list(range(1, 11))
+    assert (log.last_id, log.first_id, log.closed) == (10, 1, False)
+    log = await read_all(store, execution_id, after=2, upto=8)
+    assert [e.id for e in log.events] == list(range(3, 9))
+    assert log.events[0] == Event(3, "step", "2")
 
 
 def test_check_warns_when_the_templates_cannot_be_found(settings):

@@ -161,3 +161,33 @@ async def test_an_event_its_template_cannot_render_does_not_end_the_stream(serve
         events = await client.wait_for(lambda ev: len(named(ev)) == 2 and ev[-1].event == "message")
     assert [(e.event, e.id) for e in named(events)] == [("broken", "1"), ("deploy", "2")]
     assert named(events)[0].data == ""
+
+
+async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
+    """In-process, on a memory store that loses its data: the next log's ids start in a
+    new epoch, and the state fragments describe the new log alone."""
+    from django_sse_exec.fragments import FragmentCache
+    from django_sse_exec.store.memory import MemoryStore
+
+    store = MemoryStore()
+    cache = FragmentCache(store)
+
+    async def append(*names: str) -> list:
+        from django_sse_exec.wire import Event
+
+        events = []
+        for name in names:
+            data = '{"taskId":"%s","status":"success"}' % len(events)
+            events.append(Event(await store.append(execution_id, name, data), name, data))
+        return events
+
+    old = await append("execution-start", "task-complete", "task-complete")
+    for event in old:
+        cache.event_frame(execution_id, event)
+    assert b"2 of 2 tasks" in await cache.state_frame(execution_id, old)
+    assert b"1 of 1 task" in await cache.state_frame(execution_id, old[:2])  # far behind: rebuilt
+    store.clear()
+    new = await append("task-complete")
+    assert new[0].id > 1_000_000
+    frame = await cache.state_frame(execution_id, new)
+    assert b"1 of 1 task" in frame and f'data-last-event-id="{new[0].id}"'.encode() in frame

@@ -96,10 +96,12 @@ def progress_context(state: ExecutionState, *, user: Any = None, max_age: float 
     context.update(refused=refused, stream_url=None, refresh_url=None)
     if live:
         stream = reverse("django_sse_exec:stream", args=[execution_id])
-        context["stream_url"] = f"{stream}?{urlencode({**query, 'format': 'html', 'last_event_id': state.last_event_id})}"
+        resume = {**query, "format": "html", "last_event_id": state.last_event_id}
+        context["stream_url"] = f"{stream}?{urlencode(resume)}"
         if refreshes < MAX_REFRESHES:
             refresh = reverse("django_sse_exec:progress", args=[execution_id])
-            context["refresh_url"] = f"{refresh}?{urlencode({**query, 'seen': state.last_event_id, 'refreshes': refreshes + 1})}"
+            again = {**query, "seen": state.last_event_id, "refreshes": refreshes + 1}
+            context["refresh_url"] = f"{refresh}?{urlencode(again)}"
     return context
 
 

@@ -40,7 +40,8 @@ async def index(request: HttpRequest) -> HttpResponse:
     state = await aget_execution_state(requested) if sim is not None else None
     return render(request, "demo/htmx.html", {
         "state": state, "execution_id": requested if sim else "",
-        "unknown": bool(requested) and sim is None, "cancellable": sim is not None and not sim.finished,
+        "unknown": bool(requested) and sim is None,
+        "cancellable": sim is not None and not sim.finished,
         "recent": executor.REGISTRY.recent(), "max_tasks": MAX_TASKS,
     })
 

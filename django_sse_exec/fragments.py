@@ -78,7 +78,9 @@ class FragmentCache:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._executions: OrderedDict[str, _Execution] = OrderedDict()
+        self._executions: dict[str, _Execution] = {}
+        #: Executions with no stream open, least recently released first.
+        self._idle: OrderedDict[str, None] = OrderedDict()
         self._templates: dict[str, Any] = {}
         #: Fragments rendered so far (events, states): what "once per event" is measured by.
         self.rendered_events = 0
@@ -89,22 +91,25 @@ class FragmentCache:
     def acquire(self, execution_id: str) -> None:
         """A stream of the execution opened: keep its fragments while it is open."""
         self._entry(execution_id).streams += 1
+        self._idle.pop(execution_id, None)
 
     def release(self, execution_id: str) -> None:
         """A stream closed; past :data:`IDLE_EXECUTIONS` idle ones, the oldest is forgotten."""
         entry = self._executions.get(execution_id)
-        if entry is not None:
-            entry.streams = max(0, entry.streams - 1)
-        idle = [key for key, value in self._executions.items() if value.streams == 0]
-        for key in idle[:max(0, len(idle) - IDLE_EXECUTIONS)]:
-            del self._executions[key]
+        if entry is None:
+            return
+        entry.streams = max(0, entry.streams - 1)
+        if entry.streams == 0:
+            self._idle[execution_id] = None
+            self._idle.move_to_end(execution_id)
+            while len(self._idle) > IDLE_EXECUTIONS:
+                oldest, _ = self._idle.popitem(last=False)
+                self._executions.pop(oldest, None)
 
     def _entry(self, execution_id: str) -> _Execution:
         entry = self._executions.get(execution_id)
         if entry is None:
             entry = self._executions[execution_id] = _Execution(execution_id)
-        else:
-            self._executions.move_to_end(execution_id)
         return entry
 
     # -- event fragments -----------------------------------------------------------

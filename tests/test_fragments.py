@@ -191,3 +191,18 @@ async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
     assert new[0].id > 1_000_000
     frame = await cache.state_frame(execution_id, new)
     assert b"1 of 1 task" in frame and f'data-last-event-id="{new[0].id}"'.encode() in frame
+
+
+async def test_the_cache_keeps_watched_executions_and_a_bounded_number_of_idle_ones():
+    from django_sse_exec.fragments import IDLE_EXECUTIONS, FragmentCache
+    from django_sse_exec.store.memory import MemoryStore
+
+    cache = FragmentCache(MemoryStore())
+    cache.acquire("watched")
+    for n in range(IDLE_EXECUTIONS + 10):
+        cache.acquire(f"e{n}")
+        cache.release(f"e{n}")
+    assert cache.stats()["executions"] == IDLE_EXECUTIONS + 1
+    cache.acquire("e0")  # forgotten: starts again, empty
+    cache.release("watched")
+    assert cache.stats()["executions"] == IDLE_EXECUTIONS + 1

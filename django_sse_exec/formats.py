@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .subscriber import Item
+from .subscriber import Batch, Entry
 from .wire import Event, frame, reset_frame
 
 #: Representations a stream can be asked for (``?format=``).
@@ -40,9 +40,13 @@ class Render:
         """The bytes of a logged event (replay, gap repair)."""
         return frame(event)
 
-    def live(self, item: Item) -> bytes:
-        """The bytes of an event the hub pushed (its JSON frame is already built)."""
-        return item[2]
+    def batch(self, batch: Batch) -> bytes:
+        """The bytes of a whole batch the hub pushed (its JSON frames are already joined)."""
+        return batch.data
+
+    def entry(self, entry: Entry) -> bytes:
+        """The bytes of one event of a batch (its JSON frame is already built)."""
+        return entry[2]
 
     def reset(self, execution_id: str, requested: int, first_retained: int) -> bytes:
         """The ``stream-reset`` event."""

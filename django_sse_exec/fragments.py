@@ -37,7 +37,7 @@ from .formats import Render
 from .snapshot import read_all
 from .state import ExecutionState
 from .store import Store, get_store
-from .subscriber import Item
+from .subscriber import Batch, Entry
 from .widget import state_context
 from .wire import STREAM_CLOSED, STREAM_RESET, Event, text_frame
 
@@ -236,6 +236,7 @@ class HtmlRender(Render):
         self.execution_id = execution_id
         self.cache: FragmentCache | None = None
         self.pending: list[Event] = []
+        self.closing = b""  # the stream-closed frame, once rendered
 
     def _cache(self) -> FragmentCache:
         if self.cache is None:
@@ -245,10 +246,16 @@ class HtmlRender(Render):
 
     def frame(self, event: Event) -> bytes:
         self.pending.append(event)
-        return self._cache().event_frame(self.execution_id, event)
+        encoded = self._cache().event_frame(self.execution_id, event)
+        if event.event == STREAM_CLOSED:
+            self.closing = encoded
+        return encoded
 
-    def live(self, item: Item) -> bytes:
-        return self.frame(item[3])
+    def batch(self, batch: Batch) -> bytes:
+        return b"".join(self.frame(entry[3]) for entry in batch.events)
+
+    def entry(self, entry: Entry) -> bytes:
+        return self.frame(entry[3])
 
     def reset(self, execution_id: str, requested: int, first_retained: int) -> bytes:
         self.pending.clear()  # the state is rebuilt from what follows
@@ -260,8 +267,10 @@ class HtmlRender(Render):
             return
         events, self.pending = self.pending, []
         state = await self._cache().state_frame(self.execution_id, events)
-        if events[-1].event == STREAM_CLOSED and out:
-            out.insert(len(out) - 1, state)
+        closing = self.closing
+        if events[-1].event == STREAM_CLOSED and out and out[-1].endswith(closing):
+            out[-1] = out[-1][:-len(closing)]  # the state goes just before stream-closed
+            out.extend((state, closing))
         else:
             out.append(state)
 

@@ -36,7 +36,7 @@ from .formats import JSON, Render, render_for
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
-from .subscriber import Subscriber
+from .subscriber import Batch, Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -128,6 +128,19 @@ class _Cursor:
             out.append(self.render.reset(self.execution_id, self.last_sent, event_id))
             self.last_sent = event_id - 1
 
+    def take_batch(self, batch: Batch, out: list[bytes]) -> None:
+        """Append what of ``batch`` was not sent yet (all of it at once, usually)."""
+        if batch.last <= self.last_sent or self.done:
+            return
+        if batch.first == self.last_sent + 1:
+            out.append(self.render.batch(batch))
+            self.last_sent = batch.last
+            self.done = batch.closing
+            return
+        for entry in batch.events:
+            if self.wants(entry[0]):
+                self.take(entry[0], entry[1], self.render.entry(entry), out)
+
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
         if not self.wants(event_id):
             return
@@ -188,6 +201,9 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
         await asyncio.shield(hub.unsubscribe(sub))
 
 
+#: Seconds a busy stream gathers events before its next write.
+COALESCE = 0.01
+
 #: Largest piece a stream hands to the server at once (a long replay is cut up,
 #: so the unsent-bytes limit holds during it too).
 PIECE_BYTES = 64 * 1024
@@ -215,26 +231,33 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
+    loop = asyncio.get_running_loop()
+    written_at = 0.0
     while not cursor.done and sub.end_reason is None:
         if not await sub.wait(keepalive):
             yield KEEPALIVE
             continue
+        # Under a stream of events, write at most every COALESCE seconds: many
+        # events per write instead of one (the first event after a quiet spell
+        # goes out at once).
+        pause = written_at + COALESCE - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
         if sub.end_reason is not None:
             return
-        items, catch_up, overflowed = sub.take()
+        written_at = loop.time()
+        batches, catch_up, overflowed = sub.take()
         out: list[bytes] = []
-        for item in items:
-            event_id = item[0]
-            if event_id > cursor.last_sent + 1:  # a gap: fill it from the log
+        for batch in batches:
+            if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
                 await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
-                async for chunk in _replay(store, cursor, upto=event_id - 1):
+                async for chunk in _replay(store, cursor, upto=batch.first - 1):
                     yield chunk
-                cursor.jump(event_id, out)
-            if cursor.wants(event_id):
-                cursor.take(event_id, item[1], render.live(item), out)
+                cursor.jump(batch.first, out)
+            cursor.take_batch(batch, out)
         await render.flush(out)
         if out:
             yield b"".join(out)

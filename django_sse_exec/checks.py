@@ -55,7 +55,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="django_sse_exec.W005",
         ))
     messages.extend(check_redis_read_timeout())
+    messages.extend(check_templates())
     return messages
+
+
+def check_templates() -> list[CheckMessage]:
+    """The widget and the HTML stream render the app's templates: they must be found."""
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    try:
+        get_template("django_sse_exec/state.html")
+    except TemplateDoesNotExist:
+        return [Warning(
+            "django_sse_exec's templates cannot be found: {% sse_exec_progress %} and "
+            "streams with ?format=html will fail",
+            hint="Set APP_DIRS: True in TEMPLATES (or add "
+                 "'django.template.loaders.app_directories.Loader' to its loaders).",
+            id="django_sse_exec.W007",
+        )]
+    return []
 
 
 def check_redis_read_timeout() -> list[CheckMessage]:

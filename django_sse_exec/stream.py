@@ -32,6 +32,7 @@ from typing import Any
 from .auth import authorize
 from .backlog import find_backlog
 from .conf import sse_settings
+from .formats import JSON, Render, render_for
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
@@ -39,12 +40,10 @@ from .subscriber import Batch, Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
-    frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
     rejoin_hint,
-    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
@@ -79,6 +78,9 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     reason = await authorize(request, execution_id)
     if reason is not None:
         return Outcome(403, reason)
+    render = render_for(getattr(request, "GET", None), execution_id)
+    if render is None:
+        return Outcome(400, "unknown format")
     head = None
     if last_event_id:  # only a client that has seen events can be told "no more"
         head = await get_store().read(execution_id, upto=0)
@@ -86,7 +88,7 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
             return Outcome(204, "execution closed")
     scope = getattr(request, "scope", None) or {}
     return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
-                                           head=head))
+                                           head=head, render=render))
 
 
 def retry_ms() -> int:
@@ -102,23 +104,28 @@ _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 class _Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
-    def __init__(self, execution_id: str, after: int) -> None:
+    def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
         self.execution_id = execution_id
         self.last_sent = after
         self.done = False
+        self.render = render
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
         if log.events:
             self.jump(log.events[0].id, out)
         for event in log.events:
-            self.take(event.id, event.event, frame(event), out)
+            if self.wants(event.id):
+                self.take(event.id, event.event, self.render.frame(event), out)
+
+    def wants(self, event_id: int) -> bool:
+        return event_id > self.last_sent and not self.done
 
     def jump(self, event_id: int, out: list[bytes]) -> None:
         """Before sending ``event_id``: if ids in between are not to be had (the
         history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
         if event_id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, event_id))
+            out.append(self.render.reset(self.execution_id, self.last_sent, event_id))
             self.last_sent = event_id - 1
 
     def take_batch(self, batch: Batch, out: list[bytes]) -> None:
@@ -126,15 +133,16 @@ class _Cursor:
         if batch.last <= self.last_sent or self.done:
             return
         if batch.first == self.last_sent + 1:
-            out.append(batch.data)
+            out.append(self.render.batch(batch))
             self.last_sent = batch.last
             self.done = batch.closing
             return
-        for event_id, event, data in batch.events:
-            self.take(event_id, event, data, out)
+        for entry in batch.events:
+            if self.wants(entry[0]):
+                self.take(entry[0], entry[1], self.render.entry(entry), out)
 
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if event_id <= self.last_sent or self.done:
+        if not self.wants(event_id):
             return
         out.append(data)
         self.last_sent = event_id
@@ -143,7 +151,8 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None, peer: Any = None,
-                        head: LogSlice | None = None) -> AsyncIterator[bytes]:
+                        head: LogSlice | None = None,
+                        render: Render = JSON) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
@@ -153,7 +162,8 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
     ``CLIENT_BUFFER`` events behind meanwhile.
 
     ``head`` is a read of the log made before (to decide the connect); it
-    saves reading it again.
+    saves reading it again. ``render`` turns events into bytes
+    (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -172,7 +182,7 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after, head):
+        async for chunk in _events(hub, sub, execution_id, after, head, render):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
@@ -187,6 +197,7 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
     except Exception:
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -203,12 +214,12 @@ def _pieces(chunk: bytes) -> list[bytes]:
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
-                  head: LogSlice | None) -> AsyncIterator[bytes]:
+                  head: LogSlice | None, render: Render = JSON) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0)
+    cursor = _Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -216,7 +227,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # The client's id is not a position in this log: the history was
             # trimmed past it, or it belongs to a lost incarnation (another
             # epoch, or a log that expired and restarted). Start over.
-            yield reset_frame(execution_id, after, head.first_id)
+            yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
@@ -239,6 +250,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         out: list[bytes] = []
         for batch in batches:
             if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+                await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
@@ -246,6 +258,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                     yield chunk
                 cursor.jump(batch.first, out)
             cursor.take_batch(batch, out)
+        await render.flush(out)
         if out:
             yield b"".join(out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):
@@ -266,6 +279,7 @@ async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
             hub = None
         out: list[bytes] = []
         cursor.take_slice(page, out)
+        await cursor.render.flush(out)
         if out:
             yield b"".join(out)
         if cursor.done:

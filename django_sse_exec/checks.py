@@ -124,4 +124,12 @@ def check_policy() -> list[CheckMessage]:
             hint="Stream tokens travel in URLs: keep them short-lived (default 3600).",
             id="django_sse_exec.E004",
         ))
+    elif age > sse_settings.TOKEN_MAX_AGE_LIMIT:
+        messages.append(Error(
+            f"SSE_EXEC['TOKEN_MAX_AGE'] = {age!r} is above TOKEN_MAX_AGE_LIMIT "
+            f"({sse_settings.TOKEN_MAX_AGE_LIMIT!r}): every stream_url() would raise",
+            hint="Lower TOKEN_MAX_AGE (default 3600), or raise TOKEN_MAX_AGE_LIMIT "
+                 "knowing that URL tokens end up in logs.",
+            id="django_sse_exec.E004",
+        ))
     return messages

@@ -31,7 +31,9 @@ from typing import Any
 
 from .auth import authorize
 from .backlog import find_backlog
+from .caps import OverCap, admit
 from .conf import sse_settings
+from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, get_store
@@ -49,12 +51,8 @@ from .wire import (
 
 logger = logging.getLogger("django_sse_exec")
 
-#: Response headers of every stream (besides the status line).
-HEADERS: dict[str, str] = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+#: Response headers of every stream (besides the status line); see headers.py.
+HEADERS: dict[str, str] = STREAM_HEADERS
 
 
 @dataclass
@@ -64,6 +62,16 @@ class Outcome:
     status: int
     reason: str = ""
     body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
 
 
 def last_event_id_of(header: str | None, query: str | None) -> int | None:
@@ -77,14 +85,19 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
+    vary = session_read(request)
     if reason is not None:
-        return Outcome(403, reason)
+        return Outcome(403, reason, vary_cookie=vary)
     if last_event_id is not None:  # only a client that has seen events can be told "no more"
         state = await get_store().read(execution_id, upto=0)
         if state.closed and last_event_id >= state.last_id:
-            return Outcome(204, "execution closed")
-    scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+            return Outcome(204, vary_cookie=vary)
+    try:
+        slot = await admit(request)
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=vary, retry_after=exc.retry_after)
+    body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None))
+    return Outcome(200, body=slot.hold(body) if slot else body, vary_cookie=vary)
 
 
 def retry_ms() -> int:
@@ -122,11 +135,11 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None,
-                        peer: Any = None) -> AsyncIterator[bytes]:
+                        scope: Any = None) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
-    ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
-    lets us measure that connection's unsent bytes (daphne), the stream pauses
+    ``scope`` is the request's ASGI scope; where the server lets us measure
+    that connection's unsent bytes (daphne), the stream pauses
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
@@ -143,7 +156,7 @@ async def stream_events(execution_id: str, after: int | None,
         logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
-    sub.backlog = find_backlog(peer) if peer else None
+    sub.backlog = find_backlog(scope)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:

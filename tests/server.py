@@ -29,8 +29,10 @@ class Server:
 
     def __init__(self, kind: str = "daphne", env: dict[str, str] | None = None,
                  sse_exec: dict[str, Any] | None = None, port: int | None = None,
-                 app: str = "example_project.asgi:application") -> None:
+                 app: str = "example_project.asgi:application",
+                 extra_args: list[str] | None = None) -> None:
         self.kind = kind
+        self.extra_args = list(extra_args or [])  # e.g. daphne's --proxy-headers, -u <path>
         self.port = port or free_port()
         self.app = app
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -47,11 +49,12 @@ class Server:
     def command(self) -> list[str]:
         if self.kind == "daphne":
             return [str(VENV_BIN / "daphne"), "-e",
-                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096", self.app]
+                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096",
+                    *self.extra_args, self.app]
         if self.kind == "uvicorn":
             return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port),
                     "--backlog", "4096", "--timeout-graceful-shutdown", "2", "--log-level",
-                    "warning", self.app]
+                    "warning", *self.extra_args, self.app]
         raise ValueError(self.kind)
 
     def start(self, timeout: float = 20) -> "Server":

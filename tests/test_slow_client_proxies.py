@@ -1,0 +1,149 @@
+"""A client that never reads is cut off, with bounded queued bytes, in every deployment shape.
+
+daphne applies no backpressure, so the slow-client guard must find the
+connection's transport to measure and drop it. These tests open one stream that
+never reads a byte (tiny receive buffer), pour ~20 MB of events into its
+execution, and require that the server measured the connection, kept its unsent
+bytes near ``CLIENT_BUFFER_BYTES``, dropped it, and did not grow by the volume
+sent — under daphne with ``--proxy-headers`` (client address from
+``X-Forwarded-For``), daphne on a UNIX socket, behind a real nginx configured as
+the README says (to daphne over TCP with ``--proxy-headers`` and over a UNIX
+socket), and under uvicorn; through the Django view and the ASGI fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_sse_exec import stream_url
+from tests.conftest import entry_point_env
+from tests.loadclient import wait_until
+from tests.nginx_proxy import Nginx
+from tests.server import Server
+from tests.test_faults import MB, RssSampler, report, send_many
+
+pytestmark = pytest.mark.asyncio
+
+LIMIT = 256 * 1024
+SETTINGS = {"CLIENT_BUFFER_BYTES": LIMIT, "WRITE_TIMEOUT": 3, "KEEPALIVE": 60}
+EVENTS, EVENT_BYTES = 8000, 2500  # ~20 MB for the stream to queue
+
+
+class Setup:
+    """A server (and maybe nginx) and where a client connects to reach its streams."""
+
+    def __init__(self, name: str, srv: Server, target: tuple[str, int] | str) -> None:
+        self.name, self.srv, self.target = name, srv, target
+
+
+@pytest.fixture
+def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    shape, entry = request.param
+    env = entry_point_env(entry)
+    sock = str(tmp_path / "daphne.sock")
+    started: list[Any] = []
+    try:
+        if shape == "uvicorn":
+            srv = Server("uvicorn", env=env, sse_exec=SETTINGS).start()
+            started.append(srv)
+            yield Setup(f"{shape}-{entry}", srv, ("127.0.0.1", srv.port))
+            return
+        args = ["-u", sock] if "unix" in shape else ["--proxy-headers"]
+        srv = Server("daphne", env=env, sse_exec=SETTINGS, extra_args=args).start()
+        started.append(srv)
+        if shape.startswith("nginx"):
+            upstream = f"unix:{sock}" if "unix" in shape else f"127.0.0.1:{srv.port}"
+            proxy = Nginx(upstream, tmp_path / "nginx").start()
+            started.append(proxy)
+            yield Setup(f"{shape}-{entry}", srv, ("127.0.0.1", proxy.port))
+        else:
+            yield Setup(f"{shape}-{entry}", srv, sock if "unix" in shape else ("127.0.0.1", srv.port))
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+
+
+SHAPES = ["daphne-proxy-headers", "daphne-unix", "nginx-daphne-proxy-headers",
+          "nginx-daphne-unix", "uvicorn"]
+
+
+class QueueSampler:
+    """Samples the largest unsent buffer of any connection of a daphne server."""
+
+    def __init__(self, srv: Server) -> None:
+        self.srv, self.most = srv, 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            stats = await asyncio.to_thread(self.srv.hub)
+            self.most = max(self.most, stats["server_max_unsent"])
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> int:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        stats = await asyncio.to_thread(self.srv.hub)
+        return max(self.most, stats["server_max_unsent"])
+
+
+async def wait_until_or_none(condition: Any, timeout: float) -> float | None:
+    """Seconds until ``condition()`` held, or None if it did not within ``timeout``."""
+    try:
+        return await wait_until(condition, timeout, what="")
+    except (AssertionError, TimeoutError):
+        return None
+
+
+def never_reading(target: tuple[str, int] | str, path: str) -> socket.socket:
+    """Open a stream and never read from it (a 4 KB receive buffer fills at once).
+
+    It claims a forged ``X-Forwarded-For`` address, as any client can.
+    """
+    family = socket.AF_UNIX if isinstance(target, str) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(target)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                 f"X-Forwarded-For: 203.0.113.7\r\n\r\n".encode())
+    return sock
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("setup", [(shape, entry) for shape in SHAPES
+                                   for entry in ("view", "fast")],
+                         indirect=True, ids=lambda p: f"{p[0]}-{p[1]}")
+async def test_never_reading_client_is_cut_off_with_bounded_queue(setup: Setup, execution_id):
+    srv = setup.srv
+    client = never_reading(setup.target, stream_url(execution_id))
+    try:
+        await wait_until(lambda: srv.hub()["streams"] == 1, 30, what="stream open")
+        measured = srv.hub()["measured"]  # streams whose unsent bytes the guard can see
+        rss = RssSampler(srv)
+        queued = QueueSampler(srv)
+        started = time.monotonic()
+        await send_many(srv, execution_id, EVENTS, size=EVENT_BYTES)
+        dropped = await wait_until_or_none(lambda: srv.hub()["streams"] == 0, 30)
+        growth = await rss.stop()
+        most = await queued.stop()
+        report(f"never-reading {setup.name}", sent_mb=f"{EVENTS * EVENT_BYTES / MB:.1f}",
+               server_max_queued_kb=most // 1024, rss_growth_mb=f"{growth / MB:.1f}",
+               dropped_after_send_s="never" if dropped is None else f"{dropped:.1f}",
+               total_s=f"{time.monotonic() - started:.1f}")
+        # Bytes queued for the client stay near the limit (a stream hands over at
+        # most 64 KB pieces); without the guard, all ~20 MB queue up.
+        assert most < LIMIT + 4 * 64 * 1024, f"{most / MB:.1f} MB queued for one client"
+        assert dropped is not None, "the never-reading stream was never dropped"
+        if srv.kind == "daphne":
+            assert measured == 1, "the guard did not find the connection"
+        assert "dropping a stream" in srv.log()
+    finally:
+        client.close()
+    await asyncio.sleep(0)

@@ -26,7 +26,7 @@ All of this reads daphne's and Twisted's internals, so it is used only for the
 daphne versions the suite has tested (:data:`DAPHNE_TESTED`); outside them, or on
 a transport without those counters (TLS terminated by daphne), :func:`find_backlog`
 returns None, the stream runs unmeasured, a warning is logged once, and system
-check ``W007`` names the alternative (uvicorn, which applies backpressure).
+check ``W013`` names the alternative (uvicorn, which applies backpressure).
 
 Servers with backpressure (uvicorn) need none of this: their ``send`` waits, so
 the time a stream spends suspended in a write is the signal (see the hub's

@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     # Fraction of MAX_STREAM_LIFETIME by which each stream's lifetime is shortened
     # at random, so streams opened together are not rotated together.
     "MAX_STREAM_LIFETIME_JITTER": 0.2,
+    # What ExecutionReporter and the Celery integration publish about an exception
+    # they caught: "auto" (its message only with DEBUG on; else its type and a
+    # generic message), "type", "message", or a dotted path to (exc) -> str.
+    "ERROR_DETAIL": "auto",
     # Streams one logged-in user may hold open in one process; over it a connect
     # gets 429 with Retry-After. None: no cap.
     "MAX_STREAMS_PER_USER": None,

@@ -14,7 +14,10 @@ socket), and under uvicorn; through the Django view and the ASGI fast path.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +26,12 @@ from typing import Any
 import pytest
 
 from django_sse_exec import stream_url
+from django_sse_exec.backlog import is_tested_daphne
 from tests.conftest import entry_point_env
 from tests.loadclient import wait_until
 from tests.nginx_proxy import Nginx
-from tests.server import Server
+from tests.server import ROOT, Server
+from tests.sse import SSEClient
 from tests.test_faults import MB, RssSampler, report, send_many
 
 pytestmark = pytest.mark.asyncio
@@ -147,3 +152,34 @@ async def test_never_reading_client_is_cut_off_with_bounded_queue(setup: Setup, 
     finally:
         client.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.timeout(120)
+async def test_untested_daphne_runs_unguarded_with_a_warning_and_a_check(execution_id):
+    """The version gate's fallback: streams still work, nothing of daphne's internals
+    is read, the server logs why once, and system check W013 names uvicorn."""
+    env = {"TEST_DAPHNE_VERSION": "9.0"}
+    with Server("daphne", env=env, sse_exec=SETTINGS) as srv:
+        srv.send(execution_id, ("step", {"n": 1}))
+        async with SSEClient(srv.base_url + stream_url(execution_id)) as client:
+            events = await client.wait_for(lambda ev: len(ev) >= 1)
+            assert events[0].event == "step"
+            stats = srv.hub()
+            assert stats["streams"] == 1 and stats["measured"] == 0
+        await wait_until(lambda: "outside the versions the slow-client guard" in srv.log(), 10,
+                         what="warning logged")
+    check = subprocess.run([sys.executable, "manage.py", "check", "--settings", "tests.settings"],
+                           cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                           timeout=120)
+    assert "django_sse_exec.W013" in check.stderr + check.stdout
+    assert "uvicorn" in check.stderr + check.stdout
+    clean = subprocess.run([sys.executable, "manage.py", "check", "--settings", "tests.settings"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "W013" not in clean.stderr + clean.stdout  # the installed daphne is supported
+
+
+@pytest.mark.parametrize("version, tested", [("4.2.3", True), ("4.2", True), ("4.3.0", False),
+                                             ("4.1.2", False), ("5.0", False), ("dev", False),
+                                             (None, False)])
+def test_daphne_version_gate(version, tested):
+    assert is_tested_daphne(version) is tested

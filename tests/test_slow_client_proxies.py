@@ -34,7 +34,6 @@ from tests.server import ROOT, Server
 from tests.sse import SSEClient
 from tests.test_faults import MB, RssSampler, report, send_many
 
-pytestmark = pytest.mark.asyncio
 
 LIMIT = 256 * 1024
 SETTINGS = {"CLIENT_BUFFER_BYTES": LIMIT, "WRITE_TIMEOUT": 3, "KEEPALIVE": 60}

@@ -11,13 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.server import free_port
+from tests.server import free_port, stop_process, wait_until_serving
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -44,14 +41,15 @@ http {{
 
     server {{
         listen 127.0.0.1:{port};
+        # For every location (inherited by those that set no proxy_set_header).
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $remote_addr;   # overwrite what the client sent
+        proxy_set_header X-Forwarded-Proto $scheme;
 
         location /sse/ {{
             proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_buffering off;          # the app also sends X-Accel-Buffering: no
             proxy_cache off;
             gzip off;
@@ -60,11 +58,6 @@ http {{
 
         location / {{
             proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
         }}
     }}
 }}
@@ -94,25 +87,13 @@ class Nginx:
         self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(conf),
                                       "-e", str(self.dir / "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.log()}")
-            try:
-                httpx.get(self.base_url + "/control/hub", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nginx did not start: {self.log()}")
+        wait_until_serving(self.proc, self.base_url + "/control/hub", timeout,
+                           lambda: f"nginx: {self.log()}")
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def log(self) -> str:
         path = self.dir / "error.log"

@@ -24,6 +24,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float,
+                       describe: Any) -> None:
+    """Poll ``url`` until it answers; RuntimeError with ``describe()`` if ``proc`` exits
+    or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited: {describe()}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"did not start: {describe()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                 timeout: float = 10) -> None:
+    """Send ``sig``; kill the process if it has not exited after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Server:
     """An ASGI server process serving ``tests.settings`` on 127.0.0.1."""
 
@@ -61,26 +90,14 @@ class Server:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                httpx.get(self.base_url + "/control/hub", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} did not start: {self.log_path.read_text()[-2000:]}")
+        wait_until_serving(self.proc, self.base_url + "/control/hub", timeout,
+                           lambda: f"{self.kind}: {self.log_path.read_text()[-2000:]}")
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, sig, timeout)
         self._log.close()
 
     def log(self) -> str:

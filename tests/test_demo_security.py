@@ -26,6 +26,7 @@ from django.core import signing
 from django.test import override_settings
 
 from django_sse_exec.auth import SALT
+from tests.conftest import migrated_db_env
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
 
@@ -35,11 +36,7 @@ PUBLISHED_KEY = "example-project-insecure-key-change-me"
 
 @pytest.fixture(scope="module")
 def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp("demo-security") / "db.sqlite3")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
-                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, timeout=120)
-    return env
+    return migrated_db_env(tmp_path_factory, "demo-security")
 
 
 @pytest.fixture(scope="module")

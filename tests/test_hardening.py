@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,9 +18,9 @@ import httpx
 import pytest
 
 from django_sse_exec import stream_url
-from tests.conftest import entry_point_env
+from tests.conftest import entry_point_env, migrated_db_env
 from tests.loadclient import wait_until
-from tests.server import ROOT, Server
+from tests.server import Server
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.asyncio
@@ -34,11 +31,7 @@ SECURITY = {"x-content-type-options": "nosniff", "cache-control": "no-cache, no-
 
 @pytest.fixture(scope="module")
 def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp("hardening") / "db.sqlite3")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
-                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, timeout=120)
-    return env
+    return migrated_db_env(tmp_path_factory, "hardening")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from django_sse_exec import stream_url
-from tests.conftest import entry_point_env
+from tests.conftest import entry_point_env, migrated_db_env
 from tests.server import ROOT, Server
 from tests.tokens import expired_stream_url
 from tests.sse import SSEClient
@@ -37,11 +37,7 @@ SECRET = "TOP-SECRET-PAYLOAD"
 @pytest.fixture(scope="module")
 def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated sqlite file for the servers of this module (users and sessions)."""
-    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp("security") / "db.sqlite3")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
-                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, timeout=120)
-    return env
+    return migrated_db_env(tmp_path_factory, "security")
 
 
 @pytest.fixture(scope="module")

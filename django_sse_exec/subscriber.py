@@ -27,14 +27,18 @@ class Subscriber:
     unsent bytes where the server lets us measure it.
     """
 
-    __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
+    __slots__ = ("execution_id", "member", "limit", "max_bytes", "buffered", "items", "overflowed",
                  "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
-    def __init__(self, execution_id: str, member: str, limit: int) -> None:
+    def __init__(self, execution_id: str, member: str, limit: int,
+                 max_bytes: int = 1 << 20) -> None:
         self.execution_id = execution_id
         self.member = member
+        #: Most events, and about the most bytes, buffered before catching up instead.
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.buffered = 0
         self.items: list[Item] = []
         #: Set when the buffer was full and events were dropped: read the log.
         self.overflowed = False
@@ -61,19 +65,21 @@ class Subscriber:
 
     def push(self, item: Item) -> None:
         """Queue an event; past the limit drop it and mark the stream for catch-up."""
-        if len(self.items) >= self.limit:
+        if len(self.items) >= self.limit or self.buffered > self.max_bytes:
             self.overflowed = True
         else:
             self.items.append(item)
-        self._wake()
+            self.buffered += len(item[2])
+        self.wake()
 
     def catch_up(self, last_id: int) -> None:
         """Tell the stream the log holds events up to ``last_id``."""
         if last_id > self.catch_up_to:
             self.catch_up_to = last_id
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the stream if it is waiting (to take items, or to end)."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
@@ -164,6 +170,7 @@ class Subscriber:
     def take(self) -> tuple[list[Item], int, bool]:
         """Everything pending: (items, catch-up id, overflowed), and reset."""
         items, self.items = self.items, []
+        self.buffered = 0
         catch_up, self.catch_up_to = self.catch_up_to, 0
         overflowed, self.overflowed = self.overflowed, False
         return items, catch_up, overflowed

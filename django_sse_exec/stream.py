@@ -94,12 +94,14 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
         if head.closed and last_event_id == head.last_id:
             return Outcome(204, vary_cookie=vary)
     try:
-        slot = await admit(request)
+        slot = await admit(request)  # a per-user cap may read the session too
     except OverCap as exc:
-        return Outcome(429, str(exc), vary_cookie=vary, retry_after=exc.retry_after)
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
     body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
                          head=head)
-    return Outcome(200, body=slot.hold(body) if slot else body, vary_cookie=vary)
+    return Outcome(200, body=slot.hold(body) if slot else body,
+                   vary_cookie=session_read(request))
 
 
 def retry_ms() -> int:

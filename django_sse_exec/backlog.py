@@ -22,11 +22,15 @@ fields Twisted's ``FileDescriptor`` uses to decide when to pause a producer)
 give the bytes not yet accepted by the kernel, and ``abortConnection()`` drops
 the connection without waiting for a flush that would never come.
 
+With TLS terminated by daphne (``-e ssl:…``) the request's transport is Twisted's
+TLS layer: its not-yet-encrypted buffer (``_appSendBuffer``) counts too, and the
+socket transport under it holds the rest.
+
 All of this reads daphne's and Twisted's internals, so it is used only for the
 daphne versions the suite has tested (:data:`DAPHNE_TESTED`); outside them, or on
-a transport without those counters (TLS terminated by daphne), :func:`find_backlog`
-returns None, the stream runs unmeasured, a warning is logged once, and system
-check ``W013`` names the alternative (uvicorn, which applies backpressure).
+a transport without those counters, :func:`find_backlog` returns None, the stream
+runs unmeasured, a warning is logged once, and system check ``W013`` names the
+alternative (uvicorn, which applies backpressure).
 
 Servers with backpressure (uvicorn) need none of this: their ``send`` waits, so
 the time a stream spends suspended in a write is the signal (see the hub's
@@ -72,6 +76,24 @@ class TwistedBacklog:
     def abort(self) -> None:
         if self.transport.connected:
             self.transport.abortConnection()
+
+
+class TwistedTLSBacklog(TwistedBacklog):
+    """:class:`Backlog` of a TLS connection terminated by daphne (``-e ssl:…``): the
+    cleartext the TLS layer still holds plus the socket transport's unsent bytes."""
+
+    __slots__ = ("tls",)
+
+    def __init__(self, tls: Any) -> None:
+        super().__init__(tls.transport)
+        self.tls = tls
+
+    def pending(self) -> int:
+        return sum(map(len, self.tls._appSendBuffer)) + super().pending()
+
+    def abort(self) -> None:
+        if self.transport.connected:
+            self.tls.abortConnection()
 
 
 def daphne_version() -> str | None:
@@ -142,6 +164,12 @@ def _measurable(transport: Any) -> bool:
         "dataBuffer", "offset", "_tempDataLen", "abortConnection", "connected"))
 
 
+def _is_tls(transport: Any) -> bool:
+    return (isinstance(getattr(transport, "_appSendBuffer", None), list)
+            and hasattr(transport, "abortConnection")
+            and _measurable(getattr(transport, "transport", None)))
+
+
 def find_backlog(scope: Mapping[str, Any] | None) -> Backlog | None:
     """The backlog of the connection serving ``scope`` (the stream's ASGI scope), or None.
 
@@ -164,6 +192,8 @@ def find_backlog(scope: Mapping[str, Any] | None) -> Backlog | None:
     request = _request_of(server, scope) if server is not None else None
     channel = getattr(request, "channel", None)
     transport = getattr(channel, "transport", None)
+    if _is_tls(transport):
+        return TwistedTLSBacklog(transport)
     if transport is None or not _measurable(transport):
         _warn_once("transport", "cannot measure the unsent bytes of a daphne connection "
                    "(%s); streams of clients that stop reading are not bounded",
@@ -172,5 +202,5 @@ def find_backlog(scope: Mapping[str, Any] | None) -> Backlog | None:
     return TwistedBacklog(transport)
 
 
-__all__ = ["DAPHNE_TESTED", "Backlog", "TwistedBacklog", "daphne_version", "find_backlog",
-           "is_tested_daphne"]
+__all__ = ["DAPHNE_TESTED", "Backlog", "TwistedBacklog", "TwistedTLSBacklog", "daphne_version",
+           "find_backlog", "is_tested_daphne"]

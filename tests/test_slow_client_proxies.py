@@ -4,11 +4,11 @@ daphne applies no backpressure, so the slow-client guard must find the
 connection's transport to measure and drop it. These tests open one stream that
 never reads a byte (tiny receive buffer), pour ~20 MB of events into its
 execution, and require that the server measured the connection, kept its unsent
-bytes near ``CLIENT_BUFFER_BYTES``, dropped it, and did not grow by the volume
-sent — under daphne with ``--proxy-headers`` (client address from
-``X-Forwarded-For``), daphne on a UNIX socket, behind a real nginx configured as
-the README says (to daphne over TCP with ``--proxy-headers`` and over a UNIX
-socket), and under uvicorn; through the Django view and the ASGI fast path.
+bytes near ``CLIENT_BUFFER_BYTES`` and dropped it — under daphne with
+``--proxy-headers`` (client address from ``X-Forwarded-For``), daphne on a UNIX
+socket, daphne terminating TLS, behind a real nginx configured as the README says
+(to daphne over TCP with ``--proxy-headers`` and over a UNIX socket), and under
+uvicorn; through the Django view and the ASGI fast path.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from django_sse_exec.backlog import is_tested_daphne
 from tests.conftest import entry_point_env
 from tests.loadclient import wait_until
 from tests.nginx_proxy import Nginx
-from tests.server import ROOT, Server
+from tests.server import ROOT, Server, free_port
 from tests.sse import SSEClient
 from tests.test_faults import MB, RssSampler, report, send_many
 
@@ -43,8 +44,18 @@ EVENTS, EVENT_BYTES = 8000, 2500  # ~20 MB for the stream to queue
 class Setup:
     """A server (and maybe nginx) and where a client connects to reach its streams."""
 
-    def __init__(self, name: str, srv: Server, target: tuple[str, int] | str) -> None:
-        self.name, self.srv, self.target = name, srv, target
+    def __init__(self, name: str, srv: Server, target: tuple[str, int] | str,
+                 tls: bool = False) -> None:
+        self.name, self.srv, self.target, self.tls = name, srv, target, tls
+
+
+def tls_endpoint(port: int, directory: Path) -> str:
+    """A daphne TLS endpoint on ``port`` with a fresh self-signed certificate."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return f"ssl:port={port}:interface=127.0.0.1:privateKey={key}:certKey={cert}"
 
 
 @pytest.fixture
@@ -60,8 +71,14 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
             yield Setup(f"{shape}-{entry}", srv, ("127.0.0.1", srv.port))
             return
         args = ["-u", sock] if "unix" in shape else ["--proxy-headers"]
+        if shape == "daphne-tls":
+            tls_port = free_port()
+            args = ["-e", tls_endpoint(tls_port, tmp_path)]
         srv = Server("daphne", env=env, sse_exec=SETTINGS, extra_args=args).start()
         started.append(srv)
+        if shape == "daphne-tls":
+            yield Setup(f"{shape}-{entry}", srv, ("127.0.0.1", tls_port), tls=True)
+            return
         if shape.startswith("nginx"):
             upstream = f"unix:{sock}" if "unix" in shape else f"127.0.0.1:{srv.port}"
             proxy = Nginx(upstream, tmp_path / "nginx").start()
@@ -74,7 +91,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
             thing.stop()
 
 
-SHAPES = ["daphne-proxy-headers", "daphne-unix", "nginx-daphne-proxy-headers",
+SHAPES = ["daphne-proxy-headers", "daphne-unix", "daphne-tls", "nginx-daphne-proxy-headers",
           "nginx-daphne-unix", "uvicorn"]
 
 
@@ -106,7 +123,7 @@ async def wait_until_or_none(condition: Any, timeout: float) -> float | None:
         return None
 
 
-def never_reading(target: tuple[str, int] | str, path: str) -> socket.socket:
+def never_reading(target: tuple[str, int] | str, path: str, tls: bool = False) -> socket.socket:
     """Open a stream and never read from it (a 4 KB receive buffer fills at once).
 
     It claims a forged ``X-Forwarded-For`` address, as any client can.
@@ -115,6 +132,10 @@ def never_reading(target: tuple[str, int] | str, path: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(target)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        sock = context.wrap_socket(sock)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
                  f"X-Forwarded-For: 203.0.113.7\r\n\r\n".encode())
     return sock
@@ -126,7 +147,7 @@ def never_reading(target: tuple[str, int] | str, path: str) -> socket.socket:
                          indirect=True, ids=lambda p: f"{p[0]}-{p[1]}")
 async def test_never_reading_client_is_cut_off_with_bounded_queue(setup: Setup, execution_id):
     srv = setup.srv
-    client = never_reading(setup.target, stream_url(execution_id))
+    client = never_reading(setup.target, stream_url(execution_id), setup.tls)
     try:
         await wait_until(lambda: srv.hub()["streams"] == 1, 30, what="stream open")
         measured = srv.hub()["measured"]  # streams whose unsent bytes the guard can see

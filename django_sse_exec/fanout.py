@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .store import Store
-from .subscriber import Subscriber
+from .subscriber import Batch, Subscriber
 from .wire import STREAM_CLOSED, Event, closed_data, frame
 
 logger = logging.getLogger("django_sse_exec")
@@ -27,13 +27,15 @@ logger = logging.getLogger("django_sse_exec")
 #: skew between Redis and this host) before the hub treats its channel as
 #: behind and reads the log instead.
 LAG_LIMIT = 0.2
+#: Seconds between reads of the log while the channel is behind.
+POLL_INTERVAL = 0.05
 
 
 class Group:
     """Local state of one execution: its streams and how far the hub has delivered."""
 
     __slots__ = ("subscribers", "joined", "lock", "seen", "known", "suspect", "wanted",
-                 "catching_up")
+                 "catching_up", "pending")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
@@ -48,30 +50,45 @@ class Group:
         #: Highest id announced while a catch-up was running.
         self.wanted = 0
         self.catching_up: asyncio.Task[None] | None = None
+        #: Frames fanned out in this turn of the event loop, not yet pushed.
+        self.pending: list[tuple[int, str, bytes]] = []
 
 
 class LagMeter:
     """Tells from messages' send times whether the channel delivers them late.
 
-    Lag is measured against the smallest lag seen in the last minute, so a
-    constant clock difference between Redis (which stamps fused sends) and
-    this host does not count.
+    Lag is measured against the smallest delay seen over the last one to two
+    minutes, so a constant clock difference between Redis (which stamps fused
+    sends) and this host does not count. A measurement older than a second
+    (no messages since) no longer says the channel is behind.
     """
 
+    WINDOW = 60.0
+
     def __init__(self) -> None:
+        #: Seconds the last message arrived later than the fastest recent one.
         self.lag = 0.0
-        self._floor = float("inf")
-        self._floor_until = 0.0
+        self.measured_at = 0.0
+        self._floors = [float("inf"), float("inf")]  # minimum delay: previous, current window
+        self._window_ends = 0.0
 
     def behind(self, sent_at: Any) -> bool:
+        """Measure one message's delay; True if the channel is behind."""
         if not isinstance(sent_at, float):
             return False
         now = time.time()
-        raw = now - sent_at
-        if raw < self._floor or now > self._floor_until:
-            self._floor, self._floor_until = raw, now + 60.0
-        self.lag = raw - self._floor
+        delay = now - sent_at
+        if now > self._window_ends:
+            self._floors = [self._floors[1], delay]
+            self._window_ends = now + self.WINDOW
+        self._floors[1] = min(self._floors[1], delay)
+        self.lag = max(0.0, delay - min(self._floors))
+        self.measured_at = now
         return self.lag > LAG_LIMIT
+
+    def lagging(self) -> bool:
+        """Whether the channel was behind at the last message, within the last second."""
+        return self.lag > LAG_LIMIT and time.time() - self.measured_at < 1.0
 
 
 class Fanout:
@@ -95,9 +112,9 @@ class Fanout:
         if group is None or not group.subscribers:
             return
         event_id = int(message["id"])
+        behind = self.lag.behind(message.get("t"))
         if event_id <= group.seen:
             return
-        behind = self.lag.behind(message.get("t"))
         if group.catching_up is not None or behind or (group.seen and event_id > group.seen + 1):
             group.wanted = max(group.wanted, event_id)
             self.catch_up(execution_id)
@@ -108,10 +125,20 @@ class Fanout:
         self._fan_out(group, Event(event_id, message["event"], data))
 
     def _fan_out(self, group: Group, event: Event) -> None:
-        item = (event.id, event.event, frame(event))
+        """Queue an event for the group's streams; they get it as part of a batch
+        at the end of this turn of the event loop (see :meth:`_flush`)."""
         group.seen = event.id
-        for sub in group.subscribers:
-            sub.push(item)
+        if not group.pending:
+            asyncio.get_running_loop().call_soon(self._flush, group)
+        group.pending.append((event.id, event.event, frame(event)))
+
+    @staticmethod
+    def _flush(group: Group) -> None:
+        events, group.pending = group.pending, []
+        if events:
+            batch = Batch(events)
+            for sub in group.subscribers:
+                sub.push(batch)
 
     def catch_up(self, execution_id: str, upto: int = 0) -> None:
         """Fan out the log's events past what the hub delivered (one task per execution)."""
@@ -131,6 +158,11 @@ class Fanout:
                         if event.id > group.seen:
                             self._fan_out(group, event)
                     await asyncio.sleep(0)  # let the streams write between pages
+                if self.lag.lagging():
+                    # The channel is behind: its messages would only say what the
+                    # log says now. Read the log again shortly instead of waiting.
+                    await asyncio.sleep(POLL_INTERVAL)
+                    continue
                 if group.wanted <= group.seen:
                     break
                 group.wanted = 0  # announced ids the log no longer has (it was lost)

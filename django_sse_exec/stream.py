@@ -37,7 +37,7 @@ from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
-from .subscriber import Subscriber
+from .subscriber import Batch, Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -136,6 +136,18 @@ class _Cursor:
             out.append(reset_frame(self.execution_id, self.last_sent, event_id))
             self.last_sent = event_id - 1
 
+    def take_batch(self, batch: Batch, out: list[bytes]) -> None:
+        """Append what of ``batch`` was not sent yet (all of it at once, usually)."""
+        if batch.last <= self.last_sent or self.done:
+            return
+        if batch.first == self.last_sent + 1:
+            out.append(batch.data)
+            self.last_sent = batch.last
+            self.done = batch.closing
+            return
+        for event_id, event, data in batch.events:
+            self.take(event_id, event, data, out)
+
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
         if event_id <= self.last_sent or self.done:
             return
@@ -193,6 +205,9 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
         await asyncio.shield(hub.unsubscribe(sub))
 
 
+#: Seconds a busy stream gathers events before its next write.
+COALESCE = 0.01
+
 #: Largest piece a stream hands to the server at once (a long replay is cut up,
 #: so the unsent-bytes limit holds during it too).
 PIECE_BYTES = 64 * 1024
@@ -220,23 +235,32 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
+    loop = asyncio.get_running_loop()
+    written_at = 0.0
     while not cursor.done and sub.end_reason is None:
         if not await sub.wait(keepalive):
             yield KEEPALIVE
             continue
+        # Under a stream of events, write at most every COALESCE seconds: many
+        # events per write instead of one (the first event after a quiet spell
+        # goes out at once).
+        pause = written_at + COALESCE - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
         if sub.end_reason is not None:
             return
-        items, catch_up, overflowed = sub.take()
+        written_at = loop.time()
+        batches, catch_up, overflowed = sub.take()
         out: list[bytes] = []
-        for event_id, event, data in items:
-            if event_id > cursor.last_sent + 1:  # a gap: fill it from the log
+        for batch in batches:
+            if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
                 if out:
                     yield b"".join(out)
                     out = []
-                async for chunk in _replay(store, cursor, upto=event_id - 1):
+                async for chunk in _replay(store, cursor, upto=batch.first - 1):
                     yield chunk
-                cursor.jump(event_id, out)
-            cursor.take(event_id, event, data, out)
+                cursor.jump(batch.first, out)
+            cursor.take_batch(batch, out)
         if out:
             yield b"".join(out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):

@@ -149,11 +149,13 @@ def _daphne_server(reactor: Any) -> Any:
     return None
 
 
-def _request_of(server: Any, scope: Mapping[str, Any]) -> Any:
+def request_for_scope(server: Any, scope: Mapping[str, Any]) -> Any:
     """The daphne request whose scope is ``scope`` (by identity of its lists), newest first."""
     headers, client = scope.get("headers"), scope.get("client")
+    if headers is None and client is None:
+        return None  # nothing to match by identity
     for request in reversed(server.connections):
-        if getattr(request, "clean_headers", None) is headers or (
+        if (headers is not None and getattr(request, "clean_headers", None) is headers) or (
                 client is not None and getattr(request, "client_addr", None) is client):
             return request
     return None
@@ -189,7 +191,7 @@ def find_backlog(scope: Mapping[str, Any] | None) -> Backlog | None:
                    "(serve with uvicorn, or a tested daphne)", version)
         return None
     server = _daphne_server(reactor)
-    request = _request_of(server, scope) if server is not None else None
+    request = request_for_scope(server, scope) if server is not None else None
     channel = getattr(request, "channel", None)
     transport = getattr(channel, "transport", None)
     if _is_tls(transport):
@@ -203,4 +205,4 @@ def find_backlog(scope: Mapping[str, Any] | None) -> Backlog | None:
 
 
 __all__ = ["DAPHNE_TESTED", "Backlog", "TwistedBacklog", "TwistedTLSBacklog", "daphne_version",
-           "find_backlog", "is_tested_daphne"]
+           "find_backlog", "is_tested_daphne", "request_for_scope"]

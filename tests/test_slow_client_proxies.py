@@ -203,3 +203,27 @@ async def test_untested_daphne_runs_unguarded_with_a_warning_and_a_check(executi
                                              (None, False)])
 def test_daphne_version_gate(version, tested):
     assert is_tested_daphne(version) is tested
+
+
+def test_connections_are_matched_by_identity_not_by_address():
+    """A forged X-Forwarded-For can make a scope's address *equal* to another
+    connection's; only the request whose own lists the scope carries matches."""
+    from django_sse_exec.backlog import request_for_scope
+
+    class Request:  # what daphne keeps per request: hashable, with its own lists
+        def __init__(self) -> None:
+            self.clean_headers = [(b"host", b"a")]
+            self.client_addr = ["10.0.0.1", 5000]
+
+    class FakeServer:
+        def __init__(self, *requests: Request) -> None:
+            self.connections = {request: {} for request in requests}
+
+    victim, attacker = Request(), Request()
+    server = FakeServer(victim, attacker)
+    scope = {"headers": attacker.clean_headers, "client": attacker.client_addr}
+    assert request_for_scope(server, scope) is attacker
+    forged = {"headers": list(victim.clean_headers), "client": list(victim.client_addr)}
+    assert request_for_scope(server, forged) is None  # equal values, other objects
+    assert request_for_scope(server, {"headers": None, "client": None}) is None
+    assert request_for_scope(server, {"headers": victim.clean_headers}) is victim  # UNIX socket

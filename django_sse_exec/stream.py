@@ -31,8 +31,10 @@ from typing import Any
 
 from .auth import authorize
 from .backlog import find_backlog
+from .caps import OverCap, admit
 from .conf import sse_settings
 from .formats import JSON, Render, render_for
+from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
@@ -48,12 +50,8 @@ from .wire import (
 
 logger = logging.getLogger("django_sse_exec")
 
-#: Response headers of every stream (besides the status line).
-HEADERS: dict[str, str] = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+#: Response headers of every stream (besides the status line); see headers.py.
+HEADERS: dict[str, str] = STREAM_HEADERS
 
 
 @dataclass
@@ -63,6 +61,16 @@ class Outcome:
     status: int
     reason: str = ""
     body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
 
 
 def last_event_id_of(header: str | None, query: str | None) -> int | None:
@@ -76,19 +84,26 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
+    vary = session_read(request)
     if reason is not None:
-        return Outcome(403, reason)
+        return Outcome(403, reason, vary_cookie=vary)
     render = render_for(getattr(request, "GET", None), execution_id)
     if render is None:
-        return Outcome(400, "unknown format")
+        return Outcome(400, "unknown format", vary_cookie=vary)
     head = None
     if last_event_id:  # only a client that has seen events can be told "no more"
         head = await get_store().read(execution_id, upto=0)
         if head.closed and last_event_id == head.last_id:
-            return Outcome(204, "execution closed")
-    scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
-                                           head=head, render=render))
+            return Outcome(204, vary_cookie=vary)
+    try:
+        slot = await admit(request)  # a per-user cap may read the session too
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
+    body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
+                         head=head, render=render)
+    return Outcome(200, body=slot.hold(body) if slot else body,
+                   vary_cookie=session_read(request))
 
 
 def retry_ms() -> int:
@@ -150,13 +165,13 @@ class _Cursor:
             self.done = True
 
 
-async def stream_events(execution_id: str, after: int | None, peer: Any = None,
+async def stream_events(execution_id: str, after: int | None, scope: Any = None,
                         head: LogSlice | None = None,
                         render: Render = JSON) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
-    ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
-    lets us measure that connection's unsent bytes (daphne), the stream pauses
+    ``scope`` is the request's ASGI scope; where the server lets us measure
+    that connection's unsent bytes (daphne), the stream pauses
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
@@ -177,7 +192,7 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
         logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
-    sub.backlog = find_backlog(peer) if peer else None
+    sub.backlog = find_backlog(scope)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:

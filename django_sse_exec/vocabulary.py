@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conf import sse_settings
+from .disclosure import describe_exception
 from .wire import encode_data
+
 
 #: The event vocabulary.
 EXECUTION_START = "execution-start"
@@ -31,8 +33,13 @@ MAX_ERROR_CHARS = 2000
 
 
 def error_text(error: BaseException | str) -> str:
-    """A short, single-line-safe description of ``error`` for a payload."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    """A short description of ``error`` for a payload.
+
+    Text passed explicitly is sent as given; an exception is described by
+    :func:`~django_sse_exec.disclosure.describe_exception` (by default, with
+    ``DEBUG`` off, only its type: its message may carry secrets).
+    """
+    text = error if isinstance(error, str) else describe_exception(error)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 

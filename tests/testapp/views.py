@@ -58,7 +58,21 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
     unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]
     return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count(),
                          "tasks": len(asyncio.all_tasks()), "max_unsent": max(unsent, default=0),
-                         "measured": len(unsent)})
+                         "measured": len(unsent), "server_max_unsent": _server_max_unsent()})
+
+
+def _server_max_unsent() -> int:
+    """The largest unsent buffer of any connection Twisted holds (daphne), found
+    independently of the app's guard: what a client that never reads costs."""
+    import sys
+
+    reactor = getattr(sys.modules.get("twisted.internet"), "reactor", None)
+    if reactor is None:
+        return 0
+    sizes = [len(t.dataBuffer) - t.offset + t._tempDataLen
+             for t in {*reactor.getReaders(), *reactor.getWriters()}
+             if hasattr(t, "dataBuffer") and hasattr(t, "_tempDataLen")]
+    return max(sizes, default=0)
 
 
 @csrf_exempt

@@ -278,10 +278,12 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
     ARTIFACTS.mkdir(exist_ok=True)
     tab.page.screenshot(path=str(ARTIFACTS / "htmx.png"), full_page=True, animations="disabled")
 
-    # Only executions this server started are shown (no token for any id).
-    other = tabs(f"{server.base_url}/htmx/?execution=not-started-here").open()
-    assert "did not start" in other.page.inner_text(".empty")
-    assert other.page.query_selector(".sse-exec") is None
+    # Only executions this browser started are shown: another browser that knows the
+    # id gets no widget (and so no token), nor does any made-up id.
+    for url in (tab.page.url, f"{server.base_url}/htmx/?execution=not-started-here"):
+        other = tabs(url).open()
+        assert "not started from this browser" in other.page.inner_text(".empty")
+        assert other.page.query_selector(".sse-exec") is None
 
     # Cancel stops a run: the widget shows it cancelled, the rest greyed out.
     tab.page.goto(f"{server.base_url}/htmx/")

@@ -12,11 +12,13 @@ Input is validated here, at the call site, before anything is stored or sent.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from . import metrics
 from .auth import make_token
 from .conf import sse_settings
 from .hub import MESSAGE_TYPE, get_hub
@@ -30,7 +32,7 @@ logger = logging.getLogger("django_sse_exec")
 
 def _message(execution_id: str, event_id: int, event: str, data: str) -> dict[str, Any]:
     return {"type": MESSAGE_TYPE, "execution_id": execution_id, "id": event_id,
-            "event": event, "data": data}
+            "event": event, "data": data, "t": time.time()}
 
 
 async def _publish(execution_id: str, event_id: int, event: str, data: str) -> None:
@@ -74,8 +76,11 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
         plan = sender.delivery_plan(
             execution_id, lambda event_id: _message(execution_id, event_id, event, text))
         if plan is not None:
-            return await sender.store.append(execution_id, event, text, publish=plan)
+            event_id = await sender.store.append(execution_id, event, text, publish=plan)
+            metrics.event_sent()
+            return event_id
     event_id = await get_store().append(execution_id, event, text)
+    metrics.event_sent()
     await _publish(execution_id, event_id, event, text)
     return event_id
 
@@ -140,8 +145,10 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
         return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
     refuse_in_loop("send_sse_event")
     text = _validated(execution_id, event, data)
-    return sender.send(execution_id, event, text,
-                       lambda event_id: _message(execution_id, event_id, event, text))
+    event_id = sender.send(execution_id, event, text,
+                           lambda event_id: _message(execution_id, event_id, event, text))
+    metrics.event_sent()
+    return event_id
 
 
 def close_sse_connections(execution_id: str) -> int:

@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import leases, metrics
 from .conf import sse_settings
 from .layers import get_layer, group_name
 from .store import Store, get_store
@@ -277,6 +278,7 @@ class Hub:
             group.seen = event_id
         for sub in group.subscribers:
             sub.push(item)
+        metrics.hub_dispatched(message)
 
     async def _receive_loop(self, channel: str) -> None:
         delay = 0.1
@@ -314,6 +316,7 @@ class Hub:
                 if self._restore_needed:
                     await self._restore()
                 await self._repair_sweep()
+                await leases.maintain(self.store)
                 now = loop.time()
                 if now >= next_beat:
                     next_beat = now + heartbeat_every

@@ -26,6 +26,7 @@ from typing import Any
 
 from .api import aclose_sse_connections, asend_sse_event
 from .conf import sse_settings
+from .leases import Lease
 from .runner import run_sync
 from .wire import Event, encode_data, validate_execution_id
 
@@ -215,11 +216,24 @@ class ExecutionState:
             return []
         if isinstance(error, asyncio.CancelledError):
             return [self.cancel("cancelled")]
-        reason = error if error is not None else "the execution ended before the task did"
-        messages = [self.task_end(task_id, error=reason) for task_id in list(self.running)]
+        messages = self._fail_running(error or "the execution ended before the task did")
         status = "failed" if self.failed or error is not None else "success"
         messages.append(self._summary(EXECUTION_COMPLETE, status, error))
         return messages
+
+    def lost(self, reason: str) -> list[Message]:
+        """The closing messages of an execution whose producer is gone (its lease expired):
+        a ``task-fail`` per task still running, then ``execution-complete`` with
+        ``status: "lost"`` and ``reason`` as its ``error``."""
+        if self.finished:
+            return []
+        messages = self._fail_running(reason)
+        messages.append(self._summary(EXECUTION_COMPLETE, "lost", reason))
+        return messages
+
+    def _fail_running(self, error: BaseException | str) -> list[Message]:
+        """A ``task-fail`` for each task still running."""
+        return [self.task_end(task_id, error=error) for task_id in list(self.running)]
 
     def cancel(self, reason: BaseException | str | None = None) -> Message:
         """``execution-cancelled``; tasks still running or not started count as cancelled."""
@@ -325,11 +339,20 @@ class ExecutionReporter:
     An exception from the block is always re-raised after the final event and
     the close; an error while sending those is logged, and raised only if the
     block itself succeeded. :meth:`cancel` emits ``execution-cancelled`` instead.
+
+    Inside the block the reporter holds a lease on the execution, renewed in the
+    background (``lease=False`` opts out): if the process dies before the exit,
+    a web process ends the execution with ``execution-complete`` ``status: "lost"``
+    within about ``LEASE_TTL + LEASE_CHECK`` seconds (see :mod:`django_sse_exec.leases`).
     """
 
-    def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True) -> None:
+    def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True,
+                 lease: bool = True) -> None:
         self.state = ExecutionState(execution_id, total)
         self.close_on_exit = close
+        #: Hold a lease while inside ``with``/``async with`` (see :mod:`django_sse_exec.leases`).
+        self.use_lease = lease
+        self.lease: Lease | None = None
 
     @property
     def execution_id(self) -> str:
@@ -386,10 +409,18 @@ class ExecutionReporter:
             except Exception as exc:
                 logger.exception("execution %s: could not close the stream", self.execution_id)
                 problem = problem or exc
+        if self.lease is not None:
+            try:
+                await self.lease.arelease()
+            except Exception:
+                logger.warning("execution %s: could not release its lease", self.execution_id,
+                               exc_info=True)
         if problem is not None and error is None:
             raise problem
 
     async def __aenter__(self) -> "ExecutionReporter":
+        if self.use_lease:
+            self.lease = await Lease(self.execution_id).astart()
         await self.astart()
         return self
 
@@ -432,6 +463,8 @@ class ExecutionReporter:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            if self.use_lease:
+                self.lease = Lease(self.execution_id).start()
             self.start()
             return self
         raise RuntimeError("ExecutionReporter was entered with `with` inside a running "

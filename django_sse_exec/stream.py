@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .auth import authorize
 from .backlog import find_backlog
 from .conf import sse_settings
@@ -36,6 +37,7 @@ from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, get_store
 from .subscriber import Subscriber
+from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -72,8 +74,12 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
-    """Apply the connect rules and return the response to give."""
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
+    """Apply the connect rules and return the response to give.
+
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
@@ -84,7 +90,8 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
         if state.closed and last_event_id >= state.last_id:
             return Outcome(204, "execution closed")
     scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
+                                           entry_point=entry_point))
 
 
 def retry_ms() -> int:
@@ -107,6 +114,7 @@ class _Cursor:
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
+        metrics.replayed(len(log.events))
         if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
             out.append(reset_frame(self.execution_id, self.last_sent, log.events[0].id))
         for event in log.events:
@@ -122,7 +130,7 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None,
-                        peer: Any = None) -> AsyncIterator[bytes]:
+                        peer: Any = None, entry_point: str = "view") -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
@@ -144,6 +152,7 @@ async def stream_events(execution_id: str, after: int | None,
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
     sub.backlog = find_backlog(peer) if peer else None
+    tally = StreamTally(execution_id, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
@@ -154,6 +163,7 @@ async def stream_events(execution_id: str, after: int | None,
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
+                tally.wrote(piece)
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
@@ -161,8 +171,10 @@ async def stream_events(execution_id: str, after: int | None,
     except asyncio.CancelledError:
         raise
     except Exception:
+        tally.failed = True
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        tally.ended(sub.end_reason)
         await asyncio.shield(hub.unsubscribe(sub))
 
 

@@ -49,10 +49,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry as BlockingRetry
 
+from .. import metrics
 from ..conf import sse_settings
 from ..exceptions import ExecutionClosed, StoreUnavailable
 from ..wire import STREAM_CLOSED, Event
-from .base import LogSlice, Store
+from .base import ExecutionSummary, LogSlice, Store
 
 T = TypeVar("T")
 
@@ -337,7 +338,7 @@ class RedisStore(Store):
                 client.script_load(source)
                 return client.evalsha(self._script(source).sha, len(keys), *keys, *args)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+            raise self._unavailable(exc) from exc
 
     def _script(self, source: str) -> Any:
         script = self._scripts.get(source)
@@ -353,6 +354,7 @@ class RedisStore(Store):
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        metrics.store_error()
         error = StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}")
         error.__cause__ = exc
         return error
@@ -499,3 +501,117 @@ class RedisStore(Store):
         if self._blocking is not None:
             self._blocking.close()
             self._blocking = None
+
+    # -- operations: leases and listing -------------------------------------
+    #
+    # Leases live in one sorted set, <prefix>:leases (execution id -> expiry, ms
+    # of Redis's clock). The listing walks the keyspace with SCAN over the
+    # executions' "last" keys: no index to maintain on the send path, and a page
+    # costs a few SCAN round trips plus one pipelined summary per execution.
+
+    def _leases_key(self) -> str:
+        return f"{self.prefix}:leases"
+
+    async def hold_lease(self, execution_id: str, ttl: float) -> bool:
+        if await self._run(self.client().exists(self.key(execution_id, "closed"))):
+            await self.release_lease(execution_id)
+            return False
+        await self._eval(_HOLD_LEASE, [self._leases_key()],
+                         [execution_id, max(1, int(ttl * 1000))])
+        return True
+
+    async def release_lease(self, execution_id: str) -> None:
+        await self._run(self.client().zrem(self._leases_key(), execution_id))
+
+    async def claim_expired_leases(self, grace: float, limit: int = 100) -> list[str]:
+        return list(await self._eval(_CLAIM_LEASES, [self._leases_key()],
+                                     [max(1, int(grace * 1000)), int(limit)]))
+
+    async def list_executions(self, cursor: str = "0", count: int = 50,
+                              search: str = "") -> tuple[list[ExecutionSummary], str]:
+        pattern = self.key(f"*{_glob_escape(search)}*" if search else "*", "last")
+        head, tail = len(self.prefix) + 2, -len("}:last")
+        ids: list[str] = []
+        position = int(cursor) if str(cursor).isdigit() else 0
+        while True:
+            position, keys = await self._run(self.client().scan(
+                position, match=pattern, count=max(100, count * 20)))
+            ids.extend(key[head:tail] for key in keys)
+            if position == 0 or len(ids) >= count:
+                break
+        return await self._summaries(list(dict.fromkeys(ids))), str(position)
+
+    async def describe_execution(self, execution_id: str) -> ExecutionSummary | None:
+        summaries = await self._summaries([execution_id])
+        return summaries[0] if summaries else None
+
+    async def _summaries(self, ids: list[str]) -> list[ExecutionSummary]:
+        if not ids:
+            return []
+        client = self.client()
+        await self._run(client.script_load(_SUMMARY))
+        sha = self._script(_SUMMARY).sha
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zmscore(self._leases_key(), ids)
+            for execution_id in ids:
+                pipe.evalsha(sha, 4, *self._log_keys(execution_id),
+                             self.key(execution_id, "members"))
+            now, expiries, *rows = await self._run(pipe.execute())
+        now_ms = now[0] * 1000 + now[1] // 1000
+        result = []
+        for execution_id, expiry, row in zip(ids, expiries, rows):
+            last, closed, pttl, last_event, start, viewers = row
+            if not int(last):
+                continue  # expired between the scan and the summary
+            ttl = self.closed_ttl if int(closed) else self.history_ttl
+            idle = max(0.0, ttl - int(pttl) / 1000) if int(pttl) >= 0 else None
+            result.append(ExecutionSummary(
+                execution_id, int(last), bool(int(closed)), int(viewers), idle,
+                last_event or "", start or None, expiry is not None and float(expiry) > now_ms))
+        return result
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with SCAN's glob characters escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+# KEYS: leases. ARGV: execution id, ttl ms. Expiry by Redis's clock.
+_HOLD_LEASE = _NOW_MS + """
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: leases. ARGV: grace ms, limit. Returns the expired ids, each pushed
+# `grace` ahead in the same atomic step (so exactly one caller gets each).
+_CLAIM_LEASES = _NOW_MS + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id) end
+return ids
+"""
+
+# KEYS: last, closed, events, members (one hash slot). Returns {last id, closed
+# 0/1, PTTL of last, last event name, data of the first event if it is
+# execution-start (else ''), unexpired members}.
+_SUMMARY = _NOW_MS + """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local closed = redis.call('EXISTS', KEYS[2])
+local pttl = redis.call('PTTL', KEYS[1])
+local name = ''
+local tip = redis.call('LINDEX', KEYS[3], -1)
+if tip then
+  local a = string.find(tip, '\\n', 1, true)
+  local b = string.find(tip, '\\n', a + 1, true)
+  name = string.sub(tip, a + 1, (b or 0) - 1)
+end
+local start = ''
+local first = redis.call('LINDEX', KEYS[3], 0)
+if first and string.len(first) < 4096 then
+  local a = string.find(first, '\\n', 1, true)
+  local b = string.find(first, '\\n', a + 1, true)
+  if b and string.sub(first, a + 1, b - 1) == 'execution-start' then start = string.sub(first, b + 1) end
+end
+local viewers = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
+return {last, closed, pttl, name, start, viewers}
+"""

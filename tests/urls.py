@@ -9,5 +9,7 @@ urlpatterns = [
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
     path("control/login", views.login),
+    path("control/lease-producer", views.lease_producer),
+    path("control/lease-producer-kill", views.lease_producer_kill),
     path("", include("example_project.urls")),
 ]

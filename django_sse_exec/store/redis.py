@@ -533,12 +533,17 @@ class RedisStore(Store):
         head, tail = len(self.prefix) + 2, -len("}:last")
         ids: list[str] = []
         position = int(cursor) if str(cursor).isdigit() else 0
+        # An execution has about four keys: ask for about half a page per step, and
+        # widen the step while the keyspace around us holds few matches.
+        step = 2 * count
         while True:
             position, keys = await self._run(self.client().scan(
-                position, match=pattern, count=max(100, count * 20)))
+                position, match=pattern, count=step))
             ids.extend(key[head:tail] for key in keys)
             if position == 0 or len(ids) >= count:
                 break
+            if len(ids) < count // 2:
+                step = min(step * 2, 10_000)
         return await self._summaries(list(dict.fromkeys(ids))), str(position)
 
     async def describe_execution(self, execution_id: str) -> ExecutionSummary | None:

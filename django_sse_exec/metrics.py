@@ -20,6 +20,7 @@ dropped at the next scrape. Without it, each process reports its own values.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import time
@@ -37,7 +38,7 @@ ENTRY_POINTS = ("view", "fast")
 #: Why streams end (the ``reason`` label of ``sse_exec_streams_ended_total``).
 END_REASONS = ("closed", "client_gone", "slow", "lifetime", "shutdown", "reset", "error")
 
-_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+logger = logging.getLogger("django_sse_exec")
 
 
 class _Metrics:
@@ -77,7 +78,30 @@ class _Metrics:
             "sse_exec_executions_lost", "Executions ended because their producer's lease expired")
 
 
-_m: _Metrics | None = _Metrics(_prom) if _prom is not None else None
+def multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` when set (multiprocess mode), else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def multiprocess_dir_problem() -> str | None:
+    """Why ``PROMETHEUS_MULTIPROC_DIR`` cannot be used (metrics are then off), or None."""
+    directory = multiprocess_dir()
+    if directory is None or (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+        return None
+    return f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a writable directory"
+
+
+def _build() -> _Metrics | None:
+    if _prom is None:
+        return None
+    problem = multiprocess_dir_problem()
+    if problem is not None:  # every metric write would raise, in the middle of streams
+        logger.warning("metrics are off: %s", problem)
+        return None
+    return _Metrics(_prom)
+
+
+_m: _Metrics | None = _build()
 
 
 def enabled() -> bool:
@@ -152,11 +176,6 @@ def execution_lost() -> None:
 # -- exposition -------------------------------------------------------------------
 
 
-def multiprocess_dir() -> str | None:
-    """``PROMETHEUS_MULTIPROC_DIR`` when set (multiprocess mode), else None."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
 _LIVE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
 
 
@@ -202,8 +221,9 @@ def metrics_view(request: Any) -> Any:
     """Django view of ``/metrics`` (keep it off the public internet: it is operational data)."""
     from django.http import HttpResponse
 
-    if _prom is None:
-        return HttpResponse("prometheus_client is not installed\n", status=501,
+    if _m is None:
+        return HttpResponse("metrics are off: prometheus_client is not installed or "
+                            "PROMETHEUS_MULTIPROC_DIR is unusable\n", status=501,
                             content_type="text/plain; charset=utf-8")
     body, content_type = exposition()
     return HttpResponse(body, content_type=content_type)
@@ -220,5 +240,5 @@ atexit.register(_mark_exit)
 __all__ = [
     "END_REASONS", "ENTRY_POINTS", "connected", "delivered", "enabled", "event_sent",
     "execution_lost", "exposition", "forget_dead_processes", "hub_dispatched", "metrics_view",
-    "multiprocess_dir", "replayed", "store_error", "stream_ended", "stream_opened",
+    "multiprocess_dir", "multiprocess_dir_problem", "replayed", "store_error", "stream_ended", "stream_opened",
 ]

@@ -74,8 +74,14 @@ class StreamTally:
         return "error" if self.failed else "client_gone"
 
     def ended(self, end_reason: str | None) -> None:
-        """Report the stream's end: metrics and one INFO line."""
-        reason = self.reason(end_reason)
+        """Report the stream's end: metrics and one INFO line. Never raises (it runs
+        in the stream's cleanup)."""
+        try:
+            self._report(self.reason(end_reason))
+        except Exception:
+            logger.exception("could not report the end of a stream of %s", self.execution_id)
+
+    def _report(self, reason: str) -> None:
         duration = time.monotonic() - self.started
         metrics.stream_ended(self.entry_point, reason, duration)
         fields = {"execution": self.execution_id, "reason": reason, "events": self.events,

@@ -182,3 +182,38 @@ async def test_reap_ends_once_and_leaves_closed_or_unknown_executions_alone(exec
     assert [e.event for e in log.events] == ["task-start", "task-fail", "execution-complete",
                                              "stream-closed"]
     assert (await store.read(unknown_id)).last_id == 0  # nothing was written for it
+
+
+@pytest.mark.timeout(240)
+async def test_celery_worker_killed_mid_task_ends_lost(requires_redis, execution_id):
+    from django_sse_exec import stream_url
+    from tests.test_celery_reporting import ReportingWorker, sig, start
+    from tests.test_commands import RedisSetup
+
+    setup = RedisSetup(requires_redis, f"tl-{uuid.uuid4().hex[:10]}")
+    srv = Server("daphne", env=setup.env, sse_exec=FAST_LEASES).start()
+    worker = await asyncio.to_thread(
+        ReportingWorker(requires_redis, env=setup.env, sse_exec={"LEASE_TTL": 1.0}).start)
+    try:
+        with setup.settings():
+            async with SSEClient(srv.base_url + stream_url(execution_id)) as client:
+                await client.read_chunk()
+                await start(sig(worker, "nap", 600), execution_id)
+                await client.wait_for(lambda events: len(events) == 2, timeout=60)
+                reader = asyncio.create_task(client.read_until_closed(timeout=60))
+                await asyncio.sleep(3.5)  # the task runs: its lease is renewed
+                assert len(client.events) == 2 and not reader.done()
+                os.killpg(worker.proc.pid, signal.SIGKILL)  # the whole worker, as on a lost host
+                killed = time.monotonic()
+                events = await reader
+                took = time.monotonic() - killed
+        names = [e.event for e in events]
+        assert names == ["execution-start", "task-start", "task-fail", "execution-complete",
+                         "stream-closed"], names
+        assert events[3].json["status"] == "lost" and events[3].json["failed"] == 1
+        assert took < 1.0 + 0.2 + 0.2 + 5, took
+        print(f"\ncelery: ended {took:.2f}s after kill -9 of the worker")
+    finally:
+        await asyncio.to_thread(worker.stop)
+        srv.stop()
+        delete_keys(requires_redis, setup.prefix)

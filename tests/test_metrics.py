@@ -239,3 +239,31 @@ async def test_uvicorn_access_log_through_the_filter_has_no_token(url_for, execu
     log = srv.log()
     assert token_of(url) not in log
     assert f"/sse/executions/{execution_id}/events?token=[redacted]" in log, log[-2000:]
+
+
+def test_checks_name_unusable_lease_settings_and_metrics_directory(monkeypatch, tmp_path):
+    from django.test import override_settings
+
+    from django_sse_exec.checks import check_operations
+
+    with override_settings(SSE_EXEC={"LEASE_TTL": 0, "LEASE_CHECK": "5"}):
+        ids = [m.id for m in check_operations()]
+    assert ids == ["django_sse_exec.E005", "django_sse_exec.E005"]
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    [warning] = check_operations()
+    assert warning.id == "django_sse_exec.W007" and "missing" in warning.msg
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert check_operations() == []
+
+
+def test_redact_filter_removes_tokens_from_messages_and_arguments():
+    import logging
+
+    from django_sse_exec.logfilters import RedactTokens
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "GET %s" %d', ("1.2.3.4", "/sse/e/x/events?a=1&token=abc.d:e"
+                                                    "&last_event_id=3", 200), None)
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == ('1.2.3.4 - "GET /sse/e/x/events?a=1&token=[redacted]'
+                                   '&last_event_id=3" 200')

@@ -9,6 +9,8 @@ Public API (each sync helper has an ``a``-prefixed async twin)::
     close_sse_connections(execution_id) -> int
     stream_url(execution_id, *, user=None, max_age=None) -> str
     ExecutionReporter(execution_id, ...)   # progress in the orchestrator's vocabulary
+    hold_lease(execution_id) -> Lease      # bare helpers: end as "lost" if this process dies
+    reap_lost_executions() -> list[str]    # end executions whose lease expired (any process)
 """
 
 from .api import (
@@ -25,6 +27,7 @@ from .api import (
     unregister_sse_client,
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
+from .leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
 from .reporter import ExecutionReporter
 
 __version__ = "0.1.0"
@@ -32,15 +35,20 @@ __version__ = "0.1.0"
 __all__ = [
     "ExecutionClosed",
     "ExecutionReporter",
+    "Lease",
     "SSEExecError",
     "StoreUnavailable",
     "aclose_sse_connections",
     "aget_sse_client_count",
+    "ahold_lease",
+    "areap_lost_executions",
     "aregister_sse_client",
     "asend_sse_event",
     "aunregister_sse_client",
     "close_sse_connections",
     "get_sse_client_count",
+    "hold_lease",
+    "reap_lost_executions",
     "register_sse_client",
     "send_sse_event",
     "stream_url",

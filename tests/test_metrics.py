@@ -29,7 +29,6 @@ from tests.server import ROOT, Server
 from tests.sse import SSEClient
 from tests.workers import delete_keys, redis_env
 
-pytestmark = pytest.mark.asyncio
 
 
 class QuietDaphne(Server):

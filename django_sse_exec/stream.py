@@ -114,7 +114,7 @@ class _Cursor:
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
-        metrics.replayed(len(log.events))
+        metrics.replayed(sum(1 for event in log.events if event.id > self.last_sent))
         if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
             out.append(reset_frame(self.execution_id, self.last_sent, log.events[0].id))
         for event in log.events:

@@ -135,3 +135,4 @@ def test_staff_without_the_permission_see_no_link_and_get_403(browser, admin_ser
     # Not logged in: the admin's login page, not the data.
     resp = httpx.get(srv.base_url + "/admin/django_sse_exec/execution/", follow_redirects=False)
     assert resp.status_code == 302 and "/admin/login/" in resp.headers["location"]
+

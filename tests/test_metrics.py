@@ -79,8 +79,10 @@ def token_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["token"][0]
 
 
-async def test_metrics_and_stream_end_lines_tell_what_happened(url_for, execution_id):
-    srv = QuietDaphne("daphne", sse_exec={"KEEPALIVE": 30}).start()
+@pytest.mark.parametrize("entry", ["view", "fast"])
+async def test_metrics_and_stream_end_lines_tell_what_happened(url_for, execution_id, entry):
+    env = {"SSE_FAST_PATH": "1"} if entry == "fast" else {}
+    srv = QuietDaphne("daphne", env=env, sse_exec={"KEEPALIVE": 30}).start()
     try:
         url = url_for(srv, execution_id)
         async with httpx.AsyncClient(timeout=10) as client:
@@ -93,7 +95,7 @@ async def test_metrics_and_stream_end_lines_tell_what_happened(url_for, executio
             await client.connect()
             await client.read_chunk()
         samples = await asyncio.to_thread(scrape, srv)
-        assert value(samples, "sse_exec_streams_open", entry_point="view") == 2
+        assert value(samples, "sse_exec_streams_open", entry_point=entry) == 2
 
         ids = await srv.asend(execution_id, ("step", {"n": 1}), ("step", {"n": 2}),
                               ("step", {"n": 3}))
@@ -115,18 +117,18 @@ async def test_metrics_and_stream_end_lines_tell_what_happened(url_for, executio
         await poll(lambda: srv.hub()["streams"] == 0, what="the replay to end")
 
         samples = await asyncio.to_thread(scrape, srv)
-        assert value(samples, "sse_exec_connects_total", entry_point="view", status="200") == 3
-        assert value(samples, "sse_exec_connects_total", entry_point="view", status="403") == 1
-        assert value(samples, "sse_exec_connects_total", entry_point="view", status="404") == 1
-        assert value(samples, "sse_exec_connects_total", entry_point="view", status="204") == 1
-        assert value(samples, "sse_exec_streams_open", entry_point="view") == 0
+        assert value(samples, "sse_exec_connects_total", entry_point=entry, status="200") == 3
+        assert value(samples, "sse_exec_connects_total", entry_point=entry, status="403") == 1
+        assert value(samples, "sse_exec_connects_total", entry_point=entry, status="404") == 1
+        assert value(samples, "sse_exec_connects_total", entry_point=entry, status="204") == 1
+        assert value(samples, "sse_exec_streams_open", entry_point=entry) == 0
         assert value(samples, "sse_exec_events_sent_total") == 3
         # 4 + 3 live, then the replay's 3.
-        assert value(samples, "sse_exec_events_delivered_total", entry_point="view") == 10
+        assert value(samples, "sse_exec_events_delivered_total", entry_point=entry) == 10
         assert value(samples, "sse_exec_replayed_events_total") >= 3
-        assert value(samples, "sse_exec_streams_ended_total", entry_point="view",
+        assert value(samples, "sse_exec_streams_ended_total", entry_point=entry,
                      reason="closed") == 2
-        assert value(samples, "sse_exec_streams_ended_total", entry_point="view",
+        assert value(samples, "sse_exec_streams_ended_total", entry_point=entry,
                      reason="client_gone") == 1
         assert value(samples, "sse_exec_stream_duration_seconds_count") == 3
         lag = value(samples, "sse_exec_hub_lag_seconds")
@@ -142,7 +144,7 @@ async def test_metrics_and_stream_end_lines_tell_what_happened(url_for, executio
     assert f"stream ended execution={execution_id} reason=closed events=4 " in log, lines
     assert f"stream ended execution={execution_id} reason=client_gone events=3 " in log, lines
     assert f"stream ended execution={execution_id} reason=closed events=3 " in log, lines
-    assert all("entry_point=view" in line and "duration=" in line for line in lines), lines
+    assert all(f"entry_point={entry}" in line and "duration=" in line for line in lines), lines
     assert token_of(url) not in log
 
 

@@ -106,7 +106,8 @@ async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
 
     The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
     "event", "data", "t"}`` messages (handler ``sse_exec_event``; ``data`` is JSON
-    text; ``t``, optional, is the sender's ``time.time()`` at the send). It is counted by :func:`aget_sse_client_count` until unregistered
+    text; ``t``, optional, is the sender's ``time.time()`` at the send). It is
+    counted by :func:`aget_sse_client_count` until unregistered
     (or, if its process dies, until its heartbeat expires).
     """
     validate_execution_id(execution_id)

@@ -187,7 +187,7 @@ async def end_lost(store: Store, execution_id: str) -> bool:
     ended = False
     try:
         log = await store.read(execution_id)
-        if log.last_id and not log.closed:
+        if log.events and not log.closed:
             state = ExecutionState.from_events(execution_id, log.events)
             for event, data in state.lost(LOST_REASON):
                 await asend_sse_event(execution_id, event, data)

@@ -38,7 +38,9 @@ from .conf import sse_settings
 
 logger = logging.getLogger("django_sse_exec")
 
-#: channels_redis releases (major, minor) the suite has run against.
+#: channels_redis releases (major, minor) the suite has run against; setup.cfg
+#: declares the same range (``channels_redis>=4.2,<4.4``) and CI runs the Redis
+#: tests on the oldest and the newest.
 TESTED_VERSIONS = ((4, 2), (4, 3))
 
 #: Stand-ins spliced out of a serialised message so Redis can put in the real

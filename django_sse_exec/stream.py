@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .auth import authorize
 from .backlog import find_backlog
 from .caps import OverCap, admit
@@ -39,6 +40,7 @@ from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
 from .subscriber import Batch, Subscriber
+from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -79,8 +81,12 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
-    """Apply the connect rules and return the response to give."""
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
+    """Apply the connect rules and return the response to give.
+
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
@@ -101,7 +107,7 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
         return Outcome(429, str(exc), vary_cookie=session_read(request),
                        retry_after=exc.retry_after)
     body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
-                         head=head, render=render)
+                         head=head, render=render, entry_point=entry_point)
     return Outcome(200, body=slot.hold(body) if slot else body,
                    vary_cookie=session_read(request))
 
@@ -127,6 +133,7 @@ class _Cursor:
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
+        metrics.replayed(sum(1 for event in log.events if event.id > self.last_sent))
         if log.events:
             self.jump(log.events[0].id, out)
         for event in log.events:
@@ -166,8 +173,8 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None, scope: Any = None,
-                        head: LogSlice | None = None,
-                        render: Render = JSON) -> AsyncIterator[bytes]:
+                        head: LogSlice | None = None, render: Render = JSON,
+                        entry_point: str = "view") -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -193,6 +200,7 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
     sub.backlog = find_backlog(scope)
+    tally = StreamTally(execution_id, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
@@ -203,6 +211,7 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
+                tally.wrote(piece)
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
@@ -210,8 +219,10 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     except asyncio.CancelledError:
         raise
     except Exception:
+        tally.failed = True
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        tally.ended(sub.end_reason)
         render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from . import metrics
 from .auth import make_token
 from .conf import sse_settings
 from .delivery import aget_delivery, get_delivery
@@ -52,7 +53,9 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     reached.
     """
     text = _validated(execution_id, event, data)
-    return await (await aget_delivery()).send(execution_id, event, text)
+    event_id = await (await aget_delivery()).send(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 async def aclose_sse_connections(execution_id: str) -> int:
@@ -71,7 +74,8 @@ async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
 
     The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
     "t", "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is
-    JSON text, ``t`` the send time in seconds since the epoch). It is counted by :func:`aget_sse_client_count` until unregistered
+    JSON text, ``t`` the send time in seconds since the epoch). It is counted by
+    :func:`aget_sse_client_count` until unregistered
     (or, if its process dies, until its heartbeat expires).
     """
     validate_execution_id(execution_id)
@@ -105,7 +109,9 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     thread, logs the event and delivers it to the channel layer (one round trip).
     """
     text = _validated(execution_id, event, data)
-    return get_delivery().send_blocking(execution_id, event, text)
+    event_id = get_delivery().send_blocking(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 def close_sse_connections(execution_id: str) -> int:

@@ -23,8 +23,11 @@ DEFAULTS: dict[str, Any] = {
     # Channel layer alias. With no CHANNEL_LAYERS configured at all, a private
     # in-memory layer is used (single process).
     "CHANNEL_LAYER": "default",
-    # Events retained per execution for replay (older ones are trimmed).
-    "HISTORY_MAX_EVENTS": 1000,
+    # Events retained per execution for replay (older ones are trimmed). At full
+    # sync-send speed (thousands of events/s) 1,000 events were under a second of
+    # history: a stream or hub held up for a second was reset. HISTORY_MAX_BYTES
+    # bounds what large events cost.
+    "HISTORY_MAX_EVENTS": 10_000,
     # Bytes of event data retained per execution (older events are trimmed; the
     # newest is always kept).
     "HISTORY_MAX_BYTES": 16 * 1024 * 1024,

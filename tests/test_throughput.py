@@ -20,14 +20,7 @@ from bench.throughput import run_throughput
     ("daphne", 1, 1), ("daphne", 100, 4), ("uvicorn", 100, 1)])
 async def test_full_speed_into_one_execution_loses_nothing(
         requires_redis, layer, server, streams, threads):
-    # With 100 streams this test's own client (one Python process parsing 500,000
-    # events on the 2 cores it shares with the server and the sender) can fall
-    # seconds behind, and a client that slow rightly gets stream-reset once the
-    # history is trimmed past it: keep the whole run in the history there. One
-    # stream runs on the defaults, where the server itself must keep up.
-    history = {"HISTORY_MAX_EVENTS": 10_000} if streams > 1 else {}
-    result = await run_throughput(layer, server, streams, threads, 5000,
-                                  redis_url=requires_redis, **history)
+    result = await run_throughput(layer, server, streams, threads, 5000, redis_url=requires_redis)
     print(f"\n{result}")
     assert result["events"] == 5000
     assert (result["lost"], result["duplicated"], result["out_of_order"], result["resets"]) \

@@ -29,24 +29,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .auth import authorize
 from .backlog import find_backlog
 from .caps import OverCap, admit
 from .conf import sse_settings
+from .formats import JSON, Render, render_for
 from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
 from .subscriber import Batch, Subscriber
+from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
-    frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
     rejoin_hint,
-    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
@@ -80,14 +81,21 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
-    """Apply the connect rules and return the response to give."""
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
+    """Apply the connect rules and return the response to give.
+
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
     vary = session_read(request)
     if reason is not None:
         return Outcome(403, reason, vary_cookie=vary)
+    render = render_for(getattr(request, "GET", None), execution_id)
+    if render is None:
+        return Outcome(400, "unknown format", vary_cookie=vary)
     head = None
     if last_event_id:  # only a client that has seen events can be told "no more"
         head = await get_store().read(execution_id, upto=0)
@@ -99,7 +107,7 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
         return Outcome(429, str(exc), vary_cookie=session_read(request),
                        retry_after=exc.retry_after)
     body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
-                         head=head)
+                         head=head, render=render, entry_point=entry_point)
     return Outcome(200, body=slot.hold(body) if slot else body,
                    vary_cookie=session_read(request))
 
@@ -117,23 +125,29 @@ _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 class _Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
-    def __init__(self, execution_id: str, after: int) -> None:
+    def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
         self.execution_id = execution_id
         self.last_sent = after
         self.done = False
+        self.render = render
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
+        metrics.replayed(sum(1 for event in log.events if event.id > self.last_sent))
         if log.events:
             self.jump(log.events[0].id, out)
         for event in log.events:
-            self.take(event.id, event.event, frame(event), out)
+            if self.wants(event.id):
+                self.take(event.id, event.event, self.render.frame(event), out)
+
+    def wants(self, event_id: int) -> bool:
+        return event_id > self.last_sent and not self.done
 
     def jump(self, event_id: int, out: list[bytes]) -> None:
         """Before sending ``event_id``: if ids in between are not to be had (the
         history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
         if event_id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, event_id))
+            out.append(self.render.reset(self.execution_id, self.last_sent, event_id))
             self.last_sent = event_id - 1
 
     def take_batch(self, batch: Batch, out: list[bytes]) -> None:
@@ -141,15 +155,16 @@ class _Cursor:
         if batch.last <= self.last_sent or self.done:
             return
         if batch.first == self.last_sent + 1:
-            out.append(batch.data)
+            out.append(self.render.batch(batch))
             self.last_sent = batch.last
             self.done = batch.closing
             return
-        for event_id, event, data in batch.events:
-            self.take(event_id, event, data, out)
+        for entry in batch.events:
+            if self.wants(entry[0]):
+                self.take(entry[0], entry[1], self.render.entry(entry), out)
 
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if event_id <= self.last_sent or self.done:
+        if not self.wants(event_id):
             return
         out.append(data)
         self.last_sent = event_id
@@ -158,7 +173,8 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None, scope: Any = None,
-                        head: LogSlice | None = None) -> AsyncIterator[bytes]:
+                        head: LogSlice | None = None, render: Render = JSON,
+                        entry_point: str = "view") -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -168,7 +184,8 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     ``CLIENT_BUFFER`` events behind meanwhile.
 
     ``head`` is a read of the log made before (to decide the connect); it
-    saves reading it again.
+    saves reading it again. ``render`` turns events into bytes
+    (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -183,16 +200,18 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
     sub.backlog = find_backlog(scope)
+    tally = StreamTally(execution_id, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after, head):
+        async for chunk in _events(hub, sub, execution_id, after, head, render):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
+                tally.wrote(piece)
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
@@ -200,8 +219,11 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     except asyncio.CancelledError:
         raise
     except Exception:
+        tally.failed = True
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        tally.ended(sub.end_reason)
+        render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -218,12 +240,12 @@ def _pieces(chunk: bytes) -> list[bytes]:
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
-                  head: LogSlice | None) -> AsyncIterator[bytes]:
+                  head: LogSlice | None, render: Render = JSON) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0)
+    cursor = _Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -231,7 +253,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # The client's id is not a position in this log: the history was
             # trimmed past it, or it belongs to a lost incarnation (another
             # epoch, or a log that expired and restarted). Start over.
-            yield reset_frame(execution_id, after, head.first_id)
+            yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
@@ -254,6 +276,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         out: list[bytes] = []
         for batch in batches:
             if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+                await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
@@ -261,6 +284,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                     yield chunk
                 cursor.jump(batch.first, out)
             cursor.take_batch(batch, out)
+        await render.flush(out)
         if out:
             yield b"".join(out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):
@@ -281,6 +305,7 @@ async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
             hub = None
         out: list[bytes] = []
         cursor.take_slice(page, out)
+        await cursor.render.flush(out)
         if out:
             yield b"".join(out)
         if cursor.done:

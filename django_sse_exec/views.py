@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import metrics
 from .headers import response_headers
 from .stream import last_event_id_of, open_stream
 
@@ -24,6 +25,7 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
         request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")
     )
     outcome = await open_stream(request, execution_id, last_event_id)
+    metrics.connected("view", outcome.status)
     if outcome.status != 200 or outcome.body is None:
         return HttpResponse(outcome.reason, status=outcome.status, headers=outcome.headers)
     # GZipMiddleware would buffer and compress every chunk; it only compresses

@@ -128,23 +128,29 @@ class Dashboard:
             self.context.close()
 
 
-@pytest.fixture
-def dashboards(browser: Any) -> Iterator[Any]:
-    """``dashboards(base_url, viewport=...)`` opens tabs; all are closed after the test."""
-    opened: list[Dashboard] = []
+def open_tabs(factory: Any) -> Iterator[Any]:
+    """Yield ``make(...)``, which opens a tab with ``factory(...)``; then close every tab
+    and fail on any JavaScript error they saw (tabs have ``close()`` and ``errors``)."""
+    opened: list[Any] = []
 
-    def make(base_url: str, viewport: dict[str, int] = DESKTOP,
-             same_browser_as: Dashboard | None = None) -> Dashboard:
-        tab = Dashboard(browser, base_url, viewport, same_browser_as)
+    def make(*args: Any, **kwargs: Any) -> Any:
+        tab = factory(*args, **kwargs)
         opened.append(tab)
         return tab
 
     yield make
-    for tab in sorted(opened, key=lambda t: not t.shared):  # tabs before their browsers
+    for tab in sorted(opened, key=lambda t: not getattr(t, "shared", False)):  # tabs first
         if not tab.page.is_closed():
             tab.close()
     errors = [e for tab in opened for e in tab.errors]
     assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+def dashboards(browser: Any) -> Iterator[Any]:
+    """``dashboards(base_url, viewport=...)`` opens tabs; all are closed after the test."""
+    yield from open_tabs(lambda base_url, viewport=DESKTOP, same_browser_as=None: Dashboard(
+        browser, base_url, viewport, same_browser_as))
 
 
 def assert_whole_run(tab: Dashboard, total: int) -> list[int]:
@@ -299,7 +305,7 @@ def _sent_count(proc: Any) -> int:
     return sum(1 for line in proc.lines if line.startswith("sent "))
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -329,7 +335,7 @@ def test_page_resumes_after_server_restart(requires_redis, dashboards):
         tab.page.wait_for_function(
             "() => document.getElementById('conn-state').dataset.state === 'reconnecting'")
         down_at = _sent_count(sender)
-        _wait(lambda: _sent_count(sender) >= down_at + 4, 30, "events sent while down")
+        wait_until(lambda: _sent_count(sender) >= down_at + 4, 30, "events sent while down")
         assert tab.state()["completed"] < tasks
         server = Server("daphne", env=env, port=port).start()
         tab.wait_finished("success", timeout=60_000)

@@ -29,21 +29,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import metrics
 from .auth import authorize
 from .backlog import find_backlog
 from .caps import OverCap, admit
 from .conf import sse_settings
+from .cursor import Cursor
 from .formats import JSON, Render, render_for
 from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
-from .subscriber import Batch, Subscriber
+from .subscriber import Subscriber
 from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
-    STREAM_CLOSED,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
@@ -122,56 +121,6 @@ def retry_ms() -> int:
 _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
-class _Cursor:
-    """What one stream has sent so far, and how to turn log reads into bytes."""
-
-    def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
-        self.execution_id = execution_id
-        self.last_sent = after
-        self.done = False
-        self.render = render
-
-    def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
-        """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
-        metrics.replayed(sum(1 for event in log.events if event.id > self.last_sent))
-        if log.events:
-            self.jump(log.events[0].id, out)
-        for event in log.events:
-            if self.wants(event.id):
-                self.take(event.id, event.event, self.render.frame(event), out)
-
-    def wants(self, event_id: int) -> bool:
-        return event_id > self.last_sent and not self.done
-
-    def jump(self, event_id: int, out: list[bytes]) -> None:
-        """Before sending ``event_id``: if ids in between are not to be had (the
-        history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
-        if event_id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(self.render.reset(self.execution_id, self.last_sent, event_id))
-            self.last_sent = event_id - 1
-
-    def take_batch(self, batch: Batch, out: list[bytes]) -> None:
-        """Append what of ``batch`` was not sent yet (all of it at once, usually)."""
-        if batch.last <= self.last_sent or self.done:
-            return
-        if batch.first == self.last_sent + 1:
-            out.append(self.render.batch(batch))
-            self.last_sent = batch.last
-            self.done = batch.closing
-            return
-        for entry in batch.events:
-            if self.wants(entry[0]):
-                self.take(entry[0], entry[1], self.render.entry(entry), out)
-
-    def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if not self.wants(event_id):
-            return
-        out.append(data)
-        self.last_sent = event_id
-        if event == STREAM_CLOSED:
-            self.done = True
-
-
 async def stream_events(execution_id: str, after: int | None, scope: Any = None,
                         head: LogSlice | None = None, render: Render = JSON,
                         entry_point: str = "view") -> AsyncIterator[bytes]:
@@ -245,7 +194,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0, render)
+    cursor = Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -292,7 +241,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                 yield chunk
 
 
-async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
+async def _replay(store: Store, cursor: Cursor, upto: int | None = None,
                   hub: Hub | None = None) -> AsyncIterator[bytes]:
     """The log past ``cursor`` (up to ``upto``), one page read and written at a time.
 

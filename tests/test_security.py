@@ -139,14 +139,15 @@ async def test_tampered_token(srv, secret_id):
 
 async def test_refusals_do_not_reveal_whether_an_execution_exists(srv, secret_id):
     """Authorisation runs before the log is read: closed, open and unknown look alike."""
-    srv.close(secret_id)
+    closed = srv.close(secret_id)
     unknown = f"{secret_id}-never-used"
     for execution_id in (secret_id, unknown):
         assert_refused(get(srv, events_path(execution_id), headers={"Last-Event-ID": "99"}), 403,
                        "missing token")
         assert_refused(get(srv, f"{events_path(execution_id)}?{token_query(execution_id + 'x')}"),
                        403, "token is for another execution")
-    assert get(srv, stream_url(secret_id), headers={"Last-Event-ID": "99"}).status_code == 204
+    assert get(srv, stream_url(secret_id),
+               headers={"Last-Event-ID": str(closed)}).status_code == 204
 
 
 async def test_token_of_another_execution(srv, secret_id):
@@ -385,7 +386,9 @@ async def test_redis_keys_and_groups_stay_inside_the_prefix(make_server, require
                         f"{mark}%20evil", f"..%2F{mark}"):
                 assert_refused(get(srv, f"/sse/executions/{bad}/events?{token_query(mark)}"), 404)
             keys = sorted(k.decode() for k in client.scan_iter(match=f"*{mark}*", count=1000))
-        store_keys = {f"{prefix}:{{{i}}}:{part}" for i in ids for part in ("last", "events", "closed", "members")}
+        store_keys = {f"{prefix}:{{{i}}}:{part}" for i in ids
+                      for part in ("last", "events", "bytes", "closed", "members")}
+        store_keys.add(f"{prefix}:epoch")
         group_keys = {f"asgi_{prefix}:group:{prefix}.{i}" for i in ids}
         assert keys, "the server wrote nothing to Redis"
         assert {f"{prefix}:{{{i}}}:last" for i in ids} <= set(keys)

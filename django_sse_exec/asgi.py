@@ -144,9 +144,8 @@ def _build_request(scope: Scope) -> ASGIRequest:
 
 
 async def _respond(send: Send, status: int, body: bytes = b"") -> None:
-    headers = _TEXT_HEADERS if body else []
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"Content-Length", str(len(body)).encode())]})
+    headers = [*_TEXT_HEADERS, (b"Content-Length", str(len(body)).encode())] if body else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -208,7 +207,8 @@ async def _pump(body: Any, receive: Receive, send: Send) -> None:
     except asyncio.CancelledError:
         if not state["disconnected"]:
             raise  # the server is cancelling us: let it
-        me.uncancel()
+        if hasattr(me, "uncancel"):  # Python 3.11+ counts cancel requests; 3.10 does not
+            me.uncancel()
     except OSError:
         pass  # the client went away mid-write
     except Exception:

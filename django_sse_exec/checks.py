@@ -12,16 +12,17 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import DEFAULTS, sse_settings
+from .deployment import check_asgi
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
+    """No ASGI_APPLICATION, unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
     memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
     from .layers import is_memory_layer, is_redis_layer
     from .store import backend_path
 
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = check_asgi()
     for key in sse_settings.unknown_keys():
         messages.append(Warning(
             f"SSE_EXEC has an unknown key {key!r}",

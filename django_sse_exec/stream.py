@@ -32,6 +32,7 @@ from typing import Any
 from .auth import authorize
 from .backlog import find_backlog
 from .conf import sse_settings
+from .failures import ServiceUnavailable, retry_body, unavailable
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, get_store
@@ -73,18 +74,36 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
 
 
 async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
-    """Apply the connect rules and return the response to give."""
+    """Apply the connect rules and return the response to give.
+
+    An outage at connect (the policy's database, the store's Redis) is a 200
+    whose body is only a ``retry:`` hint and a comment naming the cause, so
+    ``EventSource`` comes back; only a refusal is a 403.
+    """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
-    reason = await authorize(request, execution_id)
-    if reason is not None:
-        return Outcome(403, reason)
-    if last_event_id is not None:  # only a client that has seen events can be told "no more"
-        state = await get_store().read(execution_id, upto=0)
-        if state.closed and last_event_id >= state.last_id:
-            return Outcome(204, "execution closed")
+    try:
+        reason = await authorize(request, execution_id)
+        if reason is not None:
+            return Outcome(403, reason)
+        if last_event_id is not None:  # only a client that has seen events can be told "no more"
+            state = await _read_state(execution_id)
+            if state.closed and last_event_id >= state.last_id:
+                return Outcome(204, "execution closed")
+    except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
+        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()))
     scope = getattr(request, "scope", None) or {}
     return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+
+
+async def _read_state(execution_id: str) -> LogSlice:
+    try:
+        return await get_store().read(execution_id, upto=0)
+    except Exception as exc:
+        outage = unavailable("event store", exc)
+        if outage is None:
+            raise
+        raise outage from exc
 
 
 def retry_ms() -> int:
@@ -139,9 +158,12 @@ async def stream_events(execution_id: str, after: int | None,
     hub = get_hub()
     try:
         sub = await hub.subscribe(execution_id)
-    except Exception:  # e.g. the store timed out in a connect storm
-        logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
-        yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
+    except Exception as exc:  # e.g. the store timed out in a connect storm
+        outage = unavailable("event store", exc)
+        if outage is None:
+            logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
+        # A clean, empty stream: the client comes back after retry.
+        yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
     sub.backlog = find_backlog(peer) if peer else None
     retry = retry_ms()

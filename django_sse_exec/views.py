@@ -2,7 +2,8 @@
 
 All stream logic lives in :mod:`django_sse_exec.stream`; this view only turns its
 outcome into a response: a ``StreamingHttpResponse`` over an async generator for
-a 200, a short plain-text body for 403/404, an empty 204.
+a 200, a short plain-text body for 403/404, an empty 204 — and refuses at once,
+with an error naming the fix, a request that reached it through WSGI.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .deployment import refuse_wsgi
 from .stream import HEADERS, last_event_id_of, open_stream
 
 
 @csrf_exempt  # GET only; exempt so other methods get a clean 405 instead of a CSRF 403
 async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse | StreamingHttpResponse:
     """``GET .../executions/<execution_id>/events``: the execution's event stream."""
+    refusal = refuse_wsgi(request)
+    if refusal is not None:
+        return refusal
     if request.method != "GET":
         return HttpResponse("method not allowed", status=405,
                             content_type="text/plain; charset=utf-8",
@@ -25,7 +30,9 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
     )
     outcome = await open_stream(request, execution_id, last_event_id)
     if outcome.status == 204:
-        return HttpResponse(status=204)
+        response = HttpResponse(status=204)
+        del response["Content-Type"]  # no body, so no (text/html) type either
+        return response
     if outcome.status != 200 or outcome.body is None:
         return HttpResponse(outcome.reason, status=outcome.status,
                             content_type="text/plain; charset=utf-8")

@@ -1,0 +1,156 @@
+"""An outage at connect is retried by the client; only a refusal is a 403.
+
+Through real daphne for both entry points: a policy whose database is down, and
+a store that cannot be reached, give a 200 that ends at once with ``retry:`` and
+a comment naming the cause (logged as an error); a policy that refuses is a 403;
+a policy with a bug stays a 403. Plus the classification itself, the database
+bound's semaphore, and the 204's headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.db import OperationalError, ProgrammingError
+from django.test import RequestFactory, override_settings
+
+from django_sse_exec.auth import authorize
+from django_sse_exec.dblimit import database_slot
+from django_sse_exec.exceptions import StoreUnavailable
+from django_sse_exec.failures import ServiceUnavailable, cause_of
+from tests.conftest import entry_point_env
+from tests.sse import SSEClient
+
+
+
+# Policies the servers below load by dotted path.
+def database_down(request, execution_id):
+    raise OperationalError('connection failed: FATAL: sorry, too many clients already')
+
+
+async def redis_down(request, execution_id):
+    import redis.exceptions
+
+    raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+
+def refuses(request, execution_id):
+    raise PermissionDenied("not yours")
+
+
+def buggy(request, execution_id):
+    return request.no_such_attribute
+
+
+@pytest.mark.parametrize("exc, cause", [
+    (OperationalError("too many connections"), "database"),
+    (StoreUnavailable("redis timed out"), "redis"),
+    (TimeoutError(), "timeout"),
+    (asyncio.TimeoutError(), "timeout"),
+    (ConnectionRefusedError(), "network"),
+    (ProgrammingError("relation does not exist"), None),
+    (AttributeError("bug"), None),
+    (PermissionDenied("no"), None),
+])
+def test_what_counts_as_an_outage(exc, cause):
+    assert cause_of(exc) == cause
+
+
+async def test_authorize_raises_for_an_outage_and_logs_it(caplog):
+    caplog.set_level(logging.ERROR, logger="django_sse_exec")
+    request = RequestFactory().get("/sse/executions/e1/events")
+    with override_settings(SSE_EXEC={"AUTHORIZE": database_down}):
+        with pytest.raises(ServiceUnavailable) as raised:
+            await authorize(request, "e1")
+    assert (raised.value.step, raised.value.cause) == ("authorization", "database")
+    assert "authorization unavailable (OperationalError: connection failed" in caplog.text
+    with override_settings(SSE_EXEC={"AUTHORIZE": refuses}):
+        assert await authorize(request, "e1") == "not yours"
+    with override_settings(SSE_EXEC={"AUTHORIZE": buggy}):
+        assert await authorize(request, "e1") == "authorization failed"
+
+
+async def test_database_slots_bound_concurrent_holders():
+    holding = 0
+    most = 0
+
+    async def hold() -> None:
+        nonlocal holding, most
+        async with database_slot():
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+
+    with override_settings(SSE_EXEC={"AUTHORIZE_DB_CONNECTIONS": 3}):
+        await asyncio.gather(*(hold() for _ in range(20)))
+    assert most == 3
+    with override_settings(SSE_EXEC={"AUTHORIZE_DB_CONNECTIONS": None}):
+        most = 0
+        await asyncio.gather(*(hold() for _ in range(20)))
+    assert most == 20
+
+
+@pytest.fixture(params=["view", "fast"])
+def entry(request) -> str:
+    return request.param
+
+
+async def _answer(url: str, headers: dict[str, str] | None = None) -> SSEClient:
+    client = SSEClient(url, headers)
+    await client.connect()
+    if client.response.status_code == 200:
+        await client.read_until_closed(timeout=20)
+    else:
+        await client.response.aread()
+    await client.close()
+    return client
+
+
+@pytest.mark.parametrize("policy, cause", [("database_down", "database"), ("redis_down", "redis")])
+async def test_policy_outage_is_a_retry_not_a_403(make_server, url_for, execution_id, entry,
+                                                  policy, cause):
+    srv = make_server("daphne", env=entry_point_env(entry),
+                      sse_exec={"AUTHORIZE": f"tests.test_outages.{policy}"})
+    client = await _answer(url_for(srv, execution_id))
+    assert client.response.status_code == 200
+    assert client.response.headers["content-type"].startswith("text/event-stream")
+    assert client.raw == (b"retry: 2000\n: reconnect (authorization unavailable: "
+                          + cause.encode() + b")\n\n")
+    assert client.events == []
+    assert "authorization unavailable" in srv.log()
+
+
+async def test_refusal_and_bug_stay_403(make_server, url_for, execution_id, entry):
+    for policy, reason in [("refuses", b"not yours"), ("buggy", b"authorization failed")]:
+        srv = make_server("daphne", env=entry_point_env(entry),
+                          sse_exec={"AUTHORIZE": f"tests.test_outages.{policy}"})
+        client = await _answer(url_for(srv, execution_id))
+        assert client.response.status_code == 403
+        assert client.response.content == reason
+        srv.stop()
+
+
+async def test_store_outage_on_reconnect_is_a_retry(make_server, url_for, execution_id, entry):
+    """A reconnect (Last-Event-ID) reads the store first; Redis down must not be a 500."""
+    unreachable = {"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    srv = make_server("daphne", env=entry_point_env(entry), sse_exec=unreachable)
+    client = await _answer(url_for(srv, execution_id), {"Last-Event-ID": "3"})
+    assert client.response.status_code == 200
+    assert client.raw == b"retry: 2000\n: reconnect (event store unavailable: redis)\n\n"
+    assert "event store unavailable (StoreUnavailable" in srv.log()
+
+
+async def test_204_has_no_content_type(make_server, url_for, execution_id, entry):
+    srv = make_server("daphne", env=entry_point_env(entry))
+    srv.send(execution_id, ("one", 1))
+    last = srv.close(execution_id)
+    async with httpx.AsyncClient() as http:
+        resp = await http.get(url_for(srv, execution_id), headers={"Last-Event-ID": str(last)})
+    assert resp.status_code == 204
+    assert "content-type" not in resp.headers
+    assert resp.content == b""

@@ -18,6 +18,8 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from django.core.checks import CheckMessage, Error
+
 from .conf import sse_settings
 
 #: One semaphore per event loop (an asyncio primitive belongs to one loop) and size.
@@ -41,8 +43,21 @@ async def database_slot() -> AsyncIterator[None]:
     if size is None:
         yield
         return
-    async with _semaphore(max(1, int(size))):
+    async with _semaphore(int(size)):
         yield
 
 
-__all__ = ["database_slot"]
+def check_db_connections() -> list[CheckMessage]:
+    """Error ``django_sse_exec.E011`` unless ``AUTHORIZE_DB_CONNECTIONS`` is None or a positive int."""
+    size = sse_settings.AUTHORIZE_DB_CONNECTIONS
+    if size is None or (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        return []
+    return [Error(
+        f"SSE_EXEC['AUTHORIZE_DB_CONNECTIONS'] = {size!r} is not a positive number of connections",
+        hint="Give a positive int below your database's connection limit divided by the number "
+             "of web processes (default 8), or None for no limit.",
+        id="django_sse_exec.E011",
+    )]
+
+
+__all__ = ["check_db_connections", "database_slot"]

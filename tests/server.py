@@ -54,7 +54,7 @@ class Server:
                     "warning", self.app]
         raise ValueError(self.kind)
 
-    def start(self, timeout: float = 20) -> "Server":
+    def start(self, timeout: float = 60) -> "Server":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -67,6 +67,7 @@ class Server:
                 return self
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()  # a server that did not answer in time must not outlive the test
         raise RuntimeError(f"{self.kind} did not start: {self.log_path.read_text()[-2000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:

@@ -154,3 +154,12 @@ async def test_204_has_no_content_type(make_server, url_for, execution_id, entry
     assert resp.status_code == 204
     assert "content-type" not in resp.headers
     assert resp.content == b""
+
+
+@pytest.mark.parametrize("size, bad", [(8, False), (1, False), (None, False), (0, True),
+                                       (-2, True), ("8", True), (True, True), (2.5, True)])
+def test_db_connections_check(settings, size, bad):
+    from django.core.checks import run_checks
+
+    settings.SSE_EXEC = {"AUTHORIZE_DB_CONNECTIONS": size}
+    assert ("django_sse_exec.E011" in [m.id for m in run_checks()]) is bad

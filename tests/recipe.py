@@ -101,17 +101,21 @@ class RecipeProject:
     def manage(self, *args: str) -> str:
         return run([str(VENV_BIN / "python"), "manage.py", *args], cwd=self.dir, env=self.env)
 
+    def start(self, command: list[str], name: str) -> Path:
+        """Run ``command`` in the project until :meth:`stop`; return its log's path."""
+        log_path = self.dir / f"{name}-{len(self.procs)}.log"
+        with open(log_path, "wb") as log:
+            self.procs.append(subprocess.Popen(command, cwd=self.dir, env=self.env,
+                                               stdout=log, stderr=subprocess.STDOUT))
+        return log_path
+
     def daphne(self) -> str:
         """Start ``daphne mysite.asgi:application``; return its base URL once it answers."""
         port = free_port()
-        log = open(self.dir / f"daphne-{port}.log", "wb")
-        proc = subprocess.Popen([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                                 "mysite.asgi:application"], cwd=self.dir, env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
+        log = self.start([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                          "mysite.asgi:application"], "daphne")
         base = f"http://127.0.0.1:{port}"
-        wait_until_answering(base + "/recipe/emit?execution=warm-up", proc,
-                             self.dir / f"daphne-{port}.log")
+        wait_until_answering(base + "/recipe/emit?execution=warm-up", self.procs[-1], log)
         return base
 
     def stop(self) -> None:

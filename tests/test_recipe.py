@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from tests.recipe import RecipeProject, snippet, wait_until_answering
-from tests.server import free_port
+from tests.server import VENV_BIN, free_port
 from tests.sse import SSEClient
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -158,3 +159,39 @@ async def test_nginx_passes_events_one_by_one_keeps_idle_streams_and_resumes(ngi
             events = await client.wait_for(lambda events: len(events) == 2, timeout=10)
             assert [e.int_id for e in events] == sent
             assert [e.json["n"] for e in events] == ["5", "6"]
+
+
+# -- Celery ---------------------------------------------------------------------------
+
+
+async def test_celery_recipe_streams_a_task_from_a_worker(requires_redis, tmp_path):
+    """The README's Redis settings, Celery app and task, with a real worker."""
+    made = RecipeProject(tmp_path / "mysite")
+    try:
+        made.manage("startapp", "myapp")
+        made.append_settings(snippet("celery-settings").replace(
+            "redis://127.0.0.1:6379/0", requires_redis))
+        queue = f"recipe-{uuid.uuid4().hex[:8]}"  # not the shared Redis's default queue
+        made.append_settings(f'INSTALLED_APPS += ["myapp"]\nCELERY_TASK_DEFAULT_QUEUE = "{queue}"\n'
+                             f'SSE_EXEC = {{"KEY_PREFIX": "{queue}"}}')
+        (made.dir / "mysite" / "celery.py").write_text(snippet("celery-app"))
+        init = made.dir / "mysite" / "__init__.py"
+        init.write_text(snippet("celery-init") + init.read_text())
+        (made.dir / "myapp" / "tasks.py").write_text(snippet("celery-task"))
+        assert "no issues" in made.manage("check")
+        base = made.daphne()
+        worker = made.start([str(VENV_BIN / "celery"), "-A", "mysite", "worker", "-l", "info",
+                             "--pool", "solo", "--without-gossip", "--without-mingle"],
+                            "celery")
+        execution_id = f"recipe-{uuid.uuid4().hex[:12]}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            page = await http.get("/recipe/page", params={"execution": execution_id})
+            _, stream = page_links(page.text)
+            async with SSEClient(base + stream) as client:
+                made.manage("shell", "-c",
+                            f"from myapp.tasks import build; build.delay({execution_id!r})")
+                events = await client.read_until_closed(timeout=60)
+        assert [e.event for e in events] == ["task-start", "stream-closed"], worker.read_text()
+        assert events[0].json == {"taskId": "t1", "progress": 0, "total": 1}
+    finally:
+        made.stop()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-matrix install bench clean
+.PHONY: demo test test-matrix lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ $(BIN)/uv: $(BIN)/python
 
 test-matrix: install $(BIN)/uv
 	UV=$(BIN)/uv .ci/test-matrix $(MATRIX)
+
+# ruff over the repository, mypy over the package (configured in pyproject.toml).
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test,lint]"
+	touch $@
+
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Side-by-side benchmark on the local Redis (several minutes): table, targets,
 # sync-send rate, then the scaling curve (docs/scaling.png). See BENCHMARKS.md.

@@ -138,7 +138,8 @@ def _build_request(scope: Scope) -> ASGIRequest:
             from django.contrib.auth.middleware import auser, get_user
             from django.utils.functional import SimpleLazyObject
 
-            request.user = SimpleLazyObject(lambda: get_user(request))
+            # Lazy, as AuthenticationMiddleware sets it (the stubs type it as the user itself).
+            request.user = SimpleLazyObject(lambda: get_user(request))  # type: ignore[assignment]
             request.auser = partial(auser, request)
     return request
 

@@ -183,7 +183,7 @@ def get_policy() -> Any:
 
 def _is_async(policy: Any) -> bool:
     """True for async functions, async callables and partials of either."""
-    return iscoroutinefunction(policy) or iscoroutinefunction(getattr(policy, "__call__", None))
+    return iscoroutinefunction(policy) or (callable(policy) and iscoroutinefunction(policy.__call__))
 
 
 async def _run_custom(policy: Any, request: HttpRequest, execution_id: str) -> Any:

@@ -64,7 +64,7 @@ def _reactor_of(loop: asyncio.AbstractEventLoop) -> Any:
 
 
 def _live(transport: Any, peer: tuple[str, int]) -> bool:
-    client = getattr(transport, "client", None)
+    client: Any = getattr(transport, "client", None)
     return (bool(client) and (client[0], client[1]) == peer
             and bool(getattr(transport, "connected", False))
             and not getattr(transport, "disconnecting", False))

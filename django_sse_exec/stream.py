@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +162,7 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None, peer: Any = None,
-                        head: LogSlice | None = None) -> AsyncIterator[bytes]:
+                        head: LogSlice | None = None) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server

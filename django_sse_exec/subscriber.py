@@ -16,7 +16,6 @@ from .backlog import Backlog
 from .wire import STREAM_CLOSED
 
 
-
 class Batch:
     """Consecutive events of one execution, encoded once for every local stream.
 

@@ -90,7 +90,7 @@ else:
         }
     }
 
-SSE_EXEC = {
+SSE_EXEC: dict[str, object] = {
     "KEEPALIVE": float(os.environ.get("SSE_KEEPALIVE", "15")),
 }
 

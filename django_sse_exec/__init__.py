@@ -7,7 +7,8 @@ Public API (each sync helper has an ``a``-prefixed async twin)::
     unregister_sse_client(execution_id, channel_name)
     get_sse_client_count(execution_id) -> int
     close_sse_connections(execution_id) -> int
-    stream_url(execution_id, *, user=None, max_age=None) -> str
+    stream_url(execution_id, *, user=None, max_age=None, format="json") -> str
+    get_execution_state(execution_id) -> ExecutionState   # rebuilt from the log
     ExecutionReporter(execution_id, ...)   # progress in the orchestrator's vocabulary
 """
 
@@ -26,20 +27,26 @@ from .api import (
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
 from .reporter import ExecutionReporter
+from .snapshot import aget_execution_state, get_execution_state
+from .state import ExecutionState, TaskState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ExecutionClosed",
     "ExecutionReporter",
+    "ExecutionState",
     "SSEExecError",
     "StoreUnavailable",
+    "TaskState",
     "aclose_sse_connections",
+    "aget_execution_state",
     "aget_sse_client_count",
     "aregister_sse_client",
     "asend_sse_event",
     "aunregister_sse_client",
     "close_sse_connections",
+    "get_execution_state",
     "get_sse_client_count",
     "register_sse_client",
     "send_sse_event",

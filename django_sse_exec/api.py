@@ -20,6 +20,7 @@ from django.urls import reverse
 from .auth import make_token
 from .conf import sse_settings
 from .delivery import aget_delivery, get_delivery
+from .formats import DEFAULT_FORMAT, validate_format
 from .hub import get_hub
 from .layers import get_layer, group_name
 from .runner import run_sync
@@ -134,14 +135,19 @@ def get_sse_client_count(execution_id: str) -> int:
 
 
 def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | int | str | None = None,
-               max_age: float | None = None) -> str:
+               max_age: float | None = None, format: str = DEFAULT_FORMAT) -> str:
     """The relative URL of the execution's stream, with a signed token.
 
     The token is bound to ``execution_id``, to ``user`` if given (a user or its
     primary key: then only that logged-in user may use it), and expires after
     ``max_age`` seconds (default ``SSE_EXEC["TOKEN_MAX_AGE"]``). Give the URL to
     ``new EventSource(url)``; reconnects reuse it until it expires.
+    ``format="html"`` asks for HTML fragments instead of JSON (see
+    :mod:`django_sse_exec.fragments`).
     """
     validate_execution_id(execution_id)
+    query = {"token": make_token(execution_id, user, max_age)}
+    if validate_format(format) != DEFAULT_FORMAT:
+        query["format"] = format
     path = reverse("django_sse_exec:stream", args=[execution_id])
-    return f"{path}?{urlencode({'token': make_token(execution_id, user, max_age)})}"
+    return f"{path}?{urlencode(query)}"

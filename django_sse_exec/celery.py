@@ -125,7 +125,15 @@ class ExecutionTask(Task):
 
     Outside an execution (called directly, or sent without
     :func:`start_execution`) the task runs as usual and reports nothing.
+
+    A task's return value is published (in ``task-complete.result``, when its
+    JSON is under :data:`RESULT_MAX_BYTES`) only if the task opts in with
+    ``publish_result=True`` (``@shared_task(base=ExecutionTask, publish_result=True)``):
+    every viewer of the stream sees it.
     """
+
+    #: Publish the return value in ``task-complete`` (off: results may be private).
+    publish_result: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -146,7 +154,8 @@ class ExecutionTask(Task):
             # shutdown) and the worker's main process reports it (task_revoked/task_failure).
             _safely(_report_end, request, self.name, execution_id, started, error=exc)
             raise
-        _safely(_report_end, request, self.name, execution_id, started, result=result)
+        _safely(_report_end, request, self.name, execution_id, started,
+                result=result if self.publish_result else None)
         return result
 
     def progress(self, current: int | float, total: int | float | None = None,
@@ -199,7 +208,8 @@ def _report_start(request: Any, name: str, execution_id: str) -> None:
 
 def _report_retry(request: Any, execution_id: str, exc: Retry, started: float) -> None:
     state = _read_state(execution_id)
-    reason = exc.exc if exc.exc is not None else (exc.excs or exc.message or "retry")
+    # Not ``exc.excs``: that is the exception's repr, captured text like its message.
+    reason = exc.exc if exc.exc is not None else (exc.message or "retry")
     extra: dict[str, Any] = {"duration": int((time.monotonic() - started) * 1000)}
     if exc.when is not None:
         extra["retryIn"] = exc.humanize()

@@ -27,6 +27,7 @@ log in bulk.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from . import redis_layer
+from .exceptions import StoreUnavailable
 from .layers import get_layer, group_name
 from .runner import refuse_in_loop, run_sync
 from .store import Store, get_store
@@ -192,9 +194,18 @@ def _candidate(store: Store, layer: Any) -> Delivery:
 
 
 async def _verified(delivery: Delivery) -> Delivery:
-    """The delivery after its probe; raises (nothing is cached) if Redis is unreachable."""
+    """The delivery after its probe; raises StoreUnavailable (nothing is cached) if
+    Redis cannot be reached."""
     if isinstance(delivery, Fused):
-        problem = await delivery.check()
+        try:
+            problem = await delivery.check()
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if isinstance(exc, (OSError, asyncio.TimeoutError)) or \
+                    type(exc).__module__.startswith("redis."):  # the layer's own client
+                raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+            raise
         if problem is not None:
             logger.warning("delivering events from inside Redis did not work with this "
                            "channels_redis (%s); falling back to the layer's group_send",

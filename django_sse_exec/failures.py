@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError
 
@@ -77,9 +78,23 @@ def unavailable(step: str, exc: BaseException) -> ServiceUnavailable | None:
     return ServiceUnavailable(step, cause)
 
 
+T = TypeVar("T")
+
+
+async def guard(step: str, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``; an outage it raises becomes :class:`ServiceUnavailable` (logged)."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        outage = unavailable(step, exc)
+        if outage is None:
+            raise
+        raise outage from exc
+
+
 async def retry_body(error: ServiceUnavailable, retry_ms: int) -> AsyncIterator[bytes]:
     """The whole body of an outage's 200: come back after ``retry_ms``, and why."""
     yield rejoin_hint(retry_ms, str(error))
 
 
-__all__ = ["ServiceUnavailable", "cause_of", "retry_body", "unavailable"]
+__all__ = ["ServiceUnavailable", "cause_of", "guard", "retry_body", "unavailable"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .store import Store
-from .subscriber import Batch, Subscriber
+from .subscriber import Batch, Entry, Subscriber
 from .wire import STREAM_CLOSED, Event, closed_data, frame
 
 logger = logging.getLogger("django_sse_exec")
@@ -51,7 +51,7 @@ class Group:
         self.wanted = 0
         self.catching_up: asyncio.Task[None] | None = None
         #: Frames fanned out in this turn of the event loop, not yet pushed.
-        self.pending: list[tuple[int, str, bytes]] = []
+        self.pending: list[Entry] = []
 
 
 class LagMeter:
@@ -130,7 +130,7 @@ class Fanout:
         group.seen = event.id
         if not group.pending:
             asyncio.get_running_loop().call_soon(self._flush, group)
-        group.pending.append((event.id, event.event, frame(event)))
+        group.pending.append((event.id, event.event, frame(event), event))
 
     @staticmethod
     def _flush(group: Group) -> None:

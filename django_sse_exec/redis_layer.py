@@ -38,7 +38,9 @@ from .conf import sse_settings
 
 logger = logging.getLogger("django_sse_exec")
 
-#: channels_redis releases (major, minor) the suite has run against.
+#: channels_redis releases (major, minor) the suite has run against; setup.cfg
+#: declares the same range (``channels_redis>=4.2,<4.4``) and CI runs the Redis
+#: tests on the oldest and the newest.
 TESTED_VERSIONS = ((4, 2), (4, 3))
 
 #: Stand-ins spliced out of a serialised message so Redis can put in the real
@@ -217,11 +219,18 @@ async def probe(send: Any, message_for: Any) -> str | None:
         return None
     finally:
         receiving.cancel()
-        await asyncio.gather(receiving, return_exceptions=True)
-        await listener.group_discard(group, channel)
-        closing = getattr(listener, "close_pools", None) or getattr(listener, "flush", None)
-        if closing is not None:
-            await closing()
+        try:  # bounded: a cleanup step that hangs must not hang the first send
+            await asyncio.wait_for(_release(listener, receiving, group, channel), 5.0)
+        except Exception:
+            logger.debug("cleaning up after the delivery probe failed", exc_info=True)
+
+
+async def _release(listener: Any, receiving: asyncio.Future[Any], group: str, channel: str) -> None:
+    await asyncio.gather(receiving, return_exceptions=True)
+    await listener.group_discard(group, channel)
+    closing = getattr(listener, "close_pools", None) or getattr(listener, "flush", None)
+    if closing is not None:
+        await closing()
 
 
 async def group_send_in_order(layer: Any, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:

@@ -31,8 +31,11 @@ from typing import Any
 
 from .auth import authorize
 from .backlog import find_backlog
+from .caps import OverCap, admit
 from .conf import sse_settings
-from .failures import ServiceUnavailable, retry_body, unavailable
+from .failures import ServiceUnavailable, guard, retry_body, unavailable
+from .formats import JSON, Render, render_for
+from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
@@ -40,22 +43,16 @@ from .subscriber import Batch, Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
-    frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
     rejoin_hint,
-    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
 
-#: Response headers of every stream (besides the status line).
-HEADERS: dict[str, str] = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+#: Response headers of every stream (besides the status line); see headers.py.
+HEADERS: dict[str, str] = STREAM_HEADERS
 
 
 @dataclass
@@ -65,6 +62,16 @@ class Outcome:
     status: int
     reason: str = ""
     body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
 
 
 def last_event_id_of(header: str | None, query: str | None) -> int | None:
@@ -82,30 +89,30 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
-    head = None
     try:
         reason = await authorize(request, execution_id)
+        vary = session_read(request)
         if reason is not None:
-            return Outcome(403, reason)
+            return Outcome(403, reason, vary_cookie=vary)
+        render = render_for(getattr(request, "GET", None), execution_id)
+        if render is None:
+            return Outcome(400, "unknown format", vary_cookie=vary)
+        head = None
         if last_event_id:  # only a client that has seen events can be told "no more"
-            head = await _read_head(execution_id)
+            head = await guard("event store", get_store().read(execution_id, upto=0))
             if head.closed and last_event_id == head.last_id:
-                return Outcome(204, "execution closed")
+                return Outcome(204, vary_cookie=vary)
+        slot = await guard("stream caps", admit(request))  # a per-user cap may read the session too
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
     except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
-        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()))
-    scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
-                                           head=head))
-
-
-async def _read_head(execution_id: str) -> LogSlice:
-    try:
-        return await get_store().read(execution_id, upto=0)
-    except Exception as exc:
-        outage = unavailable("event store", exc)
-        if outage is None:
-            raise
-        raise outage from exc
+        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
+                       vary_cookie=session_read(request))
+    body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
+                         head=head, render=render)
+    return Outcome(200, body=slot.hold(body) if slot else body,
+                   vary_cookie=session_read(request))
 
 
 def retry_ms() -> int:
@@ -121,23 +128,28 @@ _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 class _Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
-    def __init__(self, execution_id: str, after: int) -> None:
+    def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
         self.execution_id = execution_id
         self.last_sent = after
         self.done = False
+        self.render = render
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
         if log.events:
             self.jump(log.events[0].id, out)
         for event in log.events:
-            self.take(event.id, event.event, frame(event), out)
+            if self.wants(event.id):
+                self.take(event.id, event.event, self.render.frame(event), out)
+
+    def wants(self, event_id: int) -> bool:
+        return event_id > self.last_sent and not self.done
 
     def jump(self, event_id: int, out: list[bytes]) -> None:
         """Before sending ``event_id``: if ids in between are not to be had (the
         history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
         if event_id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, event_id))
+            out.append(self.render.reset(self.execution_id, self.last_sent, event_id))
             self.last_sent = event_id - 1
 
     def take_batch(self, batch: Batch, out: list[bytes]) -> None:
@@ -145,15 +157,16 @@ class _Cursor:
         if batch.last <= self.last_sent or self.done:
             return
         if batch.first == self.last_sent + 1:
-            out.append(batch.data)
+            out.append(self.render.batch(batch))
             self.last_sent = batch.last
             self.done = batch.closing
             return
-        for event_id, event, data in batch.events:
-            self.take(event_id, event, data, out)
+        for entry in batch.events:
+            if self.wants(entry[0]):
+                self.take(entry[0], entry[1], self.render.entry(entry), out)
 
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if event_id <= self.last_sent or self.done:
+        if not self.wants(event_id):
             return
         out.append(data)
         self.last_sent = event_id
@@ -161,18 +174,20 @@ class _Cursor:
             self.done = True
 
 
-async def stream_events(execution_id: str, after: int | None, peer: Any = None,
-                        head: LogSlice | None = None) -> AsyncGenerator[bytes, None]:
+async def stream_events(execution_id: str, after: int | None, scope: Any = None,
+                        head: LogSlice | None = None,
+                        render: Render = JSON) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
-    ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
-    lets us measure that connection's unsent bytes (daphne), the stream pauses
+    ``scope`` is the request's ASGI scope; where the server lets us measure
+    that connection's unsent bytes (daphne), the stream pauses
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
 
     ``head`` is a read of the log made before (to decide the connect); it
-    saves reading it again.
+    saves reading it again. ``render`` turns events into bytes
+    (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -189,12 +204,12 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
         # A clean, empty stream: the client comes back after retry.
         yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
-    sub.backlog = find_backlog(peer) if peer else None
+    sub.backlog = find_backlog(scope)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after, head):
+        async for chunk in _events(hub, sub, execution_id, after, head, render):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
@@ -209,6 +224,7 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
     except Exception:
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -225,12 +241,12 @@ def _pieces(chunk: bytes) -> list[bytes]:
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
-                  head: LogSlice | None) -> AsyncIterator[bytes]:
+                  head: LogSlice | None, render: Render = JSON) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0)
+    cursor = _Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -238,7 +254,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # The client's id is not a position in this log: the history was
             # trimmed past it, or it belongs to a lost incarnation (another
             # epoch, or a log that expired and restarted). Start over.
-            yield reset_frame(execution_id, after, head.first_id)
+            yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
@@ -261,6 +277,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         out: list[bytes] = []
         for batch in batches:
             if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+                await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
@@ -268,6 +285,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                     yield chunk
                 cursor.jump(batch.first, out)
             cursor.take_batch(batch, out)
+        await render.flush(out)
         if out:
             yield b"".join(out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):
@@ -288,6 +306,7 @@ async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
             hub = None
         out: list[bytes] = []
         cursor.take_slice(page, out)
+        await cursor.render.flush(out)
         if out:
             yield b"".join(out)
         if cursor.done:

@@ -7,13 +7,37 @@ so Celery workers and several web processes share every execution.
 """
 
 import os
+import secrets
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-insecure-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# DEBUG only when asked for: DJANGO_DEBUG=1.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
+# The key that signs sessions and stream tokens: DJANGO_SECRET_KEY, else the
+# git-ignored file `make demo` generates, else a random one for this process
+# only (then tokens do not work across processes). Never a published value.
+SECRET_KEY_FILE = BASE_DIR / "example_project" / ".secret_key"
+#: The value earlier versions of this file fell back to: public, so refused.
+PUBLISHED_SECRET_KEYS = {"example-project-insecure-key-change-me"}
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.exists() else ""
+) or secrets.token_urlsafe(50)
+if SECRET_KEY in PUBLISHED_SECRET_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is the example project's published key: anyone can forge stream "
+        "tokens and sessions with it. Generate your own (python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))').")
+
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+# The debug page (DEBUG=1) masks settings whose names match this, besides
+# Django's own API/AUTH/TOKEN/KEY/SECRET/PASS/SIGNATURE: Redis and broker URLs
+# and channel-layer hosts carry passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "example_project.reporting.SafeSettingsFilter"
 
 INSTALLED_APPS = [
     "daphne",

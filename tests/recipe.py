@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.server import ROOT, VENV_BIN, free_port
+from tests.server import ROOT, VENV_BIN, free_port, stop_process, wait_until_serving
 
 README = ROOT / "README.md"
 
@@ -115,18 +111,13 @@ class RecipeProject:
         log = self.start([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                           "mysite.asgi:application"], "daphne")
         base = f"http://127.0.0.1:{port}"
-        wait_until_answering(base + "/recipe/emit?execution=warm-up", self.procs[-1], log)
+        wait_until_serving(self.procs[-1], base + "/recipe/emit?execution=warm-up", 60,
+                           lambda: log.read_text()[-3000:])
         return base
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, timeout=15)
         self.procs.clear()
 
 
@@ -134,16 +125,3 @@ def run(command: list[str], **kwargs: object) -> str:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)  # type: ignore[call-overload]
     assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
-
-
-def wait_until_answering(url: str, proc: subprocess.Popen[bytes], log: Path,
-                         timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"server exited:\n{log.read_text()[-3000:]}"
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, f"server did not answer:\n{log.read_text()[-3000:]}"
-            time.sleep(0.1)

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.recipe import RecipeProject, snippet, wait_until_answering
-from tests.server import VENV_BIN, free_port
+from tests.recipe import RecipeProject, snippet
+from tests.server import VENV_BIN, free_port, stop_process, wait_until_serving
 from tests.sse import SSEClient
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -125,11 +125,11 @@ def nginx(project, tmp_path) -> Iterator[str]:
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answering(base + "/recipe/emit?execution=warm-up", proc, log)
+        wait_until_serving(proc, base + "/recipe/emit?execution=warm-up", 60,
+                           lambda: log.read_text()[-3000:])
         yield base
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop_process(proc, timeout=15)
         project.stop()
 
 

@@ -21,9 +21,10 @@ import httpx
 import pytest
 
 from django_sse_exec import stream_url
-from tests.conftest import entry_point_env
+from tests.conftest import entry_point_env, migrated_db_env
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
+from tests.tokens import expired_stream_url
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,11 +37,7 @@ SECRET = "TOP-SECRET-PAYLOAD"
 @pytest.fixture(scope="module")
 def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated sqlite file for the servers of this module (users and sessions)."""
-    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp("security") / "db.sqlite3")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
-                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, timeout=120)
-    return env
+    return migrated_db_env(tmp_path_factory, "security")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ async def test_token_of_another_execution(srv, secret_id):
 
 
 async def test_expired_token(srv, secret_id):
-    assert_refused(get(srv, stream_url(secret_id, max_age=-1)), 403, "expired token")
+    assert_refused(get(srv, expired_stream_url(secret_id)), 403, "expired token")
 
 
 async def test_token_signed_with_another_key(srv, secret_id):
@@ -414,7 +411,7 @@ async def test_uvicorn_refuses_the_same_attacks(servers):
         ("", "missing token"),
         (f"?token={token[:-1]}", "invalid token"),
         (f"?{token_query(execution_id + 'x')}", "token is for another execution"),
-        (f"?{urlsplit(stream_url(execution_id, max_age=-1)).query}", "expired token"),
+        (f"?{urlsplit(expired_stream_url(execution_id)).query}", "expired token"),
         (f"?{token_query(execution_id)}&token=junk", "repeated token"),
     ]:
         assert_refused(get(uv, path + query), 403, reason)

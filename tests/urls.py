@@ -9,5 +9,8 @@ urlpatterns = [
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
     path("control/login", views.login),
+    path("control/fragments", views.fragment_stats),
+    path("test/htmx/<str:execution_id>", views.htmx_page),
+    path("test/htmx4/<str:execution_id>", views.htmx4_page),
     path("", include("example_project.urls")),
 ]

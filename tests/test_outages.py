@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from django_sse_exec.dblimit import database_slot
 from django_sse_exec.exceptions import StoreUnavailable
 from django_sse_exec.failures import ServiceUnavailable, cause_of
 from tests.conftest import entry_point_env
+from tests.server import Server
 from tests.sse import SSEClient
 
 
@@ -94,9 +96,26 @@ async def test_database_slots_bound_concurrent_holders():
     assert most == 20
 
 
-@pytest.fixture(params=["view", "fast"])
-def entry(request) -> str:
-    return request.param
+def by_execution(request, execution_id):
+    """The servers' policy: what it does depends on the execution id's first word."""
+    kind = execution_id.split("-")[0]
+    if kind == "dbdown":
+        return database_down(request, execution_id)
+    if kind == "redisdown":
+        return redis_down(request, execution_id)
+    if kind == "refuse":
+        return refuses(request, execution_id)
+    if kind == "bug":
+        return buggy(request, execution_id)
+    return True
+
+
+@pytest.fixture(scope="module", params=["view", "fast"])
+def policy_server(request):
+    """One daphne per entry point whose policy is :func:`by_execution`."""
+    with Server("daphne", env=entry_point_env(request.param),
+                sse_exec={"AUTHORIZE": "tests.test_outages.by_execution"}) as srv:
+        yield srv
 
 
 async def _answer(url: str, headers: dict[str, str] | None = None) -> SSEClient:
@@ -110,30 +129,36 @@ async def _answer(url: str, headers: dict[str, str] | None = None) -> SSEClient:
     return client
 
 
-@pytest.mark.parametrize("policy, cause", [("database_down", "database"), ("redis_down", "redis")])
-async def test_policy_outage_is_a_retry_not_a_403(make_server, url_for, execution_id, entry,
-                                                  policy, cause):
-    srv = make_server("daphne", env=entry_point_env(entry),
-                      sse_exec={"AUTHORIZE": f"tests.test_outages.{policy}"})
-    client = await _answer(url_for(srv, execution_id))
+@pytest.mark.parametrize("kind, cause", [("dbdown", "database"), ("redisdown", "redis")])
+async def test_policy_outage_is_a_retry_not_a_403(policy_server, url_for, kind, cause):
+    client = await _answer(url_for(policy_server, f"{kind}-{uuid.uuid4().hex[:8]}"))
     assert client.response.status_code == 200
     assert client.response.headers["content-type"].startswith("text/event-stream")
     assert client.raw == (b"retry: 2000\n: reconnect (authorization unavailable: "
                           + cause.encode() + b")\n\n")
     assert client.events == []
-    assert "authorization unavailable" in srv.log()
+    assert "authorization unavailable" in policy_server.log()
 
 
-async def test_refusal_and_bug_stay_403(make_server, url_for, execution_id, entry):
-    for policy, reason in [("refuses", b"not yours"), ("buggy", b"authorization failed")]:
-        srv = make_server("daphne", env=entry_point_env(entry),
-                          sse_exec={"AUTHORIZE": f"tests.test_outages.{policy}"})
-        client = await _answer(url_for(srv, execution_id))
-        assert client.response.status_code == 403
-        assert client.response.content == reason
-        srv.stop()
+@pytest.mark.parametrize("kind, reason", [("refuse", b"not yours"), ("bug", b"authorization failed")])
+async def test_refusal_and_bug_stay_403(policy_server, url_for, kind, reason):
+    client = await _answer(url_for(policy_server, f"{kind}-{uuid.uuid4().hex[:8]}"))
+    assert client.response.status_code == 403
+    assert client.response.content == reason
 
 
+async def test_204_has_no_content_type(policy_server, url_for, execution_id):
+    policy_server.send(execution_id, ("one", 1))
+    last = policy_server.close(execution_id)
+    async with httpx.AsyncClient() as http:
+        resp = await http.get(url_for(policy_server, execution_id),
+                              headers={"Last-Event-ID": str(last)})
+    assert resp.status_code == 204
+    assert "content-type" not in resp.headers
+    assert resp.content == b""
+
+
+@pytest.mark.parametrize("entry", ["view", "fast"])
 async def test_store_outage_on_reconnect_is_a_retry(make_server, url_for, execution_id, entry):
     """A reconnect (Last-Event-ID) reads the store first; Redis down must not be a 500."""
     unreachable = {"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:1/0"}
@@ -142,17 +167,6 @@ async def test_store_outage_on_reconnect_is_a_retry(make_server, url_for, execut
     assert client.response.status_code == 200
     assert client.raw == b"retry: 2000\n: reconnect (event store unavailable: redis)\n\n"
     assert "event store unavailable (StoreUnavailable" in srv.log()
-
-
-async def test_204_has_no_content_type(make_server, url_for, execution_id, entry):
-    srv = make_server("daphne", env=entry_point_env(entry))
-    srv.send(execution_id, ("one", 1))
-    last = srv.close(execution_id)
-    async with httpx.AsyncClient() as http:
-        resp = await http.get(url_for(srv, execution_id), headers={"Last-Event-ID": str(last)})
-    assert resp.status_code == 204
-    assert "content-type" not in resp.headers
-    assert resp.content == b""
 
 
 @pytest.mark.parametrize("size, bad", [(8, False), (1, False), (None, False), (0, True),

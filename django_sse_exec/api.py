@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from . import metrics
 from .auth import make_token
 from .conf import sse_settings
 from .delivery import aget_delivery, get_delivery
@@ -56,7 +57,9 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     reached.
     """
     text = _validated(execution_id, event, data)
-    return await (await aget_delivery()).send(execution_id, event, text)
+    event_id = await (await aget_delivery()).send(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 async def aclose_sse_connections(execution_id: str) -> int:
@@ -110,7 +113,9 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     thread, logs the event and delivers it to the channel layer (one round trip).
     """
     text = _validated(execution_id, event, data)
-    return get_delivery().send_blocking(execution_id, event, text)
+    event_id = get_delivery().send_blocking(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 def close_sse_connections(execution_id: str) -> int:

@@ -46,6 +46,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 
+from . import metrics
 from .headers import as_asgi, response_headers
 from .stream import Outcome, last_event_id_of, open_stream
 from .views import stream_view
@@ -168,11 +169,13 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, execution_id:
         await _respond(send, 400, b"Bad Request")
         return
     try:
-        outcome = await open_stream(request, execution_id, last_event_id)
+        outcome = await open_stream(request, execution_id, last_event_id, entry_point="fast")
     except Exception:
+        metrics.connected("fast", 500)
         logger.exception("could not open the stream of execution %s", execution_id)
         await _respond(send, 500, b"Internal Server Error")
         return
+    metrics.connected("fast", outcome.status)
     del request  # a stream lives for minutes: keep nothing per connection we do not need
     if outcome.status != 200 or outcome.body is None:
         await _respond(send, outcome.status, outcome.reason.encode(), outcome.headers)

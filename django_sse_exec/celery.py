@@ -41,6 +41,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task, signals
@@ -50,6 +51,7 @@ from celery.exceptions import Retry
 
 from .api import close_sse_connections, send_sse_event
 from .exceptions import ExecutionClosed
+from .leases import Lease
 from .reporter import ExecutionState, Message
 from .runner import run_sync
 from .store import get_store
@@ -144,6 +146,11 @@ class ExecutionTask(Task):
         started = time.monotonic()
         request.sse_progress_at = 0.0
         _safely(_report_start, request, self.name, execution_id)
+        with _leased(execution_id):
+            return self._run_reported(request, execution_id, started, args, kwargs)
+
+    def _run_reported(self, request: Any, execution_id: str, started: float,
+                      args: Any, kwargs: Any) -> Any:
         try:
             result = self.run(*args, **kwargs)
         except Retry as exc:
@@ -179,6 +186,26 @@ class ExecutionTask(Task):
 
 
 # -- reporting (each call rebuilds the execution from its log) ------------------------
+
+
+@contextmanager
+def _leased(execution_id: str) -> Iterator[None]:
+    """Hold the execution's lease while a task of it runs in this process.
+
+    If the worker is killed mid-task, renewals stop and a web process ends the
+    execution as lost (see :mod:`django_sse_exec.leases`). Between tasks (queued
+    in the broker) no lease is held.
+    """
+    lease = None
+    try:
+        lease = Lease(execution_id).start()
+    except Exception:
+        logger.warning("could not take the lease of execution %s", execution_id, exc_info=True)
+    try:
+        yield
+    finally:
+        if lease is not None:
+            _safely(lease.release)
 
 
 def _send(execution_id: str, message: Message) -> int:

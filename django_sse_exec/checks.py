@@ -61,6 +61,32 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages.extend(check_templates())
     messages.extend(check_slow_client_guard())
     messages.extend(check_error_detail())
+    messages.extend(check_operations())
+    return messages
+
+
+def check_operations() -> list[CheckMessage]:
+    """Lease timings must be positive numbers; a multiprocess metrics directory must exist."""
+    from .metrics import multiprocess_dir_problem
+
+    messages: list[CheckMessage] = []
+    for key in ("LEASE_TTL", "LEASE_CHECK", "LEASE_CLAIM_GRACE"):
+        value = getattr(sse_settings, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            messages.append(Error(
+                f"SSE_EXEC[{key!r}] = {value!r} is not a positive number of seconds",
+                hint=f"Remove it (default {DEFAULTS[key]:g}) or give a positive number.",
+                id="django_sse_exec.E005",
+            ))
+    problem = multiprocess_dir_problem()
+    if problem is not None:
+        messages.append(Warning(
+            f"{problem}: metrics are off in this process",
+            hint="Create the directory (empty it at each deploy) before the processes start, "
+                 "or unset the variable for per-process metrics.",
+            id="django_sse_exec.W008",
+        ))
     return messages
 
 

@@ -96,6 +96,14 @@ DEFAULTS: dict[str, Any] = {
     # On SIGTERM/SIGINT, seconds at most to end every stream (with a retry hint)
     # before the server's own shutdown proceeds; 0 leaves signals alone.
     "SHUTDOWN_GRACE": 1.5,
+    # Seconds a producer's lease on its execution lasts without renewal (renewed
+    # every third of it); an execution whose lease expired is ended as "lost".
+    "LEASE_TTL": 30.0,
+    # Seconds between a web process's checks for expired leases.
+    "LEASE_CHECK": 5.0,
+    # Seconds a process that claimed an expired lease has to end the execution
+    # before another process may claim it again.
+    "LEASE_CLAIM_GRACE": 30.0,
 }
 
 

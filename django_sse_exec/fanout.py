@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .store import Store
 from .subscriber import Batch, Entry, Subscriber
 from .wire import STREAM_CLOSED, Event, closed_data, frame
@@ -113,6 +114,7 @@ class Fanout:
             return
         event_id = int(message["id"])
         behind = self.lag.behind(message.get("t"))
+        metrics.hub_dispatched(message)
         if event_id <= group.seen:
             return
         if group.catching_up is not None or behind or (group.seen and event_id > group.seen + 1):

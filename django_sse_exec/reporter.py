@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from .api import aclose_sse_connections, asend_sse_event
+from .leases import Lease
 from .runner import run_sync
 from .state import ExecutionState, Message
 
@@ -49,11 +50,20 @@ class ExecutionReporter:
     An exception from the block is always re-raised after the final event and
     the close; an error while sending those is logged, and raised only if the
     block itself succeeded. :meth:`cancel` emits ``execution-cancelled`` instead.
+
+    Inside the block the reporter holds a lease on the execution, renewed in the
+    background (``lease=False`` opts out): if the process dies before the exit,
+    a web process ends the execution with ``execution-complete`` ``status: "lost"``
+    within about ``LEASE_TTL + LEASE_CHECK`` seconds (see :mod:`django_sse_exec.leases`).
     """
 
-    def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True) -> None:
+    def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True,
+                 lease: bool = True) -> None:
         self.state = ExecutionState(execution_id, total)
         self.close_on_exit = close
+        #: Hold a lease while inside ``with``/``async with`` (see :mod:`django_sse_exec.leases`).
+        self.use_lease = lease
+        self.lease: Lease | None = None
 
     @property
     def execution_id(self) -> str:
@@ -110,10 +120,18 @@ class ExecutionReporter:
             except Exception as exc:
                 logger.exception("execution %s: could not close the stream", self.execution_id)
                 problem = problem or exc
+        if self.lease is not None:
+            try:
+                await self.lease.arelease()
+            except Exception:
+                logger.warning("execution %s: could not release its lease", self.execution_id,
+                               exc_info=True)
         if problem is not None and error is None:
             raise problem
 
     async def __aenter__(self) -> "ExecutionReporter":
+        if self.use_lease:
+            self.lease = await Lease(self.execution_id).astart()
         await self.astart()
         return self
 
@@ -156,6 +174,8 @@ class ExecutionReporter:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            if self.use_lease:
+                self.lease = Lease(self.execution_id).start()
             self.start()
             return self
         raise RuntimeError("ExecutionReporter was entered with `with` inside a running "

@@ -242,10 +242,24 @@ class ExecutionState:
         if isinstance(error, asyncio.CancelledError):
             return [self.cancel("cancelled")]
         reason = error if error is not None else "the execution ended before the task did"
-        messages = [self.task_end(task_id, error=reason) for task_id in list(self.running)]
+        messages = self._fail_running(reason)
         status = "failed" if self.failed or error is not None else "success"
         messages.append(self._summary(EXECUTION_COMPLETE, status, error))
         return messages
+
+    def lost(self, reason: str) -> list[Message]:
+        """The closing messages of an execution whose producer is gone (its lease expired):
+        a ``task-fail`` per task still running, then ``execution-complete`` with
+        ``status: "lost"`` and ``reason`` as its ``error``."""
+        if self.finished:
+            return []
+        messages = self._fail_running(reason)
+        messages.append(self._summary(EXECUTION_COMPLETE, "lost", reason))
+        return messages
+
+    def _fail_running(self, error: BaseException | str) -> list[Message]:
+        """A ``task-fail`` for each task still running."""
+        return [self.task_end(task_id, error=error) for task_id in list(self.running)]
 
     def cancel(self, reason: BaseException | str | None = None) -> Message:
         """``execution-cancelled``; tasks still running or not started count as cancelled."""

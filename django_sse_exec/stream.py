@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .auth import authorize
 from .backlog import find_backlog
 from .caps import OverCap, admit
@@ -40,6 +41,7 @@ from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
 from .subscriber import Batch, Subscriber
+from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -80,9 +82,11 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
     """Apply the connect rules and return the response to give.
 
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
     An outage at connect (the policy's database, the store's Redis) is a 200
     whose body is only a ``retry:`` hint and a comment naming the cause, so
     ``EventSource`` comes back; only a refusal is a 403.
@@ -110,7 +114,7 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
         return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
                        vary_cookie=session_read(request))
     body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
-                         head=head, render=render)
+                         head=head, render=render, entry_point=entry_point)
     return Outcome(200, body=slot.hold(body) if slot else body,
                    vary_cookie=session_read(request))
 
@@ -136,6 +140,7 @@ class _Cursor:
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
+        metrics.replayed(sum(1 for event in log.events if event.id > self.last_sent))
         if log.events:
             self.jump(log.events[0].id, out)
         for event in log.events:
@@ -175,8 +180,8 @@ class _Cursor:
 
 
 async def stream_events(execution_id: str, after: int | None, scope: Any = None,
-                        head: LogSlice | None = None,
-                        render: Render = JSON) -> AsyncGenerator[bytes, None]:
+                        head: LogSlice | None = None, render: Render = JSON,
+                        entry_point: str = "view") -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -205,6 +210,7 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
         yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
     sub.backlog = find_backlog(scope)
+    tally = StreamTally(execution_id, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
@@ -215,6 +221,7 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
+                tally.wrote(piece)
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
@@ -222,8 +229,10 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     except asyncio.CancelledError:
         raise
     except Exception:
+        tally.failed = True
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        tally.ended(sub.end_reason)
         render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 

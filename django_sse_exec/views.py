@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from . import metrics
 from .deployment import refuse_wsgi
 from .headers import response_headers
 from .stream import last_event_id_of, open_stream
@@ -29,6 +30,7 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
         request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")
     )
     outcome = await open_stream(request, execution_id, last_event_id)
+    metrics.connected("view", outcome.status)
     if outcome.status == 204:
         response = HttpResponse(status=204, headers=outcome.headers)
         del response["Content-Type"]  # no body, so no (text/html) type either

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry as BlockingRetry
 
+from .. import metrics
 from ..conf import sse_settings
 from ..exceptions import StoreUnavailable
 from .batcher import UNAVAILABLE
@@ -147,6 +148,7 @@ class Connections:
 
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The :class:`StoreUnavailable` to raise for a connection error ``exc``."""
+        metrics.store_error()
         parts = urlsplit(self.url)
         where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
         error = StoreUnavailable(f"Redis at {where} is unavailable: {exc}")

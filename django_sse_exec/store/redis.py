@@ -36,6 +36,7 @@ from . import scripts
 from .base import LogSlice, Store
 from .batcher import WriteBatcher
 from .connection import Connections, layer_redis_url, redis_url_from_settings
+from .redis_ops import RedisOperations
 
 __all__ = ["RedisStore", "layer_redis_url", "redis_url_from_settings"]
 
@@ -45,7 +46,7 @@ T = TypeVar("T")
 Delivery = tuple[str, list[Any]]
 
 
-class RedisStore(Store):
+class RedisStore(RedisOperations, Store):
     """Event logs and membership in Redis, shared by every process that uses it."""
 
     #: Connections per event loop (and for all threads' blocking calls); more

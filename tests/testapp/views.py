@@ -110,3 +110,41 @@ async def fragment_stats(request: HttpRequest) -> JsonResponse:
     from django_sse_exec.fragments import get_cache
 
     return JsonResponse(get_cache().stats())
+#: Producers started by ``lease_producer``, by execution id.
+_producers: dict[str, asyncio.Task] = {}
+
+
+@csrf_exempt
+async def lease_producer(request: HttpRequest) -> JsonResponse:
+    """Start a producer task on the server's loop that holds a lease (``ttl``), sends
+    ``execution-start`` and ``task-start`` with the bare helpers, then waits forever.
+
+    It has no cleanup: killing it (``lease_producer_kill``) is a producer dying
+    without closing its execution.
+    """
+    from django_sse_exec.leases import ahold_lease
+
+    body = _body(request)
+    execution_id = body["execution_id"]
+    started = asyncio.Event()
+
+    async def produce() -> None:
+        await ahold_lease(execution_id, body.get("ttl"))
+        await sse.asend_sse_event(execution_id, "execution-start",
+                                  {"executionId": execution_id, "totalTasks": 2, "startTime": 0})
+        await sse.asend_sse_event(execution_id, "task-start",
+                                  {"taskId": "t1", "taskTitle": "Task one", "progress": 0,
+                                   "total": 2})
+        started.set()
+        await asyncio.Event().wait()
+
+    _producers[execution_id] = asyncio.ensure_future(produce())
+    await started.wait()
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+async def lease_producer_kill(request: HttpRequest) -> JsonResponse:
+    """Kill a producer started by ``lease_producer`` (it runs no cleanup)."""
+    _producers.pop(_body(request)["execution_id"]).cancel()
+    return JsonResponse({"ok": True})

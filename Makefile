@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-matrix lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,23 @@ demo: install example_project/.secret_key
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The core subset (.ci/core-tests) on every other supported Python/Django combination
+# (.ci/matrix, one line each), each in .venv-matrix/<name>; MATRIX="name ..." picks some.
+$(BIN)/uv: $(BIN)/python
+	$(BIN)/pip install -q uv
+
+test-matrix: install $(BIN)/uv
+	UV=$(BIN)/uv .ci/test-matrix $(MATRIX)
+
+# ruff over the repository, mypy over the package (configured in pyproject.toml).
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test,lint]"
+	touch $@
+
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 # Side-by-side benchmark on the local Redis (several minutes): table, targets,
 # sync-send rate, then the scaling curve (docs/scaling.png). See BENCHMARKS.md.
 $(VENV)/.bench-installed: $(VENV)/.installed
@@ -39,4 +56,4 @@ bench: $(VENV)/.bench-installed
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-matrix *.egg-info .pytest_cache

@@ -18,6 +18,7 @@ import signal
 
 import redis.asyncio as redis
 
+
 def chunk(data: bytes) -> bytes:
     """``data`` as one HTTP/1.1 chunk: the same framing the ASGI servers use."""
     return b"%x\r\n%s\r\n" % (len(data), data)

@@ -23,8 +23,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from bench.client import Sink, close_all, open_streams
-from bench.run import (ROOT, SYSTEMS, System, cpu_seconds, delete_run_keys, rss, settle,
-                       wait_streams, warm_up)
+from bench.run import ROOT, SYSTEMS, System, cpu_seconds, delete_run_keys, rss, settle, wait_streams, warm_up
 
 CONNECTIONS = [100, 1000, 3000, 10_000]
 EXECUTIONS = [1, 10, 100, 1000, 10_000]

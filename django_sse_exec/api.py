@@ -12,7 +12,7 @@ Input is validated here, at the call site, before anything is stored or sent.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.urls import reverse
@@ -27,6 +27,10 @@ from .layers import get_layer, group_name
 from .runner import run_sync
 from .store import get_store
 from .wire import encode_data, validate_event_name, validate_execution_id
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -75,8 +79,8 @@ async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
     The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
     "t", "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is
     JSON text, ``t`` the send time in seconds since the epoch). It is counted by
-    :func:`aget_sse_client_count` until unregistered
-    (or, if its process dies, until its heartbeat expires).
+    :func:`aget_sse_client_count` until unregistered (or, if its process dies,
+    until its heartbeat expires).
     """
     validate_execution_id(execution_id)
     if not isinstance(channel_name, str) or not channel_name:
@@ -135,8 +139,8 @@ def get_sse_client_count(execution_id: str) -> int:
     return run_sync("get_sse_client_count", aget_sse_client_count, execution_id)
 
 
-def stream_url(execution_id: str, *, user: Any = None, max_age: float | None = None,
-               format: str = DEFAULT_FORMAT) -> str:
+def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | int | str | None = None,
+               max_age: float | None = None, format: str = DEFAULT_FORMAT) -> str:
     """The relative URL of the execution's stream, with a signed token.
 
     The token is bound to ``execution_id``, to ``user`` if given (a user or its

@@ -139,7 +139,8 @@ def _build_request(scope: Scope) -> ASGIRequest:
             from django.contrib.auth.middleware import auser, get_user
             from django.utils.functional import SimpleLazyObject
 
-            request.user = SimpleLazyObject(lambda: get_user(request))
+            # Lazy, as AuthenticationMiddleware sets it (the stubs type it as the user itself).
+            request.user = SimpleLazyObject(lambda: get_user(request))  # type: ignore[assignment]
             request.auser = partial(auser, request)
     return request
 
@@ -147,8 +148,9 @@ def _build_request(scope: Scope) -> ASGIRequest:
 async def _respond(send: Send, status: int, body: bytes = b"",
                    headers: dict[str, str] | None = None) -> None:
     headers = response_headers(status, has_body=bool(body)) if headers is None else headers
+    length = [] if status == 204 else [(b"Content-Length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status,
-                "headers": [*as_asgi(headers), (b"Content-Length", str(len(body)).encode())]})
+                "headers": [*as_asgi(headers), *length]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -211,7 +213,8 @@ async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
     except asyncio.CancelledError:
         if not state["disconnected"]:
             raise  # the server is cancelling us: let it
-        me.uncancel()
+        if hasattr(me, "uncancel"):  # Python 3.11+ counts cancel requests; 3.10 does not
+            me.uncancel()
     except OSError:
         pass  # the client went away mid-write
     except Exception:

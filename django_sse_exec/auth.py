@@ -8,7 +8,9 @@ any ``(request, execution_id) -> bool`` callable, sync or async; a policy may
 also raise ``PermissionDenied("reason")`` to choose the 403 message.
 
 Everything here fails closed: only a policy that returns exactly ``True``
-grants access; a policy that raises anything else is logged and denies.
+grants access. A policy whose database or Redis is down raises
+:class:`~django_sse_exec.failures.ServiceUnavailable` (the client retries, and
+gets no event meanwhile); one that raises anything else is logged and denies.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 from .conf import sse_settings
+from .dblimit import database_slot
+from .failures import unavailable
 from .wire import validate_execution_id
 
 logger = logging.getLogger("django_sse_exec")
@@ -125,13 +129,32 @@ def check_token(token: str | None, execution_id: str, user_pk: Any = None) -> st
     return None
 
 
-async def _user(request: HttpRequest) -> Any:
-    """The request's user (needs AuthenticationMiddleware), loaded without blocking."""
+async def load_user(request: HttpRequest) -> Any:
+    """The request's user, loaded without blocking; None without AuthenticationMiddleware.
+
+    Loading it may take a database connection: it holds one of the process's
+    ``AUTHORIZE_DB_CONNECTIONS`` slots, and closes its connections before giving it
+    back (a stream must not pin one). A user loaded before costs nothing.
+    """
     if not hasattr(request, "user"):
+        return None
+    if hasattr(request, "_acached_user") and hasattr(request, "auser"):
+        return await request.auser()  # cached by Django's auser(): no query
+    async with database_slot():
+        try:
+            if hasattr(request, "auser"):
+                return await request.auser()
+            return await sync_to_async(lambda: request.user)()
+        finally:
+            await sync_to_async(connections.close_all)()
+
+
+async def _user(request: HttpRequest) -> Any:
+    """The request's user for a policy; PermissionDenied without AuthenticationMiddleware."""
+    user = await load_user(request)
+    if user is None:
         raise PermissionDenied("authentication middleware is not installed")
-    if hasattr(request, "auser"):
-        return await request.auser()
-    return await sync_to_async(lambda: request.user)()
+    return user
 
 
 # -- built-in policies -------------------------------------------------------
@@ -181,8 +204,9 @@ async def allow_any(request: HttpRequest, execution_id: str) -> bool:
 # -- running the configured policy --------------------------------------------
 
 
-#: Built-in policies that touch the database only by loading the user.
-_NO_DATABASE = (signed_token, allow_any)
+#: Built-in policies: they touch the database only through :func:`_user`, which
+#: bounds and closes its connections itself.
+_BUILT_IN = (signed_token, authenticated_user, staff_only, allow_any)
 
 
 def get_policy() -> Any:
@@ -193,41 +217,59 @@ def get_policy() -> Any:
 
 def _is_async(policy: Any) -> bool:
     """True for async functions, async callables and partials of either."""
-    return iscoroutinefunction(policy) or iscoroutinefunction(getattr(policy, "__call__", None))
+    return iscoroutinefunction(policy) or (callable(policy) and iscoroutinefunction(policy.__call__))
+
+
+async def _run_custom(policy: Any, request: HttpRequest, execution_id: str) -> Any:
+    """Call a project's policy with a database slot held, closing its connections after."""
+    async with database_slot():
+        if _is_async(policy):
+            try:
+                return await policy(request, execution_id)
+            finally:
+                await sync_to_async(connections.close_all)()
+
+        def run() -> Any:
+            try:
+                return policy(request, execution_id)
+            finally:
+                connections.close_all()
+
+        allowed = await sync_to_async(run)()
+        if inspect.isawaitable(allowed):  # an async callable we could not detect
+            allowed = await allowed
+        return allowed
 
 
 async def authorize(request: HttpRequest, execution_id: str) -> str | None:
     """Run the policy; return None when allowed or a short reason for the 403.
 
-    Only ``True`` allows. ``PermissionDenied("reason")`` gives that reason; any
-    other exception (including a policy that cannot be imported) is logged and
-    denies with "authorization failed" — never a traceback to the client.
+    Only ``True`` allows. ``PermissionDenied("reason")`` gives that reason. A
+    failure of what the policy depends on (database, Redis, network, timeout)
+    is not a refusal: it raises :class:`~django_sse_exec.failures.ServiceUnavailable`
+    (logged) so the client is told to retry. Any other exception (a bug, a
+    policy that cannot be imported) is logged and denies with "authorization
+    failed" — never a traceback to the client.
 
-    A stream lives for minutes and must not pin a database connection: a sync
-    policy runs in a worker thread and that thread's connections are closed
-    right after it; after an async policy, likewise (skipped only for the
-    built-ins that did not load the user, so the default costs no thread hop).
+    A stream lives for minutes and must not pin a database connection, and a
+    connect burst must not open one connection per client: a project's policy
+    runs holding one of ``AUTHORIZE_DB_CONNECTIONS`` slots and its connections
+    are closed right after it (a sync policy runs in a worker thread); the
+    built-ins do the same only when they load the user, so the default
+    signed-token policy costs no thread hop.
     """
     try:
         policy = get_policy()
-        if _is_async(policy):
+        if policy in _BUILT_IN:
             allowed = await policy(request, execution_id)
-            if policy not in _NO_DATABASE or hasattr(request, "_acached_user") or hasattr(
-                    request, "_cached_user"):
-                await sync_to_async(connections.close_all)()
         else:
-            def run() -> Any:
-                try:
-                    return policy(request, execution_id)
-                finally:
-                    connections.close_all()
-
-            allowed = await sync_to_async(run)()
-            if inspect.isawaitable(allowed):  # an async callable we could not detect
-                allowed = await allowed
+            allowed = await _run_custom(policy, request, execution_id)
     except PermissionDenied as exc:
         return str(exc)[:200] or "forbidden"
-    except Exception:
+    except Exception as exc:
+        outage = unavailable("authorization", exc)
+        if outage is not None:
+            raise outage from exc
         logger.exception("authorization policy failed for execution %s", execution_id)
         return "authorization failed"
     return None if allowed is True else "forbidden"
@@ -235,5 +277,5 @@ async def authorize(request: HttpRequest, execution_id: str) -> str | None:
 
 __all__ = [
     "allow_any", "authenticated_user", "authorize", "check_token", "get_policy",
-    "make_token", "signed_token", "staff_only", "token_age",
+    "load_user", "make_token", "signed_token", "staff_only", "token_age",
 ]

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .auth import load_user
 from .conf import sse_settings
 
 _open: Counter[tuple[str, str]] = Counter()
@@ -42,13 +43,8 @@ def _cap(name: str) -> int | None:
 
 async def _user_key(request: Any) -> str | None:
     """The request's user primary key, if a user is logged in (needs auth middleware)."""
-    if hasattr(request, "auser"):
-        user = await request.auser()
-    elif hasattr(request, "user"):
-        from asgiref.sync import sync_to_async
-
-        user = await sync_to_async(lambda: request.user)()
-    else:
+    user = await load_user(request)  # bounded database use, connections closed after
+    if user is None:
         return None
     return str(user.pk) if getattr(user, "is_authenticated", False) else None
 

@@ -12,16 +12,18 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import DEFAULTS, sse_settings
+from .dblimit import check_db_connections
+from .deployment import check_asgi
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
+    """No ASGI_APPLICATION, unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
     memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
     from .layers import is_memory_layer, is_redis_layer
     from .store import backend_path
 
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = [*check_asgi(), *check_db_connections()]
     for key in sse_settings.unknown_keys():
         messages.append(Warning(
             f"SSE_EXEC has an unknown key {key!r}",
@@ -44,7 +46,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             "Celery is configured but the channel layer is in-memory: events sent from a "
             "Celery worker cannot reach the web process's streams",
             hint="Use channels_redis (CHANNEL_LAYERS BACKEND "
-                 "'channels_redis.core.RedisChannelLayer'); the event store follows it to Redis.",
+                 "'channels_redis.pubsub.RedisPubSubChannelLayer'); the event store follows it "
+                 "to Redis.",
             id="django_sse_exec.W004",
         ))
     if is_redis_layer() and backend_path() == "django_sse_exec.store.memory.MemoryStore":

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_EVENT_BYTES": 64 * 1024,
     # Dotted path to the authorisation callable ``(request, execution_id) -> bool``.
     "AUTHORIZE": "django_sse_exec.auth.signed_token",
+    # Database connections stream authorisation may hold at once, per process
+    # (loading the user, or any custom policy); further connects wait their turn.
+    # Keep (processes x this) below the database's connection limit. None: no limit.
+    "AUTHORIZE_DB_CONNECTIONS": 8,
     # Seconds between membership heartbeats; an entry expires after 3 missed beats.
     "HEARTBEAT": 10.0,
     # Seconds between the hub's checks of the log for events its channel dropped.

@@ -41,9 +41,9 @@ def formatter() -> Callable[[BaseException], str] | None:
     """The custom formatter named by ``ERROR_DETAIL``, or None for a built-in mode."""
     detail = sse_settings.ERROR_DETAIL
     if callable(detail):
-        return detail  # type: ignore[no-any-return]
+        return detail
     if isinstance(detail, str) and detail not in _MODES:
-        return import_string(detail)  # type: ignore[no-any-return]
+        return import_string(detail)
     return None
 
 

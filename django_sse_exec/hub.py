@@ -23,9 +23,9 @@ import weakref
 from typing import Any
 
 from .conf import sse_settings
+from .fanout import Fanout, Group
 from .layers import get_layer, group_name
 from .store import Store, get_store
-from .fanout import Fanout, Group
 from .subscriber import Subscriber
 
 logger = logging.getLogger("django_sse_exec")
@@ -82,8 +82,12 @@ class Hub:
         if name:
             task.set_name(name)
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget_task)
         return task
+
+    def _forget_task(self, task: asyncio.Task[Any]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
 
     async def stop(self) -> None:
         """Cancel the hub's loops (tests and shutdown)."""

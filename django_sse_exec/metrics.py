@@ -30,8 +30,8 @@ try:  # the optional extra
     import prometheus_client as _prom
     from prometheus_client import multiprocess as _multiprocess
 except ImportError:  # pragma: no cover - exercised by a test in a subprocess
-    _prom = None
-    _multiprocess = None
+    _prom = None  # type: ignore[assignment]
+    _multiprocess = None  # type: ignore[assignment]
 
 #: Where streams are served from: "view" (the Django view) or "fast" (the ASGI fast path).
 ENTRY_POINTS = ("view", "fast")
@@ -199,7 +199,7 @@ def forget_dead_processes(directory: str) -> list[int]:
         except PermissionError:
             pass  # running, as another user
     for pid in dead:
-        _multiprocess.mark_process_dead(pid, directory)  # type: ignore[union-attr]
+        _multiprocess.mark_process_dead(pid, directory)
     return sorted(dead)
 
 
@@ -213,7 +213,7 @@ def exposition() -> tuple[bytes, str]:
         return _prom.generate_latest(_prom.REGISTRY), _prom.CONTENT_TYPE_LATEST
     forget_dead_processes(directory)
     registry = _prom.CollectorRegistry()
-    _multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[union-attr]
+    _multiprocess.MultiProcessCollector(registry, path=directory)
     return _prom.generate_latest(registry), _prom.CONTENT_TYPE_LATEST
 
 

@@ -22,8 +22,8 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ def target_loop() -> asyncio.AbstractEventLoop:
     return private_loop()
 
 
-def run_sync(name: str, func: Callable[..., Awaitable[T]], *args: object,
+def run_sync(name: str, func: Callable[..., Coroutine[Any, Any, T]], *args: object,
              timeout: float | None = None) -> T:
     """Run ``func(*args)`` to completion from synchronous code and return its result.
 
@@ -71,7 +71,7 @@ def run_sync(name: str, func: Callable[..., Awaitable[T]], *args: object,
     naming the async twin (``a`` + ``name``) to ``await`` instead.
     """
     refuse_in_loop(name)
-    future = asyncio.run_coroutine_threadsafe(func(*args), target_loop())  # type: ignore[arg-type]
+    future = asyncio.run_coroutine_threadsafe(func(*args), target_loop())
     return future.result(timeout)
 
 

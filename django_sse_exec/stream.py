@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from .backlog import find_backlog
 from .caps import OverCap, admit
 from .conf import sse_settings
 from .cursor import Cursor
+from .failures import ServiceUnavailable, guard, retry_body, unavailable
 from .formats import JSON, Render, render_for
 from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
@@ -85,26 +86,32 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     """Apply the connect rules and return the response to give.
 
     ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    An outage at connect (the policy's database, the store's Redis) is a 200
+    whose body is only a ``retry:`` hint and a comment naming the cause, so
+    ``EventSource`` comes back; only a refusal is a 403.
     """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
-    reason = await authorize(request, execution_id)
-    vary = session_read(request)
-    if reason is not None:
-        return Outcome(403, reason, vary_cookie=vary)
-    render = render_for(getattr(request, "GET", None), execution_id)
-    if render is None:
-        return Outcome(400, "unknown format", vary_cookie=vary)
-    head = None
-    if last_event_id:  # only a client that has seen events can be told "no more"
-        head = await get_store().read(execution_id, upto=0)
-        if head.closed and last_event_id == head.last_id:
-            return Outcome(204, vary_cookie=vary)
     try:
-        slot = await admit(request)  # a per-user cap may read the session too
+        reason = await authorize(request, execution_id)
+        vary = session_read(request)
+        if reason is not None:
+            return Outcome(403, reason, vary_cookie=vary)
+        render = render_for(getattr(request, "GET", None), execution_id)
+        if render is None:
+            return Outcome(400, "unknown format", vary_cookie=vary)
+        head = None
+        if last_event_id:  # only a client that has seen events can be told "no more"
+            head = await guard("event store", get_store().read(execution_id, upto=0))
+            if head.closed and last_event_id == head.last_id:
+                return Outcome(204, vary_cookie=vary)
+        slot = await guard("stream caps", admit(request))  # a per-user cap may read the session too
     except OverCap as exc:
         return Outcome(429, str(exc), vary_cookie=session_read(request),
                        retry_after=exc.retry_after)
+    except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
+        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
+                       vary_cookie=session_read(request))
     body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
                          head=head, render=render, entry_point=entry_point)
     return Outcome(200, body=slot.hold(body) if slot else body,
@@ -123,7 +130,7 @@ _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 async def stream_events(execution_id: str, after: int | None, scope: Any = None,
                         head: LogSlice | None = None, render: Render = JSON,
-                        entry_point: str = "view") -> AsyncIterator[bytes]:
+                        entry_point: str = "view") -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -144,9 +151,12 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     hub = get_hub()
     try:
         sub = await hub.subscribe(execution_id)
-    except Exception:  # e.g. the store timed out in a connect storm
-        logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
-        yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
+    except Exception as exc:  # e.g. the store timed out in a connect storm
+        outage = unavailable("event store", exc)
+        if outage is None:
+            logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
+        # A clean, empty stream: the client comes back after retry.
+        yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
     sub.backlog = find_backlog(scope)
     tally = StreamTally(execution_id, entry_point)

@@ -19,7 +19,6 @@ from .wire import STREAM_CLOSED, Event
 Entry = tuple[int, str, bytes, Event]
 
 
-
 class Batch:
     """Consecutive events of one execution, encoded once for every local stream.
 

@@ -68,7 +68,7 @@ class StreamTally:
         if self.closed:
             return "closed"
         if end_reason in _PLANNED:
-            return end_reason  # type: ignore[return-value]
+            return end_reason
         if end_reason is not None:
             return "slow"
         return "error" if self.failed else "client_gone"

@@ -2,7 +2,8 @@
 
 All stream logic lives in :mod:`django_sse_exec.stream`; this view only turns its
 outcome into a response: a ``StreamingHttpResponse`` over an async generator for
-a 200, a short plain-text body for 403/404, an empty 204.
+a 200, a short plain-text body for 403/404, an empty 204 — and refuses at once,
+with an error naming the fix, a request that reached it through WSGI.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import metrics
+from .deployment import refuse_wsgi
 from .headers import response_headers
 from .stream import last_event_id_of, open_stream
 
@@ -18,6 +20,9 @@ from .stream import last_event_id_of, open_stream
 @csrf_exempt  # GET only; exempt so other methods get a clean 405 instead of a CSRF 403
 async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse | StreamingHttpResponse:
     """``GET .../executions/<execution_id>/events``: the execution's event stream."""
+    refusal = refuse_wsgi(request)
+    if refusal is not None:
+        return refusal
     if request.method != "GET":
         return HttpResponse("method not allowed", status=405,
                             headers={**response_headers(405), "Allow": "GET"})
@@ -26,6 +31,10 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
     )
     outcome = await open_stream(request, execution_id, last_event_id)
     metrics.connected("view", outcome.status)
+    if outcome.status == 204:
+        response = HttpResponse(status=204, headers=outcome.headers)
+        del response["Content-Type"]  # no body, so no (text/html) type either
+        return response
     if outcome.status != 200 or outcome.body is None:
         return HttpResponse(outcome.reason, status=outcome.status, headers=outcome.headers)
     # GZipMiddleware would buffer and compress every chunk; it only compresses

@@ -14,7 +14,6 @@ from .conf import sse_settings
 from .disclosure import describe_exception
 from .wire import encode_data
 
-
 #: The event vocabulary.
 EXECUTION_START = "execution-start"
 EXECUTION_COMPLETE = "execution-complete"

@@ -2,7 +2,7 @@
 
 With no ``REDIS_URL`` in the environment everything runs in one process on
 channels' in-memory layer (``make demo``). With ``REDIS_URL`` set, the channel
-layer is channels_redis and the app's event store follows it to the same Redis,
+layer is channels_redis's pub/sub layer and the app's event store follows it to the same Redis,
 so Celery workers and several web processes share every execution.
 """
 
@@ -95,16 +95,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL")
 
 if REDIS_URL:
+    # The pub/sub layer, as the README recommends; CHANNEL_LAYER_BACKEND=
+    # channels_redis.core.RedisChannelLayer tries the core layer instead.
+    _backend = os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer")
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": os.environ.get(
-                "CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"
-            ),
+            "BACKEND": _backend,
             "CONFIG": {
-                # Dict hosts let us set socket_timeout above the layer's 5 s idle
+                # Dict hosts let us set socket_timeout above the core layer's 5 s idle
                 # blocking pop (redis-py 8 otherwise times out idle receives).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}],
-                "capacity": 10_000,
+                **({"capacity": 10_000} if _backend.endswith(".core.RedisChannelLayer") else {}),
             },
         }
     }
@@ -117,7 +118,7 @@ else:
         }
     }
 
-SSE_EXEC = {
+SSE_EXEC: dict[str, object] = {
     "KEEPALIVE": float(os.environ.get("SSE_KEEPALIVE", "15")),
 }
 

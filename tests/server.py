@@ -37,6 +37,7 @@ def wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float,
             return
         except httpx.HTTPError:
             time.sleep(0.1)
+    stop_process(proc)  # a server that did not answer in time must not outlive the test
     raise RuntimeError(f"did not start: {describe()}")
 
 
@@ -86,7 +87,7 @@ class Server:
                     "warning", *self.extra_args, self.app]
         raise ValueError(self.kind)
 
-    def start(self, timeout: float = 20) -> "Server":
+    def start(self, timeout: float = 60) -> "Server":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)

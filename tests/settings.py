@@ -24,6 +24,8 @@ DATABASES = {
         "NAME": os.environ.get("TEST_DB_PATH", ":memory:"),
     }
 }
+if "TEST_DATABASE_JSON" in os.environ:  # another database for servers that need one (PostgreSQL)
+    DATABASES = {"default": json.loads(os.environ["TEST_DATABASE_JSON"])}
 
 _layer = os.environ.get("TEST_LAYER", "memory")
 _redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

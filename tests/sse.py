@@ -129,6 +129,8 @@ class SSEClient:
             chunk = await asyncio.wait_for(self._iter.__anext__(), timeout)
         except StopAsyncIteration:
             return b""
+        except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
+            raise TimeoutError(f"no bytes within {timeout} s") from None
         self.raw += chunk
         self.events.extend(self.parser.feed(chunk))
         return chunk

@@ -82,7 +82,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, 
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"process did not exit; stdout={out!r} stderr={err!r}")
+        raise AssertionError(f"process did not exit; stdout={out!r} stderr={err!r}") from None
     return proc.returncode, out, err
 
 

@@ -158,7 +158,7 @@ async def test_detail_counts_the_viewers(server):
         return detail["viewers"] == expected
 
     try:
-        async with SSEClient(url) as one:
+        async with SSEClient(url):
             await until(lambda: viewers(1))
             async with SSEClient(url) as two:
                 await two.read_chunk()

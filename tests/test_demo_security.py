@@ -30,7 +30,6 @@ from tests.conftest import migrated_db_env
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
 
-
 PUBLISHED_KEY = "example-project-insecure-key-change-me"
 
 

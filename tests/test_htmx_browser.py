@@ -18,8 +18,7 @@ import pytest
 
 from django_sse_exec.state import ExecutionState
 from tests.server import Server
-from tests.test_browser import (  # noqa: F401  (browser: the module's Chromium)
-    ARTIFACTS, TIMEOUT_MS, browser, open_tabs, wait_until)
+from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_tabs, wait_until  # noqa: F401  (browser: the module's Chromium)
 
 VENDOR = "/static/django_sse_exec/vendor/"
 BODY = ".sse-exec__body"

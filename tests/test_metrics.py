@@ -30,7 +30,6 @@ from tests.sse import SSEClient
 from tests.workers import delete_keys, redis_env
 
 
-
 class QuietDaphne(Server):
     """daphne with its access log off (``--access-log /dev/null``): the log holds only
     what the app and daphne's logging write."""

@@ -20,6 +20,7 @@ from django_sse_exec.store import get_store
 from django_sse_exec.store.redis import RedisStore, layer_redis_url, redis_url_from_settings
 from tests.workers import delete_keys
 
+
 @pytest.fixture
 def prefix(requires_redis: str) -> Iterator[str]:
     value = f"t{uuid.uuid4().hex[:10]}"

@@ -93,7 +93,7 @@ def test_an_exception_still_ends_the_stream_then_propagates(execution_id):
             report.task_start("a")
             report.task_complete("a")
             report.task_start("b", "Divide")
-            1 / 0
+            raise ZeroDivisionError("division by zero")
     events = logged(execution_id)
     assert names(events)[-3:] == ["task-fail", "execution-complete", "stream-closed"]
     assert events[-3][1]["taskId"] == "b" and "ZeroDivisionError" in events[-3][1]["error"]

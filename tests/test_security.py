@@ -23,8 +23,8 @@ import pytest
 from django_sse_exec import stream_url
 from tests.conftest import entry_point_env, migrated_db_env
 from tests.server import ROOT, Server
-from tests.tokens import expired_stream_url
 from tests.sse import SSEClient
+from tests.tokens import expired_stream_url
 
 pytestmark = pytest.mark.asyncio
 

@@ -35,7 +35,6 @@ from tests.server import ROOT, Server, free_port
 from tests.sse import SSEClient
 from tests.test_faults import MB, RssSampler, report, send_many
 
-
 LIMIT = 256 * 1024
 SETTINGS = {"CLIENT_BUFFER_BYTES": LIMIT, "WRITE_TIMEOUT": 3, "KEEPALIVE": 60}
 EVENTS, EVENT_BYTES = 8000, 2500  # ~20 MB for the stream to queue

@@ -100,7 +100,7 @@ async def test_history_is_trimmed_by_bytes_keeping_the_newest(make):
 
 async def test_reads_are_paged_by_count_and_bytes(make):
     store = make(history_max_events=100)
-    for i in range(10):
+    for _ in range(10):
         await store.append("e", "step", "x" * 1000)
     page = await store.read("e", after=2, limit=3)
     assert [e.id for e in page.events] == [3, 4, 5] and page.last_id == 10

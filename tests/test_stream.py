@@ -62,8 +62,10 @@ async def test_two_clients_share_and_other_execution_gets_nothing(server, url_fo
 async def test_disconnect_is_uncounted_and_others_continue(server, url_for, execution_id):
     a = SSEClient(url_for(server, execution_id))
     b = SSEClient(url_for(server, execution_id))
-    await a.connect(); await b.connect()
-    await a.read_chunk(); await b.read_chunk()
+    await a.connect()
+    await b.connect()
+    await a.read_chunk()
+    await b.read_chunk()
     assert server.count(execution_id) == 2
     await a.close()
     for _ in range(50):
@@ -114,7 +116,7 @@ async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, url_for,
         client = SSEClient(url, headers)
         await client.connect()
         try:
-            await client.wait_for(lambda ev: len(ev) >= 40 or (ev and ev[-1].int_id >= total), timeout=15)
+            await client.wait_for(lambda ev: len(ev) >= 40 or (ev and ev[-1].int_id >= total), timeout=60)
         finally:
             await client.close()
         seen.extend(e.int_id for e in client.events)

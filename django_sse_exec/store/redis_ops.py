@@ -8,6 +8,7 @@ costs a few SCAN round trips plus one pipelined summary per execution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import scripts
@@ -22,7 +23,9 @@ class RedisOperations:
     history_ttl: float
     closed_ttl: float
 
-    # Provided by the store: client(), key(execution_id, part).
+    # Provided by the store.
+    client: Callable[[], Any]
+    key: Callable[[str, str], str]
 
     def _leases_key(self) -> str:
         return f"{self.prefix}:leases"

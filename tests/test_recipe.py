@@ -1,0 +1,202 @@
+"""The README is a working recipe: a new project built from its snippets streams.
+
+A project made with ``django-admin startproject``, with the README's settings,
+URL, send and page snippets applied (read from README.md, see tests/recipe.py),
+passes ``manage.py check``, serves the page and ``sse-exec.js`` under plain
+daphne (in development and, after ``collectstatic``, with ``DEBUG`` off), and
+streams an execution. Then the README's nginx configuration, run by a real nginx
+in front of that daphne: events arrive one by one, keepalives outlive a short
+``proxy_read_timeout``, and a reconnect resumes after ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.recipe import RecipeProject, snippet
+from tests.server import VENV_BIN, free_port, stop_process, wait_until_serving
+from tests.sse import SSEClient
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecipeProject]:
+    made = RecipeProject(tmp_path_factory.mktemp("recipe") / "mysite")
+    yield made
+    made.stop()
+
+
+def test_install_line_names_this_package_and_its_extras():
+    line = snippet("install").strip()
+    assert line.startswith('pip install ".[') and "whitenoise" in line
+    extras = re.search(r'"\.\[([\w,]+)\]"', line).group(1).split(",")
+    setup = Path(__file__).resolve().parent.parent.joinpath("setup.cfg").read_text()
+    for extra in extras:
+        assert re.search(rf"^{extra} =$", setup, re.M), f"setup.cfg has no [{extra}] extra"
+
+
+def page_links(html: str) -> tuple[str, str]:
+    """The script src and the stream URL the rendered page snippet contains."""
+    script = re.search(r'<script src="([^"]+)"', html).group(1)
+    stream = re.search(r'SSEExec\.connect\("([^"]+)"', html).group(1)
+    return script, stream.replace("&amp;", "&")
+
+
+async def test_the_three_steps_stream_an_execution(project):
+    checked = project.manage("check")
+    assert "no issues" in checked, checked
+    base = project.daphne()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        page = await http.get("/recipe/page", params={"execution": "exec-42"})
+        assert page.status_code == 200
+        script, stream = page_links(page.text)
+        js = await http.get(script)
+        assert js.status_code == 200 and "SSEExec" in js.text
+        async with SSEClient(base + stream) as client:
+            assert client.response.status_code == 200
+            assert (await http.get("/recipe/send")).text == "sent"
+            events = await client.read_until_closed(timeout=30)
+        assert [e.event for e in events] == ["task-start", "stream-closed"]
+        assert events[0].json == {"taskId": "task-1", "progress": 1, "total": 5}
+        again = await http.get(stream, headers={"Last-Event-ID": events[-1].id})
+        assert again.status_code == 204 and "content-type" not in again.headers
+    project.stop()
+
+
+def test_static_file_with_debug_off_after_collectstatic(project):
+    project.append_settings('DEBUG = False\nALLOWED_HOSTS = ["127.0.0.1"]')
+    project.manage("collectstatic", "--noinput")
+    assert (project.dir / "staticfiles" / "django_sse_exec" / "sse-exec.js").exists()
+    base = project.daphne()
+    js = httpx.get(base + "/static/django_sse_exec/sse-exec.js", timeout=30)
+    assert js.status_code == 200 and "SSEExec" in js.text
+    project.stop()
+
+
+# -- nginx --------------------------------------------------------------------------
+
+
+def nginx_conf(prefix: Path, app_port: int, port: int, static_root: Path) -> str:
+    """The README's nginx snippet with this machine's ports and paths, in a minimal main config."""
+    site = snippet("nginx")
+    for pattern, replacement in [
+        (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{app_port};"),
+        (r"listen 80;", f"listen 127.0.0.1:{port};"),
+        (r"alias /srv/mysite/staticfiles/;", f"alias {static_root}/;"),
+        (r"proxy_read_timeout 1h;", "proxy_read_timeout 4s;"),
+    ]:
+        site, count = re.subn(pattern, replacement, site)
+        assert count == 1, f"the README's nginx snippet has no {pattern!r}"
+    temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind};"
+                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"user root;\ndaemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n"
+            f"events {{ worker_connections 256; }}\nhttp {{\n    access_log {prefix}/access.log;\n"
+            f"{temp}\n{site}}}\n")
+
+
+@pytest.fixture
+def nginx(project, tmp_path) -> Iterator[str]:
+    """The README's nginx in front of the project's daphne (1 s keepalive); its base URL."""
+    if not Path(NGINX).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"nginx is not installed ({NGINX}) and CI requires it")
+        pytest.skip(f"nginx is not installed ({NGINX})")
+    project.append_settings('SSE_EXEC = {"KEEPALIVE": 1, "RETRY_JITTER_MS": 0}')
+    project.manage("collectstatic", "--noinput")
+    app = project.daphne()
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_conf(tmp_path, int(app.rsplit(":", 1)[1]), port,
+                               project.dir / "staticfiles"))
+    log = tmp_path / "nginx.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(proc, base + "/recipe/emit?execution=warm-up", 60,
+                           lambda: log.read_text()[-3000:])
+        yield base
+    finally:
+        stop_process(proc, timeout=15)
+        project.stop()
+
+
+async def test_nginx_passes_events_one_by_one_keeps_idle_streams_and_resumes(nginx,
+                                                                            execution_id):
+    async with httpx.AsyncClient(base_url=nginx, timeout=30) as http:
+        js = await http.get("/static/django_sse_exec/sse-exec.js")
+        assert js.status_code == 200 and "SSEExec" in js.text
+        page = await http.get("/recipe/page", params={"execution": execution_id})
+        assert page.status_code == 200  # the Host header reached Django (ALLOWED_HOSTS)
+        _, stream = page_links(page.text)
+
+        async def emit(n: int) -> int:
+            resp = await http.get("/recipe/emit", params={"execution": execution_id, "n": n})
+            return resp.json()["id"]
+
+        async with SSEClient(nginx + stream) as client:
+            assert client.response.headers["content-type"].startswith("text/event-stream")
+            for n in range(1, 4):  # each event arrives before the next is sent: no buffering
+                await emit(n)
+                await client.wait_for(lambda events, n=n: len(events) == n, timeout=10)
+            # Silent for longer than proxy_read_timeout (4 s): keepalives hold the stream open.
+            started = time.monotonic()
+            await client.wait_for(lambda events: time.monotonic() - started > 9, timeout=30)
+            assert client.parser.comments.count("keepalive") >= 5
+            await emit(4)
+            events = await client.wait_for(lambda events: len(events) == 4, timeout=10)
+            assert [e.json["n"] for e in events] == ["1", "2", "3", "4"]
+            last = events[-1].id
+        sent = [await emit(5), await emit(6)]
+        async with SSEClient(nginx + stream, {"Last-Event-ID": last}) as client:
+            events = await client.wait_for(lambda events: len(events) == 2, timeout=10)
+            assert [e.int_id for e in events] == sent
+            assert [e.json["n"] for e in events] == ["5", "6"]
+
+
+# -- Celery ---------------------------------------------------------------------------
+
+
+async def test_celery_recipe_streams_a_task_from_a_worker(requires_redis, tmp_path):
+    """The README's Redis settings, Celery app and task, with a real worker."""
+    made = RecipeProject(tmp_path / "mysite")
+    try:
+        made.manage("startapp", "myapp")
+        made.append_settings(snippet("celery-settings").replace(
+            "redis://127.0.0.1:6379/0", requires_redis))
+        queue = f"recipe-{uuid.uuid4().hex[:8]}"  # not the shared Redis's default queue
+        made.append_settings(f'INSTALLED_APPS += ["myapp"]\nCELERY_TASK_DEFAULT_QUEUE = "{queue}"\n'
+                             f'SSE_EXEC = {{"KEY_PREFIX": "{queue}"}}')
+        (made.dir / "mysite" / "celery.py").write_text(snippet("celery-app"))
+        init = made.dir / "mysite" / "__init__.py"
+        init.write_text(snippet("celery-init") + init.read_text())
+        (made.dir / "myapp" / "tasks.py").write_text(snippet("celery-task"))
+        assert "no issues" in made.manage("check")
+        base = made.daphne()
+        worker = made.start([str(VENV_BIN / "celery"), "-A", "mysite", "worker", "-l", "info",
+                             "--pool", "solo", "--without-gossip", "--without-mingle"],
+                            "celery")
+        execution_id = f"recipe-{uuid.uuid4().hex[:12]}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            page = await http.get("/recipe/page", params={"execution": execution_id})
+            _, stream = page_links(page.text)
+            async with SSEClient(base + stream) as client:
+                made.manage("shell", "-c",
+                            f"from myapp.tasks import build; build.delay({execution_id!r})")
+                events = await client.read_until_closed(timeout=60)
+        assert [e.event for e in events] == ["task-start", "stream-closed"], worker.read_text()
+        assert events[0].json == {"taskId": "t1", "progress": 0, "total": 1}
+    finally:
+        made.stop()

@@ -89,7 +89,7 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_daphne(
     """10k events of 2 KB: four clients stop reading; ten others get everything on time."""
     srv = make_server("daphne", sse_exec={
         "CLIENT_BUFFER_BYTES": 256 * 1024, "WRITE_TIMEOUT": 5, "HISTORY_MAX_EVENTS": 20000,
-        "KEEPALIVE": 60, "RETRY_MS": 200})
+        "HISTORY_MAX_BYTES": 64 * MB, "KEEPALIVE": 60, "RETRY_MS": 200})
     url = url_for(srv, execution_id)
     readers, reader_tasks = await start_swarm([url] * 10)
     stalled, stalled_tasks = await start_swarm([url] * 4, stall_after=100, rcvbuf=4096)
@@ -130,7 +130,7 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_uvicorn(
     """Under uvicorn the write itself blocks: the write deadline and event buffer end it."""
     srv = make_server("uvicorn", sse_exec={
         "WRITE_TIMEOUT": 2, "CLIENT_BUFFER": 200, "HISTORY_MAX_EVENTS": 20000,
-        "KEEPALIVE": 60, "RETRY_MS": 200})
+        "HISTORY_MAX_BYTES": 64 * MB, "KEEPALIVE": 60, "RETRY_MS": 200})
     url = url_for(srv, execution_id)
     readers, reader_tasks = await start_swarm([url] * 3)
     stalled, stalled_tasks = await start_swarm([url] * 2, stall_after=10, rcvbuf=4096)

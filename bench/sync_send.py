@@ -118,7 +118,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     import redis
 
     from django_sse_exec import asend_sse_event, close_sse_connections, send_sse_event
-    from django_sse_exec.runner import publisher, run_sync
+    from django_sse_exec.publisher import publisher
+    from django_sse_exec.runner import run_sync
 
     raw = redis.Redis.from_url(redis_url)
     payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()

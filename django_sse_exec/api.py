@@ -19,35 +19,14 @@ from django.urls import reverse
 
 from .auth import make_token
 from .conf import sse_settings
-from .hub import MESSAGE_TYPE, get_hub
+from .delivery import aget_delivery, get_delivery
+from .hub import get_hub
 from .layers import get_layer, group_name
-from .runner import redis_sender, refuse_in_loop, run_sync
+from .runner import run_sync
 from .store import get_store
-from .wire import STREAM_CLOSED, encode_data, validate_event_name, validate_execution_id
+from .wire import encode_data, validate_event_name, validate_execution_id
 
 logger = logging.getLogger("django_sse_exec")
-
-
-def _message(execution_id: str, event_id: int, event: str, data: str) -> dict[str, Any]:
-    return {"type": MESSAGE_TYPE, "execution_id": execution_id, "id": event_id,
-            "event": event, "data": data}
-
-
-async def _publish(execution_id: str, event_id: int, event: str, data: str) -> None:
-    """Publish a logged event; a failure is logged, not raised.
-
-    The event is already in the log with its id, so raising would invite a retry
-    that sends it twice. Streams get it anyway: each hub compares the log's last
-    ids with what it received (every ``REPAIR_INTERVAL``) and catches up from the
-    log. A channel layer that lost its connection (a Redis restart leaves stale
-    pooled connections) is the usual cause.
-    """
-    try:
-        await get_layer().group_send(group_name(execution_id),
-                                     _message(execution_id, event_id, event, data))
-    except Exception:
-        logger.warning("publishing event %s of execution %s failed; streams will catch up "
-                       "from the log", event_id, execution_id, exc_info=True)
 
 
 def _validated(execution_id: str, event: str, data: Any) -> str:
@@ -62,22 +41,17 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
 
     The event is appended to the execution's log first (it gets the next id:
     1, 2, 3 ...; late joiners and reconnecting clients replay it from there),
-    then published to the execution's channel-layer group. Returns the event id.
+    then delivered to the execution's channel-layer group (how: see
+    :mod:`django_sse_exec.delivery`). Returns the event id.
 
     Raises ``ValueError``/``TypeError`` for a bad execution id, event name or data
-    (nothing is sent), and :class:`~django_sse_exec.exceptions.ExecutionClosed`
-    if the execution was closed.
+    (nothing is sent), :class:`~django_sse_exec.exceptions.ExecutionClosed` if
+    the execution was closed, and
+    :class:`~django_sse_exec.exceptions.StoreUnavailable` if the store cannot be
+    reached.
     """
     text = _validated(execution_id, event, data)
-    sender = redis_sender()
-    if sender is not None:  # one script logs and delivers, where the setup allows it
-        plan = sender.delivery_plan(
-            execution_id, lambda event_id: _message(execution_id, event_id, event, text))
-        if plan is not None:
-            return await sender.store.append(execution_id, event, text, publish=plan)
-    event_id = await get_store().append(execution_id, event, text)
-    await _publish(execution_id, event_id, event, text)
-    return event_id
+    return await (await aget_delivery()).send(execution_id, event, text)
 
 
 async def aclose_sse_connections(execution_id: str) -> int:
@@ -88,20 +62,15 @@ async def aclose_sse_connections(execution_id: str) -> int:
     reconnects get 204), and returns the id of that final event. Idempotent.
     """
     validate_execution_id(execution_id)
-    store = get_store()
-    event_id, first = await store.close(execution_id)
-    if first:
-        closed = store.closed_event(execution_id, event_id)
-        await _publish(execution_id, event_id, STREAM_CLOSED, closed.data)
-    return event_id
+    return await (await aget_delivery()).close(execution_id)
 
 
 async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
     """Add any channels consumer's channel to the execution's group and count it.
 
     The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
-    "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is JSON
-    text). It is counted by :func:`aget_sse_client_count` until unregistered
+    "t", "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is
+    JSON text, ``t`` the send time in seconds since the epoch). It is counted by :func:`aget_sse_client_count` until unregistered
     (or, if its process dies, until its heartbeat expires).
     """
     validate_execution_id(execution_id)
@@ -132,27 +101,16 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells.
 
     On Redis it skips the event loop: one Redis script, run from the calling
-    thread, logs the event and delivers it to the channel layer (one round
-    trip; see :mod:`django_sse_exec.runner`).
+    thread, logs the event and delivers it to the channel layer (one round trip).
     """
-    sender = redis_sender()
-    if sender is None:
-        return run_sync("send_sse_event", asend_sse_event, execution_id, event, data)
-    refuse_in_loop("send_sse_event")
     text = _validated(execution_id, event, data)
-    return sender.send(execution_id, event, text,
-                       lambda event_id: _message(execution_id, event_id, event, text))
+    return get_delivery().send_blocking(execution_id, event, text)
 
 
 def close_sse_connections(execution_id: str) -> int:
     """Sync twin of :func:`aclose_sse_connections`; returns after ``stream-closed`` is published."""
-    sender = redis_sender()
-    if sender is None:
-        return run_sync("close_sse_connections", aclose_sse_connections, execution_id)
-    refuse_in_loop("close_sse_connections")
     validate_execution_id(execution_id)
-    return sender.close(execution_id, lambda event_id, data: _message(
-        execution_id, event_id, STREAM_CLOSED, data))
+    return get_delivery("close_sse_connections").close_blocking(execution_id)
 
 
 def register_sse_client(execution_id: str, channel_name: str) -> None:

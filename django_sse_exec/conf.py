@@ -25,6 +25,14 @@ DEFAULTS: dict[str, Any] = {
     "CHANNEL_LAYER": "default",
     # Events retained per execution for replay (older ones are trimmed).
     "HISTORY_MAX_EVENTS": 1000,
+    # Bytes of event data retained per execution (older events are trimmed; the
+    # newest is always kept).
+    "HISTORY_MAX_BYTES": 16 * 1024 * 1024,
+    # A replay is read and sent one page at a time, so a stream holds at most one
+    # page of history in memory: at most this many events ...
+    "REPLAY_PAGE_EVENTS": 200,
+    # ... and about this many bytes (at least one event).
+    "REPLAY_PAGE_BYTES": 256 * 1024,
     # Seconds an open execution's log is kept after its last event.
     "HISTORY_TTL": 24 * 3600,
     # Seconds a closed execution's log is kept (for late replays and the 204 rule).
@@ -50,7 +58,8 @@ DEFAULTS: dict[str, Any] = {
     # Up to this many milliseconds, chosen at random per stream, are added to every
     # "retry:" the server sends, so clients dropped together do not return together.
     "RETRY_JITTER_MS": 1000,
-    # Bytes of a stream the server may hold unsent for a slow client; past it the
+    # Bytes of a stream the server may hold unsent for a slow client (and about
+    # the most a stream buffers from the hub before reading the log instead); past it the
     # stream pauses (its writes block) until the client reads. For servers without
     # backpressure whose write buffer can be measured (daphne); uvicorn applies its own.
     "CLIENT_BUFFER_BYTES": 1024 * 1024,

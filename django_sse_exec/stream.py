@@ -34,8 +34,8 @@ from .backlog import find_backlog
 from .conf import sse_settings
 from .hub import Hub, get_hub
 from .runner import set_home_loop
-from .store import LogSlice, get_store
-from .subscriber import Subscriber
+from .store import LogSlice, Store, get_store
+from .subscriber import Batch, Subscriber
 from .wire import (
     KEEPALIVE,
     STREAM_CLOSED,
@@ -79,12 +79,14 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     reason = await authorize(request, execution_id)
     if reason is not None:
         return Outcome(403, reason)
-    if last_event_id is not None:  # only a client that has seen events can be told "no more"
-        state = await get_store().read(execution_id, upto=0)
-        if state.closed and last_event_id >= state.last_id:
+    head = None
+    if last_event_id:  # only a client that has seen events can be told "no more"
+        head = await get_store().read(execution_id, upto=0)
+        if head.closed and last_event_id == head.last_id:
             return Outcome(204, "execution closed")
     scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client")))
+    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
+                                           head=head))
 
 
 def retry_ms() -> int:
@@ -107,10 +109,29 @@ class _Cursor:
 
     def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
         """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
-        if log.events and log.events[0].id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, log.events[0].id))
+        if log.events:
+            self.jump(log.events[0].id, out)
         for event in log.events:
             self.take(event.id, event.event, frame(event), out)
+
+    def jump(self, event_id: int, out: list[bytes]) -> None:
+        """Before sending ``event_id``: if ids in between are not to be had (the
+        history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
+        if event_id > self.last_sent + 1 and self.last_sent > 0:
+            out.append(reset_frame(self.execution_id, self.last_sent, event_id))
+            self.last_sent = event_id - 1
+
+    def take_batch(self, batch: Batch, out: list[bytes]) -> None:
+        """Append what of ``batch`` was not sent yet (all of it at once, usually)."""
+        if batch.last <= self.last_sent or self.done:
+            return
+        if batch.first == self.last_sent + 1:
+            out.append(batch.data)
+            self.last_sent = batch.last
+            self.done = batch.closing
+            return
+        for event_id, event, data in batch.events:
+            self.take(event_id, event, data, out)
 
     def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
         if event_id <= self.last_sent or self.done:
@@ -121,8 +142,8 @@ class _Cursor:
             self.done = True
 
 
-async def stream_events(execution_id: str, after: int | None,
-                        peer: Any = None) -> AsyncIterator[bytes]:
+async def stream_events(execution_id: str, after: int | None, peer: Any = None,
+                        head: LogSlice | None = None) -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
@@ -130,6 +151,9 @@ async def stream_events(execution_id: str, after: int | None,
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
+
+    ``head`` is a read of the log made before (to decide the connect); it
+    saves reading it again.
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -148,7 +172,7 @@ async def stream_events(execution_id: str, after: int | None,
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after):
+        async for chunk in _events(hub, sub, execution_id, after, head):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
@@ -166,6 +190,9 @@ async def stream_events(execution_id: str, after: int | None,
         await asyncio.shield(hub.unsubscribe(sub))
 
 
+#: Seconds a busy stream gathers events before its next write.
+COALESCE = 0.01
+
 #: Largest piece a stream hands to the server at once (a long replay is cut up,
 #: so the unsent-bytes limit holds during it too).
 PIECE_BYTES = 64 * 1024
@@ -175,40 +202,74 @@ def _pieces(chunk: bytes) -> list[bytes]:
     return [chunk[i:i + PIECE_BYTES] for i in range(0, len(chunk), PIECE_BYTES)]
 
 
-async def _events(hub: Hub, sub: Subscriber, execution_id: str,
-                  after: int | None) -> AsyncIterator[bytes]:
+async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
+                  head: LogSlice | None) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
     cursor = _Cursor(execution_id, after or 0)
-    out: list[bytes] = []
-    log = await store.read(execution_id, after=cursor.last_sent)
-    if after is not None and after > log.last_id and not log.closed:
-        # The client is ahead of the log (it expired and the id was reused): start over.
-        out.append(reset_frame(execution_id, after, log.first_id))
-        cursor.last_sent = 0
-        log = await store.read(execution_id)
-    cursor.take_slice(log, out)
-    hub.note_seen(execution_id, log.last_id)
-    if out:
-        yield b"".join(out)
+    if after:
+        if head is None:
+            head = await store.read(execution_id, upto=0)
+        if not head.holds(after):
+            # The client's id is not a position in this log: the history was
+            # trimmed past it, or it belongs to a lost incarnation (another
+            # epoch, or a log that expired and restarted). Start over.
+            yield reset_frame(execution_id, after, head.first_id)
+            cursor.last_sent = 0
+    async for chunk in _replay(store, cursor, hub=hub):
+        yield chunk
+    loop = asyncio.get_running_loop()
+    written_at = 0.0
     while not cursor.done and sub.end_reason is None:
         if not await sub.wait(keepalive):
             yield KEEPALIVE
             continue
+        # Under a stream of events, write at most every COALESCE seconds: many
+        # events per write instead of one (the first event after a quiet spell
+        # goes out at once).
+        pause = written_at + COALESCE - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
         if sub.end_reason is not None:
             return
-        items, catch_up, overflowed = sub.take()
-        out = []
-        for event_id, event, data in items:
-            if event_id > cursor.last_sent + 1:
-                cursor.take_slice(await store.read(execution_id, cursor.last_sent, event_id - 1), out)
-            cursor.take(event_id, event, data, out)
-        if not cursor.done and (overflowed or catch_up > cursor.last_sent):
-            cursor.take_slice(await store.read(execution_id, cursor.last_sent), out)
+        written_at = loop.time()
+        batches, catch_up, overflowed = sub.take()
+        out: list[bytes] = []
+        for batch in batches:
+            if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+                if out:
+                    yield b"".join(out)
+                    out = []
+                async for chunk in _replay(store, cursor, upto=batch.first - 1):
+                    yield chunk
+                cursor.jump(batch.first, out)
+            cursor.take_batch(batch, out)
         if out:
             yield b"".join(out)
+        if not cursor.done and (overflowed or catch_up > cursor.last_sent):
+            async for chunk in _replay(store, cursor):
+                yield chunk
+
+
+async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
+                  hub: Hub | None = None) -> AsyncIterator[bytes]:
+    """The log past ``cursor`` (up to ``upto``), one page read and written at a time.
+
+    With ``hub``, the log's end at the first read is noted there: this stream
+    delivers up to it itself, so the hub need not catch up what it reads.
+    """
+    async for page in store.pages(cursor.execution_id, after=cursor.last_sent, upto=upto):
+        if hub is not None:
+            hub.note_seen(cursor.execution_id, page.last_id)
+            hub = None
+        out: list[bytes] = []
+        cursor.take_slice(page, out)
+        if out:
+            yield b"".join(out)
+        if cursor.done:
+            return
 
 
 __all__ = ["HEADERS", "Outcome", "last_event_id_of", "open_stream", "stream_events"]

@@ -13,9 +13,32 @@ import asyncio
 from typing import Any
 
 from .backlog import Backlog
+from .wire import STREAM_CLOSED
 
-#: An item in a stream's buffer: (event id, event name, encoded frame).
-Item = tuple[int, str, bytes]
+
+
+class Batch:
+    """Consecutive events of one execution, encoded once for every local stream.
+
+    ``data`` is the frames of ids ``first`` to ``last`` joined, so a stream that
+    is exactly at ``first - 1`` writes it as it is: per stream, the cost of a
+    batch does not grow with its events. ``events`` keeps each event's
+    ``(id, name, frame)`` for a stream that needs only part of it.
+    """
+
+    __slots__ = ("first", "last", "data", "events", "closing")
+
+    def __init__(self, events: list[tuple[int, str, bytes]]) -> None:
+        self.events = events
+        self.first = events[0][0]
+        self.last = events[-1][0]
+        self.data = events[0][2] if len(events) == 1 else b"".join(e[2] for e in events)
+        #: True when the batch ends the execution (it holds ``stream-closed``).
+        self.closing = events[-1][1] == STREAM_CLOSED
+
+
+#: An item in a stream's buffer.
+Item = Batch
 
 
 class Subscriber:
@@ -27,14 +50,19 @@ class Subscriber:
     unsent bytes where the server lets us measure it.
     """
 
-    __slots__ = ("execution_id", "member", "limit", "items", "overflowed",
+    __slots__ = ("execution_id", "member", "limit", "max_bytes", "buffered", "pending_events", "items", "overflowed",
                  "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
-    def __init__(self, execution_id: str, member: str, limit: int) -> None:
+    def __init__(self, execution_id: str, member: str, limit: int,
+                 max_bytes: int = 1 << 20) -> None:
         self.execution_id = execution_id
         self.member = member
+        #: Most events, and about the most bytes, buffered before catching up instead.
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.buffered = 0
+        self.pending_events = 0
         self.items: list[Item] = []
         #: Set when the buffer was full and events were dropped: read the log.
         self.overflowed = False
@@ -60,20 +88,23 @@ class Subscriber:
         self.progress_at = self._loop.time()
 
     def push(self, item: Item) -> None:
-        """Queue an event; past the limit drop it and mark the stream for catch-up."""
-        if len(self.items) >= self.limit:
+        """Queue a batch; past the limits drop it and mark the stream for catch-up."""
+        if self.pending_events >= self.limit or self.buffered > self.max_bytes:
             self.overflowed = True
         else:
             self.items.append(item)
-        self._wake()
+            self.buffered += len(item.data)
+            self.pending_events += len(item.events)
+        self.wake()
 
     def catch_up(self, last_id: int) -> None:
         """Tell the stream the log holds events up to ``last_id``."""
         if last_id > self.catch_up_to:
             self.catch_up_to = last_id
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the stream if it is waiting (to take items, or to end)."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
@@ -164,6 +195,7 @@ class Subscriber:
     def take(self) -> tuple[list[Item], int, bool]:
         """Everything pending: (items, catch-up id, overflowed), and reset."""
         items, self.items = self.items, []
+        self.buffered = self.pending_events = 0
         catch_up, self.catch_up_to = self.catch_up_to, 0
         overflowed, self.overflowed = self.overflowed, False
         return items, catch_up, overflowed

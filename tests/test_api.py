@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import threading
 
 import pytest
@@ -126,8 +127,10 @@ async def test_registered_consumer_receives_events(execution_id):
     await sse.aregister_sse_client(execution_id, channel)
     event_id = await sse.asend_sse_event(execution_id, "task-start", {"taskId": "t1"})
     message = await asyncio.wait_for(layer.receive(channel), 2)
+    sent_at = message.pop("t")
     assert message == {"type": "sse_exec.event", "execution_id": execution_id, "id": event_id,
                        "event": "task-start", "data": '{"taskId":"t1"}'}
+    assert abs(sent_at - time.time()) < 5  # the send time travels with the event
     await sse.aunregister_sse_client(execution_id, channel)
     assert await sse.aget_sse_client_count(execution_id) == 0
 

@@ -399,8 +399,9 @@ async def test_redis_restarted_without_its_data_streams_recover(
         make_server, url_for, execution_id, private_redis):
     """A Redis that lost everything: memberships come back, streams restart on the new log.
 
-    The execution's ids restart at 1, which open streams would take for repeats:
-    they are ended and the reconnect gets ``stream-reset`` and the new events.
+    The web process knew the store's epoch, so the new log starts a new one (its
+    ids start past every old id): open streams see the jump, read the log and
+    send ``stream-reset`` and the new events.
     """
     env = private_env(private_redis)
     srv = make_server("daphne", env=env, sse_exec={"HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5,
@@ -417,14 +418,16 @@ async def test_redis_restarted_without_its_data_streams_recover(
         await wait_until(lambda: srv.count(execution_id) == 20, 30, interval=0.2,
                          what="memberships restored")
         restored_in = time.monotonic() - restarted
-        assert await send_many(srv, execution_id, 3) == [1, 2, 3]  # the new log
+        new = await send_many(srv, execution_id, 3)  # the new log, in a new epoch
+        base = new[0] - 1
+        assert base >= 1_000_000 and new == [base + 1, base + 2, base + 3]
         closed = srv.close(execution_id)
         await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
         for client in clients:
             names = [e.event for e in client.events]
             assert names.count("stream-reset") == 1, names
             after = client.events[names.index("stream-reset") + 1:]
-            assert [e.int_id for e in after] == [1, 2, 3, closed], names
+            assert [e.int_id for e in after] == [*new, closed], names
         report("redis restart without data", streams=len(clients),
                memberships_restored_s=f"{restored_in:.2f}",
                reconnects=sum(len(c.connects) - 1 for c in clients))

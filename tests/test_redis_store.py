@@ -95,11 +95,13 @@ async def test_keys_carry_the_prefix_and_expire(store, raw, prefix):
     await store.append("e", "step", "1")
     await store.add_member("e", "m")
     keys = sorted(raw.scan_iter(f"{prefix}:*"))
-    assert keys == [f"{prefix}:{{e}}:{part}" for part in ("events", "last", "members")]
-    assert all(0 < raw.ttl(k) <= 60 for k in keys if not k.endswith("members"))
+    assert keys == [f"{prefix}:epoch"] + [
+        f"{prefix}:{{e}}:{part}" for part in ("bytes", "events", "last", "members")]
+    assert raw.ttl(f"{prefix}:epoch") == -1  # the store's incarnation marker stays
+    assert all(0 < raw.ttl(k) <= 60 for k in keys if ":{e}:" in k and not k.endswith("members"))
     assert 0 < raw.pttl(f"{prefix}:{{e}}:members") <= 30_000
     await store.close("e")
-    for part in ("events", "last", "closed"):
+    for part in ("events", "last", "closed", "bytes"):
         assert 0 < raw.ttl(f"{prefix}:{{e}}:{part}") <= 30
 
 
@@ -312,7 +314,7 @@ async def test_sync_sends_from_threads_reach_a_layer_consumer_in_order(
     each thread's events in its order; and no Redis connections leak."""
     import django_sse_exec as sse
     from django_sse_exec.layers import get_layer, group_name
-    from django_sse_exec.runner import publisher
+    from django_sse_exec.publisher import publisher
 
     with override_settings(**_layer_settings(requires_redis, layer, prefix)):
         channel_layer = get_layer()
@@ -354,24 +356,30 @@ async def test_one_script_logs_and_delivers_what_the_layer_reads(layer, requires
     """Redis splices the id into bytes the layer serialised (and, on the core layer,
     adds the channel list): the layer must read exactly the message its own
     group_send would have carried, on every member channel."""
-    from django_sse_exec.layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
+    from django_sse_exec.delivery import Fused, message
+    from django_sse_exec.layers import get_layer, group_name
+    from django_sse_exec.redis_layer import fusable_kind
 
     with override_settings(**_layer_settings(requires_redis, layer, prefix)):
         channel_layer = get_layer()
         store = get_store()
+        kind = fusable_kind(channel_layer)
+        assert kind == ("core" if layer == "redis" else "pubsub")
+        fused = Fused(store, channel_layer, kind)
         channels = [await channel_layer.new_channel() for _ in range(2)]
         for channel in channels:
             await channel_layer.group_add(group_name("e"), channel)
         sent = []
         for _ in range(3):
-            message = {"type": "sse_exec.event", "execution_id": "e", "id": ID_PLACEHOLDER,
-                       "event": "step", "data": '{"x":"é"}'}
-            plan = publish_template(channel_layer, group_name("e"), message)
-            assert plan is not None and plan[0] == ("core" if layer == "redis" else "pubsub")
-            got = await asyncio.to_thread(store.append_blocking, "e", "step", '{"x":"é"}', plan)
-            sent.append({**message, "id": got})
+            got = await asyncio.to_thread(fused.send_blocking, "e", "step", '{"x":"é"}')
+            sent.append(message("e", got, "step", '{"x":"é"}'))
+        sent_at = [m.pop("t") for m in sent]
         for channel in channels:
             received = [await asyncio.wait_for(channel_layer.receive(channel), 5) for _ in sent]
+            # (the core layer hands one dict to every local channel: copy before changing it)
+            received = [dict(got) for got in received]
+            for got, at in zip(received, sent_at):
+                assert abs(got.pop("t") - at) < 5  # stamped by Redis's clock
             assert received == sent
         assert [e.id for e in (await store.read("e")).events] == [1, 2, 3]
         for channel in channels:
@@ -383,7 +391,8 @@ async def test_one_script_logs_and_delivers_what_the_layer_reads(layer, requires
 
 @pytest.mark.asyncio
 async def test_core_delivery_respects_capacity_and_group_expiry(requires_redis, prefix, raw):
-    from django_sse_exec.layers import ID_PLACEHOLDER, get_layer, group_name, publish_template
+    from django_sse_exec.delivery import Fused
+    from django_sse_exec.layers import get_layer, group_name
 
     settings = _layer_settings(requires_redis, "redis", prefix)
     settings["CHANNEL_LAYERS"]["default"]["CONFIG"].update(capacity=3, group_expiry=1)
@@ -392,9 +401,7 @@ async def test_core_delivery_respects_capacity_and_group_expiry(requires_redis, 
         store = get_store()
         channel = await channel_layer.new_channel()
         await channel_layer.group_add(group_name("e"), channel)
-        message = {"type": "sse_exec.event", "execution_id": "e", "id": ID_PLACEHOLDER,
-                   "event": "step", "data": "1"}
-        plan = publish_template(channel_layer, group_name("e"), message)
+        plan = Fused(store, channel_layer, "core").plan("e", "step", "1")
         for _ in range(5):
             store.append_blocking("e", "step", "1", plan)
         key = channel_layer.prefix + channel_layer.non_local_name(channel)

@@ -54,6 +54,9 @@ def get_store() -> Store:
                 heartbeat = float(sse_settings.HEARTBEAT)
                 _store = cls(
                     history_max_events=int(sse_settings.HISTORY_MAX_EVENTS),
+                    history_max_bytes=int(sse_settings.HISTORY_MAX_BYTES),
+                    page_events=int(sse_settings.REPLAY_PAGE_EVENTS),
+                    page_bytes=int(sse_settings.REPLAY_PAGE_BYTES),
                     history_ttl=float(sse_settings.HISTORY_TTL),
                     closed_ttl=float(sse_settings.CLOSED_TTL),
                     member_ttl=3 * heartbeat,

@@ -1,24 +1,48 @@
 """The state behind streams: each execution's event log and its stream membership.
 
-A Store keeps, per execution, the ids it assigned (1, 2, 3 ... with no gaps), a
+A Store keeps, per execution, the ids it assigned (contiguous, increasing), a
 bounded history of events for replay, a closed flag, and the set of open streams
 (membership entries that expire unless refreshed by a heartbeat, so a crashed
 process stops being counted). Backends: ``memory`` (one process) and ``redis``
-(shared by every process). The backend is chosen by ``SSE_EXEC["STORE"]``.
+(shared by every process), chosen by ``SSE_EXEC["STORE"]``.
+
+This class is the contract both backends follow (``tests/test_store_contract.py``
+runs the same tests against each) and owns the rules they share; a backend
+only decides where the bytes live:
+
+* **Ids** are 1, 2, 3 ... per execution, assigned atomically.
+* **Epochs**: a store that lost its data (a Redis restarted empty, a memory
+  store cleared) moves to a new epoch ``E`` (seconds of the loss, above the old
+  one); a log created under epoch ``E > 0`` starts at ``E * EPOCH_SPAN + 1``,
+  so a client's Last-Event-ID from a lost log is never inside a new log's range.
+* **History** keeps the newest ``history_max_events`` events and at most
+  ``history_max_bytes`` bytes of them (:meth:`entry_size`; the newest event is
+  always kept), so ids in the history are contiguous from ``first_id``.
+* **Expiry**: an open log lives ``history_ttl`` after its last event, a closed
+  one ``closed_ttl`` after closing, and neither expires while streams are
+  counted on it (then: ``member_ttl`` after the last one went). An expired log
+  reads as empty with ``last_id`` 0.
+* **Closing** logs ``stream-closed`` as the last event; appends then raise.
+* **Reads** can be limited to a page (``limit`` events, about ``max_bytes``
+  bytes, at least one event): :meth:`pages` walks a range page by page, so a
+  stream never holds more than one page of replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import NamedTuple
 
 from ..wire import STREAM_CLOSED, Event, closed_data
+
+#: Ids one epoch may use before the next epoch's first id.
+EPOCH_SPAN = 1_000_000
 
 
 class LogSlice(NamedTuple):
     """What a read of the log returns."""
 
-    #: Retained events with ``after < id <= upto``, in id order.
+    #: Retained events with ``after < id <= upto``, in id order (maybe one page of them).
     events: list[Event]
     #: Last id assigned in the execution (0 when nothing was ever sent).
     last_id: int
@@ -27,26 +51,38 @@ class LogSlice(NamedTuple):
     #: True once the execution was closed (its last event is ``stream-closed``).
     closed: bool
 
+    def holds(self, event_id: int) -> bool:
+        """Whether a client that has seen ``event_id`` can resume in this log:
+        the id is one this log assigned and what follows it is retained."""
+        return self.first_id - 1 <= event_id <= self.last_id
+
 
 class Store:
-    """Interface of an event-log and membership backend. All methods are coroutines.
+    """Interface and shared rules of an event-log and membership backend.
 
-    Implementations must make :meth:`append` and :meth:`close` atomic per
-    execution across every process that shares the backend.
+    All I/O methods are coroutines. Implementations must make :meth:`append`
+    and :meth:`close` atomic per execution across every process that shares
+    the backend.
     """
 
     def __init__(
         self,
         *,
         history_max_events: int = 1000,
+        history_max_bytes: int = 16 * 1024 * 1024,
         history_ttl: float = 86400,
         closed_ttl: float = 3600,
         member_ttl: float = 30,
+        page_events: int = 200,
+        page_bytes: int = 256 * 1024,
     ) -> None:
         self.history_max_events = history_max_events
+        self.history_max_bytes = history_max_bytes
         self.history_ttl = history_ttl
         self.closed_ttl = closed_ttl
         self.member_ttl = member_ttl
+        self.page_events = page_events
+        self.page_bytes = page_bytes
 
     # -- event log ---------------------------------------------------------
 
@@ -66,12 +102,32 @@ class Store:
         """
         raise NotImplementedError
 
-    async def read(self, execution_id: str, after: int = 0, upto: int | None = None) -> LogSlice:
-        """Retained events with ``after < id <= upto`` (``upto`` None: to the end)."""
+    async def read(self, execution_id: str, after: int = 0, upto: int | None = None,
+                   limit: int | None = None, max_bytes: int | None = None) -> LogSlice:
+        """Retained events with ``after < id <= upto`` (``upto`` None: to the end).
+
+        With ``limit`` at most that many events; with ``max_bytes`` no more
+        events once their :meth:`entry_size` passes it (but at least one).
+        """
         raise NotImplementedError
 
+    async def pages(self, execution_id: str, after: int = 0,
+                    upto: int | None = None) -> AsyncIterator[LogSlice]:
+        """Read ``after < id <= upto`` one page at a time (the first page even if empty).
+
+        Each page is read when the previous one has been consumed, so a caller
+        that writes each page before asking for the next holds one page at most.
+        """
+        while True:
+            page = await self.read(execution_id, after, upto, self.page_events, self.page_bytes)
+            yield page
+            end = page.last_id if upto is None else min(upto, page.last_id)
+            if not page.events or page.events[-1].id >= end:
+                return
+            after = page.events[-1].id
+
     async def last_ids(self, execution_ids: Iterable[str]) -> dict[str, int]:
-        """Last assigned id of each execution (0 if unknown), in one round trip."""
+        """Last assigned id of each execution (0 if unknown or expired), in one round trip."""
         raise NotImplementedError
 
     async def delete(self, execution_id: str) -> None:
@@ -99,9 +155,24 @@ class Store:
     async def aclose(self) -> None:
         """Release connections (optional)."""
 
-    # -- helpers for implementations --------------------------------------
+    # -- rules shared by the backends --------------------------------------
 
     @staticmethod
     def closed_event(execution_id: str, event_id: int) -> Event:
         """The ``stream-closed`` event that ends an execution's log."""
         return Event(event_id, STREAM_CLOSED, closed_data(execution_id, event_id))
+
+    @staticmethod
+    def entry_size(event_id: int, event: str, data: str) -> int:
+        """Bytes an event counts for against ``history_max_bytes``."""
+        return len(str(event_id)) + len(event) + len(data.encode()) + 2
+
+    @staticmethod
+    def next_epoch(seen: int, now: float) -> int:
+        """The epoch that follows ``seen`` after a loss noticed at ``now`` (seconds)."""
+        return max(int(now), seen + 1)
+
+    @staticmethod
+    def first_id_of_epoch(epoch: int) -> int:
+        """The first id of a log created under ``epoch``."""
+        return epoch * EPOCH_SPAN + 1

@@ -2,7 +2,8 @@
 
 A plain dict guarded by a thread lock, so sync helpers called from threads and
 the server's event loop can share it. Expired executions and membership entries
-are swept lazily on access.
+are swept lazily on access. The rules (ids, epochs, trimming, expiry) are the
+ones :class:`~django_sse_exec.store.base.Store` states for every backend.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..exceptions import ExecutionClosed
-from ..wire import Event
+from ..wire import STREAM_CLOSED, Event
 from .base import LogSlice, Store
 
 
 @dataclass
 class _Log:
-    history: deque[Event]
+    history: deque[Event] = field(default_factory=deque)
     last_id: int = 0
     closed: bool = False
     expires_at: float = 0.0
+    size: int = 0  # bytes of the history, as Store.entry_size counts them
     members: dict[str, float] = field(default_factory=dict)
 
 
@@ -33,30 +35,40 @@ class MemoryStore(Store):
     SWEEP_EVERY = 30.0  # seconds between sweeps of expired executions
 
     def __init__(self, **kwargs: float) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self._logs: dict[str, _Log] = {}
         self._lock = threading.Lock()
         self._next_sweep = time.monotonic() + self.SWEEP_EVERY
+        #: The store's epoch (see Store): 0 until :meth:`clear` loses its data.
+        self.epoch = 0
+
+    def clear(self) -> None:
+        """Forget every log and membership, as a data loss would, and move to a new epoch."""
+        with self._lock:
+            self._logs.clear()
+            self.epoch = self.next_epoch(self.epoch, time.time())
 
     def _get(self, execution_id: str, create: bool = False) -> _Log | None:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
         log = self._logs.get(execution_id)
-        if log is not None and log.expires_at <= now and not self._live_members(log, now):
+        if log is not None and self._expired(log, now):
             del self._logs[execution_id]
             log = None
         if log is None and create:
-            log = _Log(history=deque(maxlen=self.history_max_events))
-            log.expires_at = now + self.history_ttl
-            self._logs[execution_id] = log
+            log = self._logs[execution_id] = _Log(expires_at=now + self.history_ttl)
+            log.last_id = self.first_id_of_epoch(self.epoch) - 1
         return log
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.SWEEP_EVERY
         for execution_id, log in list(self._logs.items()):
-            if log.expires_at <= now and not self._live_members(log, now):
+            if self._expired(log, now):
                 del self._logs[execution_id]
+
+    def _expired(self, log: _Log, now: float) -> bool:
+        return log.expires_at <= now and not self._live_members(log, now)
 
     @staticmethod
     def _live_members(log: _Log, now: float) -> int:
@@ -65,14 +77,24 @@ class MemoryStore(Store):
                 del log.members[member]
         return len(log.members)
 
+    def _push(self, log: _Log, event: Event) -> None:
+        log.last_id = event.id
+        log.history.append(event)
+        log.size += self.entry_size(event.id, event.event,
+                                    "" if event.event == STREAM_CLOSED else event.data)
+        while len(log.history) > 1 and (len(log.history) > self.history_max_events
+                                        or log.size > self.history_max_bytes):
+            old = log.history.popleft()
+            log.size -= self.entry_size(old.id, old.event,
+                                        "" if old.event == STREAM_CLOSED else old.data)
+
     async def append(self, execution_id: str, event: str, data: str) -> int:
         with self._lock:
             log = self._get(execution_id, create=True)
             assert log is not None
             if log.closed:
                 raise ExecutionClosed(f"execution {execution_id!r} is closed")
-            log.last_id += 1
-            log.history.append(Event(log.last_id, event, data))
+            self._push(log, Event(log.last_id + 1, event, data))
             log.expires_at = time.monotonic() + self.history_ttl
             return log.last_id
 
@@ -82,31 +104,43 @@ class MemoryStore(Store):
             assert log is not None
             if log.closed:
                 return log.last_id, False
-            log.last_id += 1
-            log.history.append(self.closed_event(execution_id, log.last_id))
+            self._push(log, self.closed_event(execution_id, log.last_id + 1))
             log.closed = True
             log.expires_at = time.monotonic() + self.closed_ttl
             return log.last_id, True
 
-    async def read(self, execution_id: str, after: int = 0, upto: int | None = None) -> LogSlice:
+    async def read(self, execution_id: str, after: int = 0, upto: int | None = None,
+                   limit: int | None = None, max_bytes: int | None = None) -> LogSlice:
         with self._lock:
             log = self._get(execution_id)
             if log is None:
                 return LogSlice([], 0, 1, False)
             history = log.history
-            first_id = history[0].id if history else log.last_id + 1
-            top = log.last_id if upto is None else upto
+            first_id = log.last_id - len(history) + 1
+            top = log.last_id if upto is None else min(upto, log.last_id)
             start = max(after + 1, first_id) - first_id
-            stop = max(0, min(top, log.last_id) - first_id + 1)
-            events = [history[i] for i in range(start, stop)]
+            stop = max(start, top - first_id + 1)
+            if limit is not None:
+                stop = min(stop, start + limit)
+            events: list[Event] = []
+            budget = max_bytes
+            for i in range(start, stop):
+                event = history[i]
+                if budget is not None:
+                    size = self.entry_size(event.id, event.event, event.data)
+                    if events and size > budget:
+                        break
+                    budget -= size
+                events.append(event)
             return LogSlice(events, log.last_id, first_id, log.closed)
 
     async def last_ids(self, execution_ids: Iterable[str]) -> dict[str, int]:
         with self._lock:
             result = {}
+            now = time.monotonic()
             for execution_id in execution_ids:
                 log = self._logs.get(execution_id)
-                result[execution_id] = log.last_id if log else 0
+                result[execution_id] = log.last_id if log and not self._expired(log, now) else 0
             return result
 
     async def delete(self, execution_id: str) -> None:

@@ -1,0 +1,144 @@
+"""The Redis store's Lua scripts: each log operation is one atomic step in Redis.
+
+Keys of one execution (sharing a hash tag) and the store's epoch marker::
+
+    KEYS[1] <prefix>:{<id>}:last     the last id assigned (INCR)
+    KEYS[2] <prefix>:{<id>}:closed   set once closed (holds the stream-closed id)
+    KEYS[3] <prefix>:{<id>}:events   LIST of "<id>\\n<event>\\n<data>", contiguous ids
+    KEYS[4] <prefix>:{<id>}:bytes    total bytes of the entries in the list
+    KEYS[5] <prefix>:epoch           the store's incarnation (see below)
+
+Epochs. ``<prefix>:epoch`` is written once, when the first log is created, and
+never expires. If it is missing later, Redis lost data (restarted empty,
+``FLUSHDB``, evicted): the first process that knew the old value and touches
+the store writes a new epoch, ``max(Redis time in seconds, old epoch + 1)``.
+A log created under epoch ``E > 0`` starts its ids at ``E * EPOCH_SPAN + 1``,
+so no id of a lost log can be read as a position in a new one. A store that
+never lost data stays at epoch 0, and its logs count 1, 2, 3 ...
+"""
+
+from __future__ import annotations
+
+from ..wire import STREAM_CLOSED
+from .base import EPOCH_SPAN
+
+# Sets local `epoch`: the store's epoch, writing a new one when the marker is
+# missing. SEEN is the argument holding the epoch this process last saw ('' if
+# none: a store that was never seen starts at 0).
+_EPOCH = """
+local epoch = redis.call('GET', KEYS[5])
+if not epoch then
+  epoch = 0
+  if SEEN ~= '' then
+    epoch = math.max(tonumber(redis.call('TIME')[1]), tonumber(SEEN) + 1)
+  end
+  redis.call('SET', KEYS[5], epoch)
+end
+epoch = tonumber(epoch)
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+  if epoch > 0 then redis.call('SET', KEYS[1], epoch * EPOCH_SPAN) end
+end
+""".replace("EPOCH_SPAN", str(EPOCH_SPAN))
+
+# Appends `entry` and trims the list to MAX_EVENTS entries and MAX_BYTES bytes
+# (always keeping the newest entry).
+_PUSH = """
+redis.call('RPUSH', KEYS[3], entry)
+local size = redis.call('INCRBY', KEYS[4], #entry)
+local n = redis.call('LLEN', KEYS[3])
+while n > 1 and (n > tonumber(MAX_EVENTS) or size > tonumber(MAX_BYTES)) do
+  size = redis.call('DECRBY', KEYS[4], #redis.call('LPOP', KEYS[3]))
+  n = n - 1
+end
+"""
+
+# ARGV: event, data, max events, max bytes, ttl seconds, seen epoch, then the
+# delivery tail's arguments from ARGV[7] (`d`). Returns {id, epoch}; id -1 when
+# the execution is closed.
+APPEND_BODY = _EPOCH.replace("SEEN", "ARGV[6]") + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, epoch} end
+local id = redis.call('INCR', KEYS[1])
+local entry = string.format('%d', id) .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2]
+""" + _PUSH.replace("MAX_EVENTS", "ARGV[3]").replace("MAX_BYTES", "ARGV[4]") + """
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+local d = 7
+"""
+APPEND_RESULT = "return {id, epoch}\n"
+APPEND = APPEND_BODY + APPEND_RESULT
+
+# ARGV: max events, max bytes, closed ttl seconds, seen epoch.
+# Returns {id of stream-closed, 1 if this call closed it, epoch}.
+CLOSE = _EPOCH.replace("SEEN", "ARGV[4]") + """
+local done = redis.call('GET', KEYS[2])
+if done then return {tonumber(done), 0, epoch} end
+local id = redis.call('INCR', KEYS[1])
+local entry = string.format('%d', id) .. '\\n""" + STREAM_CLOSED + """\\n'
+""" + _PUSH.replace("MAX_EVENTS", "ARGV[1]").replace("MAX_BYTES", "ARGV[2]") + """
+redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+return {id, 1, epoch}
+"""
+
+# ARGV: after, upto (-1: to the end), at most this many events, at most about
+# this many bytes (always at least one event). Returns {last id, closed 0/1,
+# first retained id, {entries...}, epoch or -1 if the marker is missing}.
+READ = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local closed = redis.call('EXISTS', KEYS[2])
+local first = last - redis.call('LLEN', KEYS[3]) + 1
+local upto = tonumber(ARGV[2])
+if upto < 0 or upto > last then upto = last end
+local start = math.max(tonumber(ARGV[1]) + 1, first) - first
+local stop = upto - first
+if tonumber(ARGV[3]) >= 0 then stop = math.min(stop, start + tonumber(ARGV[3]) - 1) end
+local items = {}
+if stop >= start then
+  local budget = tonumber(ARGV[4])
+  for _, item in ipairs(redis.call('LRANGE', KEYS[3], start, stop)) do
+    if #items > 0 and budget < #item then break end
+    budget = budget - #item
+    items[#items + 1] = item
+  end
+end
+return {last, closed, first, items, tonumber(redis.call('GET', KEYS[5]) or '-1')}
+"""
+
+# KEYS: the epoch marker. ARGV: seen epoch. Writes a new epoch if the marker is
+# missing (see _EPOCH); returns the epoch.
+ENSURE_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = math.max(tonumber(redis.call('TIME')[1]), tonumber(ARGV[1]) + 1)
+  redis.call('SET', KEYS[1], epoch)
+end
+return tonumber(epoch)
+"""
+
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# KEYS: members, then the log's keys (last, closed, events, bytes). ARGV: member,
+# ttl ms, 'XX' to refresh only existing members or ''. A log with open streams
+# is kept at least as long as its members (as the memory store keeps it).
+TOUCH_MEMBER = _NOW_MS + """
+if ARGV[3] == 'XX' and redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl < tonumber(ARGV[2]) and (i == 1 or ttl >= 0) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
+end
+return 1
+"""
+
+# KEYS: members. Drops expired entries, returns how many are left.
+COUNT = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""

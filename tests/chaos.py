@@ -183,12 +183,24 @@ class Chaos:
 
     async def run(self) -> Report:
         """The whole run; returns the report (call :meth:`Report.print`)."""
-        config = self.config
         started = time.monotonic()
+        try:
+            swarms = await self._run()
+        finally:
+            for proc in self.senders:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            for web in self.webs:
+                await asyncio.to_thread(web.stop)
+        return self._judge(swarms, time.monotonic() - started)
+
+    async def _run(self) -> list[tuple[str, str, Swarm]]:
+        config = self.config
         for web in self.webs:
             await asyncio.to_thread(web.start)
         async with AsyncExitStack() as stack:
-            swarms = []
+            swarms: list[tuple[str, str, Swarm]] = []
             groups: dict[tuple[int, int], int] = {}
             for i in range(config.clients):  # client i: execution i mod E, on web i mod 3
                 key = (i % len(self.executions), i % len(self.webs))
@@ -223,9 +235,8 @@ class Chaos:
                                  what="every client ended", interval=0.2)
             except TimeoutError:
                 pass  # the check names the clients that did not end
-        for web in self.webs:
-            await asyncio.to_thread(web.stop)
-        return self._judge(swarms, time.monotonic() - started)
+        return swarms
+
 
     def _judge(self, swarms: list[tuple[str, str, Swarm]], took: float) -> Report:
         records = read_records(self.run_dir.glob("sender*.jsonl"))

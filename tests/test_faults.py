@@ -124,6 +124,7 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_daphne(
     """10k events of 2 KB: four clients stop reading; ten others get everything on time."""
     srv = make_server("daphne", sse_exec={
         "CLIENT_BUFFER_BYTES": 256 * 1024, "WRITE_TIMEOUT": 5, "HISTORY_MAX_EVENTS": 20000,
+        "HISTORY_MAX_BYTES": 64 * MB,
         "KEEPALIVE": 60, "RETRY_MS": 200})
     url = url_for(srv, execution_id)
     async with Swarm([url] * 10) as readers_swarm, \

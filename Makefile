@@ -16,7 +16,11 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install
+# A secret key of this checkout's own (git-ignored), made once: never a published one.
+example_project/.secret_key:
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+demo: install example_project/.secret_key
 	$(BIN)/python manage.py migrate --noinput -v0
 	@echo "Open http://127.0.0.1:$(PORT)"
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=127.0.0.1:backlog=4096 example_project.asgi:application

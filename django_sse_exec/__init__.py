@@ -7,8 +7,11 @@ Public API (each sync helper has an ``a``-prefixed async twin)::
     unregister_sse_client(execution_id, channel_name)
     get_sse_client_count(execution_id) -> int
     close_sse_connections(execution_id) -> int
-    stream_url(execution_id, *, user=None, max_age=None) -> str
+    stream_url(execution_id, *, user=None, max_age=None, format="json") -> str
+    get_execution_state(execution_id) -> ExecutionState   # rebuilt from the log
     ExecutionReporter(execution_id, ...)   # progress in the orchestrator's vocabulary
+    hold_lease(execution_id) -> Lease      # bare helpers: end as "lost" if this process dies
+    reap_lost_executions() -> list[str]    # end executions whose lease expired (any process)
 """
 
 from .api import (
@@ -25,22 +28,34 @@ from .api import (
     unregister_sse_client,
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
+from .leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
 from .reporter import ExecutionReporter
+from .snapshot import aget_execution_state, get_execution_state
+from .state import ExecutionState, TaskState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ExecutionClosed",
     "ExecutionReporter",
+    "ExecutionState",
+    "Lease",
     "SSEExecError",
     "StoreUnavailable",
+    "TaskState",
     "aclose_sse_connections",
+    "aget_execution_state",
     "aget_sse_client_count",
+    "ahold_lease",
+    "areap_lost_executions",
     "aregister_sse_client",
     "asend_sse_event",
     "aunregister_sse_client",
     "close_sse_connections",
+    "get_execution_state",
     "get_sse_client_count",
+    "hold_lease",
+    "reap_lost_executions",
     "register_sse_client",
     "send_sse_event",
     "stream_url",

@@ -17,9 +17,11 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from . import metrics
 from .auth import make_token
 from .conf import sse_settings
 from .delivery import aget_delivery, get_delivery
+from .formats import DEFAULT_FORMAT, validate_format
 from .hub import get_hub
 from .layers import get_layer, group_name
 from .runner import run_sync
@@ -51,7 +53,9 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     reached.
     """
     text = _validated(execution_id, event, data)
-    return await (await aget_delivery()).send(execution_id, event, text)
+    event_id = await (await aget_delivery()).send(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 async def aclose_sse_connections(execution_id: str) -> int:
@@ -70,7 +74,8 @@ async def aregister_sse_client(execution_id: str, channel_name: str) -> None:
 
     The consumer receives ``{"type": "sse_exec.event", "execution_id", "id",
     "t", "event", "data"}`` messages (handler ``sse_exec_event``; ``data`` is
-    JSON text, ``t`` the send time in seconds since the epoch). It is counted by :func:`aget_sse_client_count` until unregistered
+    JSON text, ``t`` the send time in seconds since the epoch). It is counted by
+    :func:`aget_sse_client_count` until unregistered
     (or, if its process dies, until its heartbeat expires).
     """
     validate_execution_id(execution_id)
@@ -104,7 +109,9 @@ def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
     thread, logs the event and delivers it to the channel layer (one round trip).
     """
     text = _validated(execution_id, event, data)
-    return get_delivery().send_blocking(execution_id, event, text)
+    event_id = get_delivery().send_blocking(execution_id, event, text)
+    metrics.event_sent()
+    return event_id
 
 
 def close_sse_connections(execution_id: str) -> int:
@@ -128,14 +135,20 @@ def get_sse_client_count(execution_id: str) -> int:
     return run_sync("get_sse_client_count", aget_sse_client_count, execution_id)
 
 
-def stream_url(execution_id: str, *, user: Any = None, max_age: float | None = None) -> str:
+def stream_url(execution_id: str, *, user: Any = None, max_age: float | None = None,
+               format: str = DEFAULT_FORMAT) -> str:
     """The relative URL of the execution's stream, with a signed token.
 
     The token is bound to ``execution_id``, to ``user`` if given (a user or its
     primary key: then only that logged-in user may use it), and expires after
     ``max_age`` seconds (default ``SSE_EXEC["TOKEN_MAX_AGE"]``). Give the URL to
     ``new EventSource(url)``; reconnects reuse it until it expires.
+    ``format="html"`` asks for HTML fragments instead of JSON (see
+    :mod:`django_sse_exec.fragments`).
     """
     validate_execution_id(execution_id)
+    query = {"token": make_token(execution_id, user, max_age)}
+    if validate_format(format) != DEFAULT_FORMAT:
+        query["format"] = format
     path = reverse("django_sse_exec:stream", args=[execution_id])
-    return f"{path}?{urlencode({'token': make_token(execution_id, user, max_age)})}"
+    return f"{path}?{urlencode(query)}"

@@ -26,7 +26,8 @@ What differs from the view, by design:
   build them (nothing is loaded unless the policy asks). Any other middleware a
   policy relies on (custom authentication, ``request.urlconf``) does not run:
   use the view for such projects.
-* Headers other middleware would add (security headers, cookies) are not added.
+* Headers other middleware would add (cookies, CSP) are not added; the
+  security headers of :mod:`django_sse_exec.headers` are, as on the view.
 * The stream URL is matched against ``ROOT_URLCONF``: a request is served here
   only if Django's resolver maps its path to :func:`~django_sse_exec.views.stream_view`.
 """
@@ -45,7 +46,9 @@ from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 
-from .stream import HEADERS, last_event_id_of, open_stream
+from . import metrics
+from .headers import as_asgi, response_headers
+from .stream import Outcome, last_event_id_of, open_stream
 from .views import stream_view
 
 logger = logging.getLogger("django_sse_exec")
@@ -55,8 +58,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_STREAM_HEADERS = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS.items()]
-_TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8")]
 _SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
@@ -143,10 +144,11 @@ def _build_request(scope: Scope) -> ASGIRequest:
     return request
 
 
-async def _respond(send: Send, status: int, body: bytes = b"") -> None:
-    headers = _TEXT_HEADERS if body else []
+async def _respond(send: Send, status: int, body: bytes = b"",
+                   headers: dict[str, str] | None = None) -> None:
+    headers = response_headers(status, has_body=bool(body)) if headers is None else headers
     await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"Content-Length", str(len(body)).encode())]})
+                "headers": [*as_asgi(headers), (b"Content-Length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -165,28 +167,28 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, execution_id:
         await _respond(send, 400, b"Bad Request")
         return
     try:
-        outcome = await open_stream(request, execution_id, last_event_id)
+        outcome = await open_stream(request, execution_id, last_event_id, entry_point="fast")
     except Exception:
+        metrics.connected("fast", 500)
         logger.exception("could not open the stream of execution %s", execution_id)
         await _respond(send, 500, b"Internal Server Error")
         return
+    metrics.connected("fast", outcome.status)
     del request  # a stream lives for minutes: keep nothing per connection we do not need
-    if outcome.status == 204:
-        await _respond(send, 204)
-        return
     if outcome.status != 200 or outcome.body is None:
-        await _respond(send, outcome.status, outcome.reason.encode())
+        await _respond(send, outcome.status, outcome.reason.encode(), outcome.headers)
         return
-    await _pump(outcome.body, receive, send)
+    await _pump(outcome, receive, send)
 
 
-async def _pump(body: Any, receive: Receive, send: Send) -> None:
+async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
     """Send the stream's chunks until it ends or the client disconnects.
 
     One watcher task waits for ``http.disconnect`` and cancels this task, so the
     stream's generator is interrupted at its current ``await`` and cleans up in
     its ``finally`` — as Django does for the view.
     """
+    body: Any = outcome.body
     me = asyncio.current_task()
     assert me is not None
     state = {"disconnected": False, "finished": False}
@@ -200,7 +202,8 @@ async def _pump(body: Any, receive: Receive, send: Send) -> None:
 
     watcher = asyncio.create_task(watch())
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": as_asgi(outcome.headers)})
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         state["finished"] = True

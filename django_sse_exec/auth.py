@@ -43,20 +43,39 @@ def make_token(execution_id: str, user: Any = None, max_age: float | None = None
     may use it. ``max_age`` defaults to ``SSE_EXEC["TOKEN_MAX_AGE"]``.
 
     Raises ``ValueError`` for an invalid execution id, a ``max_age`` that is not a
-    finite number (``inf`` would never expire; zero or less mints an already
-    expired token), or an anonymous user (a token bound to nobody would be
-    unusable; one silently bound to no user would be wider than asked).
+    finite number of seconds above zero (``inf`` would never expire; zero or less
+    mints a token that is already expired) or above ``TOKEN_MAX_AGE_LIMIT`` (a
+    URL token that outlives a day is a credential that leaks through logs), or an
+    anonymous user (a token bound to nobody would be unusable; one silently bound
+    to no user would be wider than asked).
     """
     validate_execution_id(execution_id)
-    age = float(sse_settings.TOKEN_MAX_AGE if max_age is None else max_age)
-    if not math.isfinite(age):
-        raise ValueError(f"max_age must be a finite number of seconds, not {max_age!r}")
+    age = token_age(max_age)
     payload: dict[str, Any] = {"e": execution_id, "x": math.ceil(time.time() + age)}
     if user is not None:
         if getattr(user, "is_anonymous", False) or getattr(user, "pk", user) is None:
             raise ValueError("cannot bind a stream token to an anonymous user")
         payload["u"] = str(getattr(user, "pk", user))
     return signing.dumps(payload, salt=SALT, compress=True)
+
+
+def token_age(max_age: Any = None) -> float:
+    """``max_age`` (default ``TOKEN_MAX_AGE``) checked: finite, above 0, at most the limit."""
+    value = sse_settings.TOKEN_MAX_AGE if max_age is None else max_age
+    try:
+        age = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"max_age must be a number of seconds, not {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(age):
+        raise ValueError(f"max_age must be a finite number of seconds, not {value!r}")
+    if age <= 0:
+        raise ValueError(f"max_age must be above 0 seconds, not {value!r} "
+                         "(such a token would already be expired)")
+    limit = float(sse_settings.TOKEN_MAX_AGE_LIMIT)
+    if age > limit:
+        raise ValueError(f"max_age={value!r} is above SSE_EXEC['TOKEN_MAX_AGE_LIMIT'] "
+                         f"({limit:g} s): stream URLs end up in logs, keep them short-lived")
+    return age
 
 
 def _grant(token: str | None, execution_id: str) -> dict[str, Any]:
@@ -73,7 +92,11 @@ def _grant(token: str | None, execution_id: str) -> dict[str, Any]:
         raise PermissionDenied("invalid token")
     if payload.get("e") != execution_id:
         raise PermissionDenied("token is for another execution")
-    if payload["x"] < time.time():
+    now = time.time()
+    if payload["x"] <= now:
+        raise PermissionDenied("expired token")
+    if payload["x"] > now + float(sse_settings.TOKEN_MAX_AGE_LIMIT) + 1:
+        # Minted for longer than the limit now allows (the limit was lowered).
         raise PermissionDenied("expired token")
     return payload
 
@@ -212,5 +235,5 @@ async def authorize(request: HttpRequest, execution_id: str) -> str | None:
 
 __all__ = [
     "allow_any", "authenticated_user", "authorize", "check_token", "get_policy",
-    "make_token", "signed_token", "staff_only",
+    "make_token", "signed_token", "staff_only", "token_age",
 ]

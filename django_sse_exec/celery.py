@@ -40,47 +40,25 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from celery import Task, signals
 from celery.app.task import Context
-from celery.canvas import Signature, _chain, _chord, group, maybe_signature
+from celery.canvas import Signature
 from celery.exceptions import Retry
 
-from .api import close_sse_connections, send_sse_event
-from .exceptions import ExecutionClosed
-from .reporter import ExecutionState, Message
-from .runner import run_sync
-from .store import get_store
-from .wire import encode_data, validate_execution_id
+from . import celery_reports as reports
+from .api import close_sse_connections
+from .celery_reports import RESULT_MAX_BYTES, TITLE_HEADER, iter_tasks
+from .reporter import ExecutionState
+from .wire import validate_execution_id
 
 logger = logging.getLogger("django_sse_exec")
 
 #: Message header carrying the execution id of a task.
 EXECUTION_HEADER = "sse_execution_id"
-#: Optional message header with the task's title (default: the task's name).
-TITLE_HEADER = "sse_task_title"
 #: Seconds between ``progress`` events of one task (the last step always goes out).
 PROGRESS_INTERVAL = 0.25
-#: A task's return value joins its ``task-complete`` payload when its JSON is this small.
-RESULT_MAX_BYTES = 2048
-
-
-def iter_tasks(sig: Any) -> Iterator[Signature]:
-    """The task signatures of a canvas (a task, chain, group or chord), in order."""
-    sig = maybe_signature(sig)
-    if isinstance(sig, _chord):
-        yield from iter_tasks(sig.tasks)
-        yield from iter_tasks(sig.body)
-    elif isinstance(sig, (_chain, group)):
-        for task in sig.tasks:
-            yield from iter_tasks(task)
-    elif isinstance(sig, (list, tuple)):
-        for task in sig:
-            yield from iter_tasks(task)
-    elif sig is not None:
-        yield sig
 
 
 def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
@@ -104,11 +82,11 @@ def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
         headers[EXECUTION_HEADER] = execution_id
         task.set(headers=headers)
     state = ExecutionState(execution_id, total=len(tasks))
-    _send(execution_id, state.start())
+    reports.send(execution_id, state.start())
     try:
         return sig.apply_async(**options)
     except Exception as exc:
-        _safely(_finish, execution_id, state, exc)  # never hide the broker's error
+        reports.safely(reports.finish, execution_id, state, exc)  # never hide the broker's error
         raise
 
 
@@ -125,7 +103,15 @@ class ExecutionTask(Task):
 
     Outside an execution (called directly, or sent without
     :func:`start_execution`) the task runs as usual and reports nothing.
+
+    A task's return value is published (in ``task-complete.result``, when its
+    JSON is under :data:`RESULT_MAX_BYTES`) only if the task opts in with
+    ``publish_result=True`` (``@shared_task(base=ExecutionTask, publish_result=True)``):
+    every viewer of the stream sees it.
     """
+
+    #: Publish the return value in ``task-complete`` (off: results may be private).
+    publish_result: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -135,18 +121,24 @@ class ExecutionTask(Task):
         # The worker has pushed this call's request; Task.__call__ would push an empty one.
         started = time.monotonic()
         request.sse_progress_at = 0.0
-        _safely(_report_start, request, self.name, execution_id)
+        reports.safely(reports.report_start, request, self.name, execution_id)
+        with reports.leased(execution_id):
+            return self._run_reported(request, execution_id, started, args, kwargs)
+
+    def _run_reported(self, request: Any, execution_id: str, started: float,
+                      args: Any, kwargs: Any) -> Any:
         try:
             result = self.run(*args, **kwargs)
         except Retry as exc:
-            _safely(_report_retry, request, execution_id, exc, started)
+            reports.safely(reports.report_retry, request, execution_id, exc, started)
             raise
         except Exception as exc:
             # Not SystemExit & co.: then the process is going (revoked with terminate,
             # shutdown) and the worker's main process reports it (task_revoked/task_failure).
-            _safely(_report_end, request, self.name, execution_id, started, error=exc)
+            reports.safely(reports.report_end, request, self.name, execution_id, started, error=exc)
             raise
-        _safely(_report_end, request, self.name, execution_id, started, result=result)
+        reports.safely(reports.report_end, request, self.name, execution_id, started,
+                result=result if self.publish_result else None)
         return result
 
     def progress(self, current: int | float, total: int | float | None = None,
@@ -166,100 +158,7 @@ class ExecutionTask(Task):
         request.sse_progress_at = now
         message_ = ExecutionState(execution_id).progress(current, total, message,
                                                          task_id=request.id)
-        _safely(_send, execution_id, message_)
-
-
-# -- reporting (each call rebuilds the execution from its log) ------------------------
-
-
-def _send(execution_id: str, message: Message) -> int:
-    event, data = message
-    return send_sse_event(execution_id, event, data)
-
-
-def _read_state(execution_id: str, upto: int | None = None) -> ExecutionState:
-    log = run_sync("read", get_store().read, execution_id, 0, upto)
-    return ExecutionState.from_events(execution_id, log.events)
-
-
-def _title(request: Any, name: str) -> str:
-    headers = getattr(request, "headers", None) or {}
-    return str(getattr(request, TITLE_HEADER, None) or headers.get(TITLE_HEADER) or name)
-
-
-def _attempt(request: Any) -> int:
-    return int(getattr(request, "retries", 0) or 0) + 1
-
-
-def _report_start(request: Any, name: str, execution_id: str) -> None:
-    state = _read_state(execution_id)
-    _send(execution_id, state.task_start(request.id, _title(request, name),
-                                         attempt=_attempt(request)))
-
-
-def _report_retry(request: Any, execution_id: str, exc: Retry, started: float) -> None:
-    state = _read_state(execution_id)
-    reason = exc.exc if exc.exc is not None else (exc.excs or exc.message or "retry")
-    extra: dict[str, Any] = {"duration": int((time.monotonic() - started) * 1000)}
-    if exc.when is not None:
-        extra["retryIn"] = exc.humanize()
-    event, data = state.task_retry(request.id, reason, attempt=_attempt(request))
-    _send(execution_id, (event, {**data, **extra}))
-
-
-def _report_end(request: Any, name: str, execution_id: str, started: float | None, *,
-                error: BaseException | None = None, result: Any = None) -> None:
-    state = _read_state(execution_id)
-    if error is not None and any(r.get("taskId") == request.id for r in state.results):
-        return  # already reported (by the task, before a signal reports it again)
-    extra: dict[str, Any] = {}
-    if _attempt(request) > 1:
-        extra["attempt"] = _attempt(request)
-    if error is None and result is not None:
-        try:
-            encode_data(result, max_bytes=RESULT_MAX_BYTES)
-            extra["result"] = result
-        except (TypeError, ValueError):
-            pass
-    if error is not None:
-        skipped = sum(len(list(iter_tasks(step))) for step in (request.chain or []))
-        if skipped:
-            extra["skipped"] = skipped
-    duration = int((time.monotonic() - started) * 1000) if started is not None else None
-    message = state.task_end(request.id, error=error, title=_title(request, name),
-                             duration=duration, **extra)
-    event_id = _send(execution_id, message)
-    _finish_if_last(execution_id, event_id)
-
-
-def _finish_if_last(execution_id: str, event_id: int) -> None:
-    """End the execution if event ``event_id`` is the one that completed it.
-
-    Only events up to ``event_id`` are read: exactly one task end is the one
-    after which every task has ended (or been skipped), whatever the order in
-    which concurrent tasks read the log.
-    """
-    log = run_sync("read", get_store().read, execution_id, 0, event_id)
-    before = ExecutionState.from_events(execution_id, [e for e in log.events if e.id < event_id])
-    state = ExecutionState.from_events(execution_id, log.events)
-    if state.all_done() and not before.all_done() and not state.finished:
-        _finish(execution_id, state, None)
-
-
-def _finish(execution_id: str, state: ExecutionState, error: BaseException | None) -> None:
-    for message in state.finish(error):
-        _send(execution_id, message)
-    close_sse_connections(execution_id)
-
-
-def _safely(func: Any, *args: Any, **kwargs: Any) -> None:
-    """Report without ever failing the task: problems are logged."""
-    try:
-        func(*args, **kwargs)
-    except ExecutionClosed:
-        logger.info("execution was closed before %s could report", func.__name__)
-    except Exception:
-        logger.warning("could not report %s to its execution", func.__name__, exc_info=True)
+        reports.safely(reports.send, execution_id, message_)
 
 
 # -- reports from the worker's main process ---------------------------------------------
@@ -297,7 +196,7 @@ def _on_task_failure(sender: Task | None = None, task_id: str | None = None,
     execution_id = execution_of(request)
     if request is None or execution_id is None:
         return
-    _safely(_report_end, request, sender.name, execution_id, None,
+    reports.safely(reports.report_end, request, sender.name, execution_id, None,
             error=exception or RuntimeError("the task failed"))
 
 
@@ -311,15 +210,15 @@ def _on_task_revoked(sender: Task | None = None, request: Any = None, terminated
     how = "expired" if expired else "was terminated" if terminated else "was revoked"
 
     def cancel() -> None:
-        state = _read_state(execution_id)
+        state = reports.read_state(execution_id)
         if not state.finished:
-            _send(execution_id, state.cancel(f"task {_title(request, sender.name)} {how}"))
+            reports.send(execution_id, state.cancel(f"task {reports.title(request, sender.name)} {how}"))
         close_sse_connections(execution_id)
 
-    _safely(cancel)
+    reports.safely(cancel)
 
 
 __all__ = [
-    "EXECUTION_HEADER", "ExecutionTask", "PROGRESS_INTERVAL", "TITLE_HEADER", "execution_of",
-    "iter_tasks", "start_execution",
+    "EXECUTION_HEADER", "ExecutionTask", "PROGRESS_INTERVAL", "RESULT_MAX_BYTES", "TITLE_HEADER",
+    "execution_of", "iter_tasks", "start_execution",
 ]

@@ -55,7 +55,94 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="django_sse_exec.W005",
         ))
     messages.extend(check_redis_read_timeout())
+    messages.extend(check_templates())
+    messages.extend(check_slow_client_guard())
+    messages.extend(check_error_detail())
+    messages.extend(check_operations())
     return messages
+
+
+def check_operations() -> list[CheckMessage]:
+    """Lease timings must be positive numbers; a multiprocess metrics directory must exist."""
+    from .metrics import multiprocess_dir_problem
+
+    messages: list[CheckMessage] = []
+    for key in ("LEASE_TTL", "LEASE_CHECK", "LEASE_CLAIM_GRACE"):
+        value = getattr(sse_settings, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            messages.append(Error(
+                f"SSE_EXEC[{key!r}] = {value!r} is not a positive number of seconds",
+                hint=f"Remove it (default {DEFAULTS[key]:g}) or give a positive number.",
+                id="django_sse_exec.E005",
+            ))
+    problem = multiprocess_dir_problem()
+    if problem is not None:
+        messages.append(Warning(
+            f"{problem}: metrics are off in this process",
+            hint="Create the directory (empty it at each deploy) before the processes start, "
+                 "or unset the variable for per-process metrics.",
+            id="django_sse_exec.W008",
+        ))
+    return messages
+
+
+def check_error_detail() -> list[CheckMessage]:
+    """ERROR_DETAIL must be a known mode or a formatter that can be imported."""
+    from .disclosure import formatter
+
+    try:
+        custom = formatter()
+    except Exception as exc:
+        custom, problem = None, str(exc)
+    else:
+        problem = "" if custom is None or callable(custom) else "it is not callable"
+    if not problem:
+        return []
+    return [Error(
+        f"SSE_EXEC['ERROR_DETAIL'] = {sse_settings.ERROR_DETAIL!r} cannot be used: {problem}",
+        hint='Use "auto", "type", "message", or the dotted path of an (exception) -> str '
+             "callable; until then exceptions are published as their type only.",
+        id="django_sse_exec.E013",
+    )]
+
+
+def check_slow_client_guard() -> list[CheckMessage]:
+    """daphne applies no backpressure; the guard that bounds what a non-reading client
+    costs reads daphne's internals and is used only for the tested versions."""
+    from .backlog import DAPHNE_TESTED, daphne_version, is_tested_daphne
+
+    version = daphne_version()
+    if version is None or is_tested_daphne(version):
+        return []
+    tested = f"{'.'.join(map(str, DAPHNE_TESTED[0]))} <= daphne < " \
+             f"{'.'.join(map(str, DAPHNE_TESTED[1]))}"
+    return [Warning(
+        f"daphne {version} is outside the versions the slow-client guard supports "
+        f"({tested}): under it, a client that stops reading a stream makes the server "
+        "buffer its events without limit",
+        hint="Serve with uvicorn (it applies backpressure; the guard needs no internals "
+             f"there), or install a supported daphne ({tested}).",
+        id="django_sse_exec.W013",
+    )]
+
+
+def check_templates() -> list[CheckMessage]:
+    """The widget and the HTML stream render the app's templates: they must be found."""
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    try:
+        get_template("django_sse_exec/state.html")
+    except TemplateDoesNotExist:
+        return [Warning(
+            "django_sse_exec's templates cannot be found: {% sse_exec_progress %} and "
+            "streams with ?format=html will fail",
+            hint="Set APP_DIRS: True in TEMPLATES (or add "
+                 "'django.template.loaders.app_directories.Loader' to its loaders).",
+            id="django_sse_exec.W007",
+        )]
+    return []
 
 
 def check_redis_read_timeout() -> list[CheckMessage]:
@@ -122,6 +209,14 @@ def check_policy() -> list[CheckMessage]:
         messages.append(Error(
             f"SSE_EXEC['TOKEN_MAX_AGE'] = {age!r} is not a positive number of seconds",
             hint="Stream tokens travel in URLs: keep them short-lived (default 3600).",
+            id="django_sse_exec.E004",
+        ))
+    elif age > sse_settings.TOKEN_MAX_AGE_LIMIT:
+        messages.append(Error(
+            f"SSE_EXEC['TOKEN_MAX_AGE'] = {age!r} is above TOKEN_MAX_AGE_LIMIT "
+            f"({sse_settings.TOKEN_MAX_AGE_LIMIT!r}): every stream_url() would raise",
+            hint="Lower TOKEN_MAX_AGE (default 3600), or raise TOKEN_MAX_AGE_LIMIT "
+                 "knowing that URL tokens end up in logs.",
             id="django_sse_exec.E004",
         ))
     return messages

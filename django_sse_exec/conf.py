@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_BUFFER": 1000,
     # Seconds a signed stream token stays valid.
     "TOKEN_MAX_AGE": 3600,
+    # Largest max_age a token may be minted with (stream_url raises above it);
+    # tokens claiming a later expiry are refused. URL tokens end up in logs.
+    "TOKEN_MAX_AGE_LIMIT": 24 * 3600,
     # Largest accepted event payload, in bytes of encoded JSON.
     "MAX_EVENT_BYTES": 64 * 1024,
     # Dotted path to the authorisation callable ``(request, execution_id) -> bool``.
@@ -74,9 +77,29 @@ DEFAULTS: dict[str, Any] = {
     # Fraction of MAX_STREAM_LIFETIME by which each stream's lifetime is shortened
     # at random, so streams opened together are not rotated together.
     "MAX_STREAM_LIFETIME_JITTER": 0.2,
+    # What ExecutionReporter and the Celery integration publish about an exception
+    # they caught: "auto" (its message only with DEBUG on; else its type and a
+    # generic message), "type", "message", or a dotted path to (exc) -> str.
+    "ERROR_DETAIL": "auto",
+    # Streams one logged-in user may hold open in one process; over it a connect
+    # gets 429 with Retry-After. None: no cap.
+    "MAX_STREAMS_PER_USER": None,
+    # Streams one client address may hold open in one process (the address the
+    # server reports: behind a proxy, the proxy's unless it forwards it). None: no cap.
+    "MAX_STREAMS_PER_ADDRESS": None,
+    # Seconds sent as Retry-After with a 429 from the caps above.
+    "STREAM_CAP_RETRY_AFTER": 10,
     # On SIGTERM/SIGINT, seconds at most to end every stream (with a retry hint)
     # before the server's own shutdown proceeds; 0 leaves signals alone.
     "SHUTDOWN_GRACE": 1.5,
+    # Seconds a producer's lease on its execution lasts without renewal (renewed
+    # every third of it); an execution whose lease expired is ended as "lost".
+    "LEASE_TTL": 30.0,
+    # Seconds between a web process's checks for expired leases.
+    "LEASE_CHECK": 5.0,
+    # Seconds a process that claimed an expired lease has to end the execution
+    # before another process may claim it again.
+    "LEASE_CLAIM_GRACE": 30.0,
 }
 
 

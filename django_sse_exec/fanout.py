@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
 from .store import Store
-from .subscriber import Batch, Subscriber
+from .subscriber import Batch, Entry, Subscriber
 from .wire import STREAM_CLOSED, Event, closed_data, frame
 
 logger = logging.getLogger("django_sse_exec")
@@ -51,7 +52,7 @@ class Group:
         self.wanted = 0
         self.catching_up: asyncio.Task[None] | None = None
         #: Frames fanned out in this turn of the event loop, not yet pushed.
-        self.pending: list[tuple[int, str, bytes]] = []
+        self.pending: list[Entry] = []
 
 
 class LagMeter:
@@ -113,6 +114,7 @@ class Fanout:
             return
         event_id = int(message["id"])
         behind = self.lag.behind(message.get("t"))
+        metrics.hub_dispatched(message)
         if event_id <= group.seen:
             return
         if group.catching_up is not None or behind or (group.seen and event_id > group.seen + 1):
@@ -130,7 +132,7 @@ class Fanout:
         group.seen = event.id
         if not group.pending:
             asyncio.get_running_loop().call_soon(self._flush, group)
-        group.pending.append((event.id, event.event, frame(event)))
+        group.pending.append((event.id, event.event, frame(event), event))
 
     @staticmethod
     def _flush(group: Group) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import guard
+from . import guard, leases
 from .conf import sse_settings
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ async def run(hub: Hub) -> None:
             if hub.restore_needed:
                 await restore(hub)
             await repair(hub)
+            await leases.maintain(hub.store)
             now = loop.time()
             if now >= next_beat:
                 next_beat = now + heartbeat_every

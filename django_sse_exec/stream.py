@@ -31,30 +31,28 @@ from typing import Any
 
 from .auth import authorize
 from .backlog import find_backlog
+from .caps import OverCap, admit
 from .conf import sse_settings
+from .cursor import Cursor
+from .formats import JSON, Render, render_for
+from .headers import STREAM_HEADERS, response_headers, session_read
 from .hub import Hub, get_hub
 from .runner import set_home_loop
 from .store import LogSlice, Store, get_store
-from .subscriber import Batch, Subscriber
+from .subscriber import Subscriber
+from .tally import StreamTally
 from .wire import (
     KEEPALIVE,
-    STREAM_CLOSED,
-    frame,
     is_valid_execution_id,
     parse_last_event_id,
     preamble,
     rejoin_hint,
-    reset_frame,
 )
 
 logger = logging.getLogger("django_sse_exec")
 
-#: Response headers of every stream (besides the status line).
-HEADERS: dict[str, str] = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+#: Response headers of every stream (besides the status line); see headers.py.
+HEADERS: dict[str, str] = STREAM_HEADERS
 
 
 @dataclass
@@ -64,6 +62,16 @@ class Outcome:
     status: int
     reason: str = ""
     body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
 
 
 def last_event_id_of(header: str | None, query: str | None) -> int | None:
@@ -72,21 +80,35 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def open_stream(request: Any, execution_id: str, last_event_id: int | None) -> Outcome:
-    """Apply the connect rules and return the response to give."""
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
+    """Apply the connect rules and return the response to give.
+
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
     reason = await authorize(request, execution_id)
+    vary = session_read(request)
     if reason is not None:
-        return Outcome(403, reason)
+        return Outcome(403, reason, vary_cookie=vary)
+    render = render_for(getattr(request, "GET", None), execution_id)
+    if render is None:
+        return Outcome(400, "unknown format", vary_cookie=vary)
     head = None
     if last_event_id:  # only a client that has seen events can be told "no more"
         head = await get_store().read(execution_id, upto=0)
         if head.closed and last_event_id == head.last_id:
-            return Outcome(204, "execution closed")
-    scope = getattr(request, "scope", None) or {}
-    return Outcome(200, body=stream_events(execution_id, last_event_id, peer=scope.get("client"),
-                                           head=head))
+            return Outcome(204, vary_cookie=vary)
+    try:
+        slot = await admit(request)  # a per-user cap may read the session too
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
+    body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
+                         head=head, render=render, entry_point=entry_point)
+    return Outcome(200, body=slot.hold(body) if slot else body,
+                   vary_cookie=session_read(request))
 
 
 def retry_ms() -> int:
@@ -99,61 +121,20 @@ def retry_ms() -> int:
 _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
-class _Cursor:
-    """What one stream has sent so far, and how to turn log reads into bytes."""
-
-    def __init__(self, execution_id: str, after: int) -> None:
-        self.execution_id = execution_id
-        self.last_sent = after
-        self.done = False
-
-    def take_slice(self, log: LogSlice, out: list[bytes]) -> None:
-        """Append the frames of ``log`` past ``last_sent``; note a trimmed history."""
-        if log.events:
-            self.jump(log.events[0].id, out)
-        for event in log.events:
-            self.take(event.id, event.event, frame(event), out)
-
-    def jump(self, event_id: int, out: list[bytes]) -> None:
-        """Before sending ``event_id``: if ids in between are not to be had (the
-        history was trimmed, or the log lost and recreated), say so with ``stream-reset``."""
-        if event_id > self.last_sent + 1 and self.last_sent > 0:
-            out.append(reset_frame(self.execution_id, self.last_sent, event_id))
-            self.last_sent = event_id - 1
-
-    def take_batch(self, batch: Batch, out: list[bytes]) -> None:
-        """Append what of ``batch`` was not sent yet (all of it at once, usually)."""
-        if batch.last <= self.last_sent or self.done:
-            return
-        if batch.first == self.last_sent + 1:
-            out.append(batch.data)
-            self.last_sent = batch.last
-            self.done = batch.closing
-            return
-        for event_id, event, data in batch.events:
-            self.take(event_id, event, data, out)
-
-    def take(self, event_id: int, event: str, data: bytes, out: list[bytes]) -> None:
-        if event_id <= self.last_sent or self.done:
-            return
-        out.append(data)
-        self.last_sent = event_id
-        if event == STREAM_CLOSED:
-            self.done = True
-
-
-async def stream_events(execution_id: str, after: int | None, peer: Any = None,
-                        head: LogSlice | None = None) -> AsyncIterator[bytes]:
+async def stream_events(execution_id: str, after: int | None, scope: Any = None,
+                        head: LogSlice | None = None, render: Render = JSON,
+                        entry_point: str = "view") -> AsyncIterator[bytes]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
-    ``peer`` is the client's address (ASGI ``scope["client"]``); where the server
-    lets us measure that connection's unsent bytes (daphne), the stream pauses
+    ``scope`` is the request's ASGI scope; where the server lets us measure
+    that connection's unsent bytes (daphne), the stream pauses
     while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
     it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
     ``CLIENT_BUFFER`` events behind meanwhile.
 
     ``head`` is a read of the log made before (to decide the connect); it
-    saves reading it again.
+    saves reading it again. ``render`` turns events into bytes
+    (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
 
     Cleans up in ``finally``: Django cancels this generator when the client goes.
     Errors after the headers are sent end the stream cleanly (the client
@@ -167,17 +148,19 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
         logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
         yield preamble(retry_ms())  # a clean, empty stream: the client comes back after retry
         return
-    sub.backlog = find_backlog(peer) if peer else None
+    sub.backlog = find_backlog(scope)
+    tally = StreamTally(execution_id, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after, head):
+        async for chunk in _events(hub, sub, execution_id, after, head, render):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
                     return  # ended while its client was not reading: no more bytes
                 sub.writing(len(piece))
+                tally.wrote(piece)
                 yield piece
                 sub.written()
         if sub.end_reason in _REJOIN_REASONS:
@@ -185,8 +168,11 @@ async def stream_events(execution_id: str, after: int | None, peer: Any = None,
     except asyncio.CancelledError:
         raise
     except Exception:
+        tally.failed = True
         logger.exception("stream of execution %s failed; ending it", execution_id)
     finally:
+        tally.ended(sub.end_reason)
+        render.close()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -203,12 +189,12 @@ def _pieces(chunk: bytes) -> list[bytes]:
 
 
 async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
-                  head: LogSlice | None) -> AsyncIterator[bytes]:
+                  head: LogSlice | None, render: Render = JSON) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
-    cursor = _Cursor(execution_id, after or 0)
+    cursor = Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -216,7 +202,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # The client's id is not a position in this log: the history was
             # trimmed past it, or it belongs to a lost incarnation (another
             # epoch, or a log that expired and restarted). Start over.
-            yield reset_frame(execution_id, after, head.first_id)
+            yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
     async for chunk in _replay(store, cursor, hub=hub):
         yield chunk
@@ -239,6 +225,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         out: list[bytes] = []
         for batch in batches:
             if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+                await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
@@ -246,6 +233,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                     yield chunk
                 cursor.jump(batch.first, out)
             cursor.take_batch(batch, out)
+        await render.flush(out)
         if out:
             yield b"".join(out)
         if not cursor.done and (overflowed or catch_up > cursor.last_sent):
@@ -253,7 +241,7 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
                 yield chunk
 
 
-async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
+async def _replay(store: Store, cursor: Cursor, upto: int | None = None,
                   hub: Hub | None = None) -> AsyncIterator[bytes]:
     """The log past ``cursor`` (up to ``upto``), one page read and written at a time.
 
@@ -266,6 +254,7 @@ async def _replay(store: Store, cursor: _Cursor, upto: int | None = None,
             hub = None
         out: list[bytes] = []
         cursor.take_slice(page, out)
+        await cursor.render.flush(out)
         if out:
             yield b"".join(out)
         if cursor.done:

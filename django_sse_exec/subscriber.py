@@ -13,7 +13,10 @@ import asyncio
 from typing import Any
 
 from .backlog import Backlog
-from .wire import STREAM_CLOSED
+from .wire import STREAM_CLOSED, Event
+
+#: One event in a batch: (id, name, encoded JSON frame, the event itself).
+Entry = tuple[int, str, bytes, Event]
 
 
 
@@ -23,12 +26,13 @@ class Batch:
     ``data`` is the frames of ids ``first`` to ``last`` joined, so a stream that
     is exactly at ``first - 1`` writes it as it is: per stream, the cost of a
     batch does not grow with its events. ``events`` keeps each event's
-    ``(id, name, frame)`` for a stream that needs only part of it.
+    ``(id, name, frame, event)`` for a stream that needs only part of it, or
+    another representation of it (:mod:`django_sse_exec.formats`).
     """
 
     __slots__ = ("first", "last", "data", "events", "closing")
 
-    def __init__(self, events: list[tuple[int, str, bytes]]) -> None:
+    def __init__(self, events: list[Entry]) -> None:
         self.events = events
         self.first = events[0][0]
         self.last = events[-1][0]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .stream import HEADERS, last_event_id_of, open_stream
+from . import metrics
+from .headers import response_headers
+from .stream import last_event_id_of, open_stream
 
 
 @csrf_exempt  # GET only; exempt so other methods get a clean 405 instead of a CSRF 403
@@ -18,18 +20,15 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
     """``GET .../executions/<execution_id>/events``: the execution's event stream."""
     if request.method != "GET":
         return HttpResponse("method not allowed", status=405,
-                            content_type="text/plain; charset=utf-8",
-                            headers={"Allow": "GET"})
+                            headers={**response_headers(405), "Allow": "GET"})
     last_event_id = last_event_id_of(
         request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")
     )
     outcome = await open_stream(request, execution_id, last_event_id)
-    if outcome.status == 204:
-        return HttpResponse(status=204)
+    metrics.connected("view", outcome.status)
     if outcome.status != 200 or outcome.body is None:
-        return HttpResponse(outcome.reason, status=outcome.status,
-                            content_type="text/plain; charset=utf-8")
+        return HttpResponse(outcome.reason, status=outcome.status, headers=outcome.headers)
     # GZipMiddleware would buffer and compress every chunk; it only compresses
     # when the request accepts gzip, so make this request not say so.
     request.META.pop("HTTP_ACCEPT_ENCODING", None)
-    return StreamingHttpResponse(outcome.body, headers=HEADERS)
+    return StreamingHttpResponse(outcome.body, headers=outcome.headers)

@@ -123,6 +123,27 @@ def frame(event: Event) -> bytes:
     return f"id: {int(event.id)}\nevent: {event.event}\ndata: {event.data}\n\n".encode()
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def text_frame(event_id: int | None, event: str | None, text: str) -> bytes:
+    """An event whose data is any text (an HTML fragment): one ``data:`` line per line.
+
+    Line breaks of every kind (CRLF, CR, LF) split the text into ``data:``
+    lines, which the browser joins back with LF, so no line of ``text`` can
+    start a field of its own; a NUL becomes U+FFFD. ``event_id`` None sends no
+    ``id:`` (the client's Last-Event-ID stays where it was); ``event`` None sends
+    an unnamed message (``message`` in ``EventSource``). The name must already
+    be valid (see :func:`validate_event_name`).
+    """
+    if event is not None and any(c in event for c in _BREAKS):
+        raise ValueError("an event name has a line break or NUL")
+    lines = _LINE_BREAK.split(text.replace("\0", "\ufffd"))
+    head = (f"id: {int(event_id)}\n" if event_id is not None else "") + \
+        (f"event: {event}\n" if event is not None else "")
+    return (head + "".join(f"data: {line}\n" for line in lines) + "\n").encode()
+
+
 def frames(events: list[Event]) -> bytes:
     """Several events as one chunk, so a burst costs one write."""
     return b"".join(frame(e) for e in events)

@@ -7,19 +7,45 @@ so Celery workers and several web processes share every execution.
 """
 
 import os
+import secrets
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-insecure-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# DEBUG only when asked for: DJANGO_DEBUG=1.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+
+# The key that signs sessions and stream tokens: DJANGO_SECRET_KEY, else the
+# git-ignored file `make demo` generates, else a random one for this process
+# only (then tokens do not work across processes). Never a published value.
+SECRET_KEY_FILE = BASE_DIR / "example_project" / ".secret_key"
+#: The value earlier versions of this file fell back to: public, so refused.
+PUBLISHED_SECRET_KEYS = {"example-project-insecure-key-change-me"}
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.exists() else ""
+) or secrets.token_urlsafe(50)
+if SECRET_KEY in PUBLISHED_SECRET_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is the example project's published key: anyone can forge stream "
+        "tokens and sessions with it. Generate your own (python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))').")
+
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+# The debug page (DEBUG=1) masks settings whose names match this, besides
+# Django's own API/AUTH/TOKEN/KEY/SECRET/PASS/SIGNATURE: Redis and broker URLs
+# and channel-layer hosts carry passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "example_project.reporting.SafeSettingsFilter"
 
 INSTALLED_APPS = [
     "daphne",
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
     "django_sse_exec",
@@ -33,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -47,6 +74,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
             ]
         },
     }

@@ -10,7 +10,7 @@ from celery import shared_task
 from django_sse_exec.celery import ExecutionTask
 
 
-@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.count_rows")
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.count_rows", publish_result=True)
 def count_rows(self, rows: int) -> int:
     """The five-line task: reports progress per row, returns the count."""
     for n in range(1, rows + 1):
@@ -28,7 +28,8 @@ def boom(self, *args: object) -> None:
     raise ValueError("the data is bad")
 
 
-@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.flaky", max_retries=5)
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.flaky", max_retries=5,
+             publish_result=True)
 def flaky(self, failures: int) -> int:
     """Fails its first ``failures`` attempts, each time scheduling a retry."""
     if self.request.retries < failures:

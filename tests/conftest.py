@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PrivateRedis
-from tests.server import Server
+from tests.server import ROOT, Server
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -56,7 +58,8 @@ def execution_id() -> str:
 
 
 #: Test modules whose stream tests run twice: through the Django view and the ASGI fast path.
-BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security"}
+BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_hardening",
+                     "tests.test_fragments"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -106,3 +109,13 @@ def url_for() -> Callable[..., str]:
         return srv.base_url + stream_url(execution_id, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+def migrated_db_env(tmp_path_factory: pytest.TempPathFactory, name: str) -> dict[str, str]:
+    """``TEST_DB_PATH`` of a freshly migrated sqlite file, for servers that share users
+    and sessions with each other (and with ``/control/login``)."""
+    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp(name) / "db.sqlite3")}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
+                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
+                   check=True, timeout=120)
+    return env

@@ -24,13 +24,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float,
+                       describe: Any) -> None:
+    """Poll ``url`` until it answers; RuntimeError with ``describe()`` if ``proc`` exits
+    or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited: {describe()}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"did not start: {describe()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                 timeout: float = 10) -> None:
+    """Send ``sig``; kill the process if it has not exited after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Server:
     """An ASGI server process serving ``tests.settings`` on 127.0.0.1."""
 
     def __init__(self, kind: str = "daphne", env: dict[str, str] | None = None,
                  sse_exec: dict[str, Any] | None = None, port: int | None = None,
-                 app: str = "example_project.asgi:application") -> None:
+                 app: str = "example_project.asgi:application",
+                 extra_args: list[str] | None = None) -> None:
         self.kind = kind
+        self.extra_args = list(extra_args or [])  # e.g. daphne's --proxy-headers, -u <path>
         self.port = port or free_port()
         self.app = app
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -47,37 +78,26 @@ class Server:
     def command(self) -> list[str]:
         if self.kind == "daphne":
             return [str(VENV_BIN / "daphne"), "-e",
-                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096", self.app]
+                    f"tcp:port={self.port}:interface=127.0.0.1:backlog=4096",
+                    *self.extra_args, self.app]
         if self.kind == "uvicorn":
             return [str(VENV_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port),
                     "--backlog", "4096", "--timeout-graceful-shutdown", "2", "--log-level",
-                    "warning", self.app]
+                    "warning", *self.extra_args, self.app]
         raise ValueError(self.kind)
 
     def start(self, timeout: float = 20) -> "Server":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                httpx.get(self.base_url + "/control/hub", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} did not start: {self.log_path.read_text()[-2000:]}")
+        wait_until_serving(self.proc, self.base_url + "/control/hub", timeout,
+                           lambda: f"{self.kind}: {self.log_path.read_text()[-2000:]}")
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, sig, timeout)
         self._log.close()
 
     def log(self) -> str:

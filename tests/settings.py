@@ -54,6 +54,11 @@ else:
         }
     }
 
+if os.environ.get("TEST_DAPHNE_VERSION"):  # play a daphne the slow-client guard was not tested with
+    import daphne
+
+    daphne.__version__ = os.environ["TEST_DAPHNE_VERSION"]
+
 # No retry jitter unless a test asks for it, so the preamble is predictable.
 SSE_EXEC = {"KEY_PREFIX": _prefix, "RETRY_JITTER_MS": 0,
             **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}

@@ -57,8 +57,38 @@ def test_missing_token(token):
 
 
 def test_expired_token():
-    assert check_token(make_token(EID, max_age=-1), EID) == "expired token"
+    expired = signing.dumps({"e": EID, "x": int(time.time()) - 1}, salt=SALT, compress=True)
+    assert check_token(expired, EID) == "expired token"
     assert check_token(make_token(EID, max_age=60), EID) is None
+
+
+def test_token_expiring_this_second_is_expired():
+    """Expiry is exclusive: a token whose expiry is now (what max_age=0 used to mint,
+    valid for up to a second) is refused."""
+    now = signing.dumps({"e": EID, "x": int(time.time())}, salt=SALT, compress=True)
+    assert check_token(now, EID) == "expired token"
+
+
+@pytest.mark.parametrize("age", [0, 0.0, -1, -0.5])
+def test_token_age_must_be_above_zero(age):
+    with pytest.raises(ValueError, match="above 0"):
+        make_token(EID, max_age=age)
+    with pytest.raises(ValueError, match="above 0"):
+        stream_url(EID, max_age=age)
+
+
+def test_token_age_is_bounded_by_the_limit(settings):
+    with pytest.raises(ValueError, match="TOKEN_MAX_AGE_LIMIT"):
+        stream_url(EID, max_age=1e15)
+    with pytest.raises(ValueError, match="TOKEN_MAX_AGE_LIMIT"):
+        make_token(EID, max_age=24 * 3600 + 1)
+    assert check_token(make_token(EID, max_age=24 * 3600), EID) is None  # the default limit
+    settings.SSE_EXEC = {"TOKEN_MAX_AGE_LIMIT": 7 * 24 * 3600}
+    week = make_token(EID, max_age=7 * 24 * 3600)
+    assert check_token(week, EID) is None
+    settings.SSE_EXEC = {}
+    # A token minted for longer than the limit now allows is refused.
+    assert check_token(week, EID) == "expired token"
 
 
 def test_default_age_is_token_max_age(settings):
@@ -316,7 +346,8 @@ def test_unusable_policy_is_an_error(settings, policy):
 
 
 @pytest.mark.parametrize("age, bad", [(3600, False), (0.5, False), (0, True), (-1, True),
-                                      ("1h", True), (None, True), (float("inf"), True)])
+                                      ("1h", True), (None, True), (float("inf"), True),
+                                      (24 * 3600, False), (24 * 3600 + 1, True)])
 def test_token_max_age_check(settings, age, bad):
     settings.SSE_EXEC = {"TOKEN_MAX_AGE": age}
     assert ("django_sse_exec.E004" in check_ids()) is bad

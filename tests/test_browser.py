@@ -16,9 +16,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from django_sse_exec import stream_url
 from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server, free_port
 
@@ -57,16 +59,25 @@ def browser() -> Iterator[Any]:
 class Dashboard:
     """A tab on the dashboard, with the few actions and reads the tests need."""
 
-    def __init__(self, browser: Any, base_url: str, viewport: dict[str, int] = DESKTOP) -> None:
+    def __init__(self, browser: Any, base_url: str, viewport: dict[str, int] = DESKTOP,
+                 same_browser_as: "Dashboard | None" = None) -> None:
         self.base_url = base_url
-        self.context = browser.new_context(viewport=viewport, device_scale_factor=1)
+        # A tab of the same browser shares its cookies (the demo shows a browser
+        # only the executions it started); otherwise a browser of its own.
+        self.shared = same_browser_as is not None
+        self.context = same_browser_as.context if same_browser_as is not None else \
+            browser.new_context(viewport=viewport, device_scale_factor=1)
         self.page = self.context.new_page()
+        if self.shared:
+            self.page.set_viewport_size(viewport)
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
-    def open(self, execution_id: str | None = None) -> "Dashboard":
-        self.page.goto(self.base_url + (f"/?execution={execution_id}" if execution_id else "/"))
+    def open(self, execution_id: str | None = None, token: str | None = None) -> "Dashboard":
+        """Open the dashboard, on ``execution_id`` (with a shared link's ``token``)."""
+        query = f"/?execution={execution_id}" if execution_id else "/"
+        self.page.goto(self.base_url + query + (f"&token={token}" if token else ""))
         return self
 
     def start(self, tasks: int, speed: str = "Fast", fail_percent: int = 0) -> str:
@@ -111,24 +122,35 @@ class Dashboard:
         return path
 
     def close(self) -> None:
-        self.context.close()
+        if self.shared:
+            self.page.close()
+        else:
+            self.context.close()
+
+
+def open_tabs(factory: Any) -> Iterator[Any]:
+    """Yield ``make(...)``, which opens a tab with ``factory(...)``; then close every tab
+    and fail on any JavaScript error they saw (tabs have ``close()`` and ``errors``)."""
+    opened: list[Any] = []
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        tab = factory(*args, **kwargs)
+        opened.append(tab)
+        return tab
+
+    yield make
+    for tab in sorted(opened, key=lambda t: not getattr(t, "shared", False)):  # tabs first
+        if not tab.page.is_closed():
+            tab.close()
+    errors = [e for tab in opened for e in tab.errors]
+    assert errors == [], f"JavaScript errors in the page: {errors}"
 
 
 @pytest.fixture
 def dashboards(browser: Any) -> Iterator[Any]:
     """``dashboards(base_url, viewport=...)`` opens tabs; all are closed after the test."""
-    opened: list[Dashboard] = []
-
-    def make(base_url: str, viewport: dict[str, int] = DESKTOP) -> Dashboard:
-        tab = Dashboard(browser, base_url, viewport)
-        opened.append(tab)
-        return tab
-
-    yield make
-    for tab in opened:
-        tab.close()
-    errors = [e for tab in opened for e in tab.errors]
-    assert errors == [], f"JavaScript errors in the page: {errors}"
+    yield from open_tabs(lambda base_url, viewport=DESKTOP, same_browser_as=None: Dashboard(
+        browser, base_url, viewport, same_browser_as))
 
 
 def assert_whole_run(tab: Dashboard, total: int) -> list[int]:
@@ -164,7 +186,7 @@ def test_run_reaches_100_percent_with_summary_and_screenshots(server, dashboards
     tab.screenshot("dashboard.png")
 
     # Opening the finished execution replays it: same tasks, same summary, on a phone.
-    phone = dashboards(server.base_url, PHONE).open(execution_id)
+    phone = dashboards(server.base_url, PHONE, same_browser_as=tab).open(execution_id)
     phone.wait_finished(expected)
     assert phone.rows() == tab.rows()
     assert phone.state()["ids"] == tab.state()["ids"]
@@ -191,7 +213,7 @@ def test_two_tabs_show_two_watching(server, dashboards):
     first = dashboards(server.base_url).open()
     execution_id = first.start(tasks=60, speed="Normal")
     try:
-        second = dashboards(server.base_url).open(execution_id)
+        second = dashboards(server.base_url, same_browser_as=first).open(execution_id)
         for tab in (first, second):
             tab.wait_viewers(2)
         second.close()
@@ -240,7 +262,6 @@ CLIENT_JS = """([url, after]) => {
 
 def test_js_client_contract(make_server, dashboards, execution_id):
     """sse-exec.js: handlers, stream-reset, unknown events, failing handlers, close, 204."""
-    from django_sse_exec import stream_url
 
     server = make_server("daphne", sse_exec={"HISTORY_MAX_EVENTS": 5})
     server.send(execution_id, *[("step", {"n": n}) for n in range(1, 11)])
@@ -293,7 +314,9 @@ def test_page_resumes_after_server_restart(requires_redis, dashboards):
     server = Server("daphne", env=env, port=port).start()
     sender = None
     try:
-        tab = dashboards(server.base_url).open(execution_id)
+        # Started by another process: the page opens it through a shared link's token.
+        token = parse_qs(urlsplit(stream_url(execution_id)).query)["token"][0]
+        tab = dashboards(server.base_url).open(execution_id, token=token)
         tab.page.wait_for_function(
             "() => document.getElementById('conn-state').dataset.state === 'live'")
         sender = _sender({**server.env}, execution_id, tasks, delay_ms=400)

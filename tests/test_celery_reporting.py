@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from django_sse_exec import stream_url
+from django_sse_exec.disclosure import GENERIC_MESSAGE
 from tests.conftest import redis_available
 from tests.helpers import names
 from tests.server import Server
@@ -130,7 +131,9 @@ async def test_a_raising_task_still_ends_with_a_failed_summary(worker, web, on_r
     events = await stream_to_end(web, execution_id)
     assert names(events) == ["execution-start", "task-start", "task-fail", "execution-complete",
                              "stream-closed"]
-    assert events[2].json["error"] == "ValueError: the data is bad"
+    # With DEBUG off the exception's message is not published, only its type.
+    assert events[2].json["error"] == f"ValueError: {GENERIC_MESSAGE}"
+    assert all("the data is bad" not in e.data for e in events)
     result = summary(events)
     assert (result["status"], result["successful"], result["failed"]) == ("failed", 0, 1)
 
@@ -147,7 +150,9 @@ async def test_retries_start_once_per_attempt(worker, web, on_redis, execution_i
     assert len({s["taskId"] for s in starts}) == 1
     retries = [e.json for e in events if e.event == "task-retry"]
     assert [r["attempt"] for r in retries] == [1, 2]
-    assert "attempt 1 failed" in retries[0]["error"]
+    assert retries[0]["error"] == f"ConnectionError: {GENERIC_MESSAGE}"
+    assert all("attempt 1 failed" not in e.data for e in events)
+    # flaky opts in to publishing its return value
     assert events[6].json["result"] == 3 and events[6].json["attempt"] == 3
     result = summary(events)
     assert (result["status"], result["successful"], result["failed"], result["total"]) == (
@@ -166,7 +171,9 @@ async def test_chain_success_and_failure(worker, web, on_redis, execution_id):
         "Add one and two", "tests.reporting.add"]
     assert names(events) == ["execution-start", "task-start", "task-complete", "task-start",
                              "task-complete", "execution-complete", "stream-closed"]
-    assert [e.json["result"] for e in events if e.event == "task-complete"] == [3, 13]
+    # add does not opt in (publish_result): its return values stay private
+    assert ["result" in e.json for e in events if e.event == "task-complete"] == [False, False]
+    assert all("result" not in r for r in summary(events)["results"])
     assert [e.json["progress"] for e in events if e.event.startswith("task-")] == [0, 1, 1, 2]
     result = summary(events)
     assert (result["status"], result["successful"], result["total"]) == ("success", 2, 2)

@@ -25,16 +25,23 @@ SUMMARY_KEYS = {"executionId", "status", "successful", "failed", "cancelled", "c
                 "total", "totalDuration", "results"}
 
 
-async def start(server: Any, **body: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        resp = await client.post("/demo/executions", json=body)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+#: One browser's cookies per server: the demo shows a browser only what it started.
+JARS: dict[int, httpx.Cookies] = {}
 
 
 async def api(server: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        return await client.request(method, path, **kwargs)
+    """A request from "the browser" of this module (its cookies persist across calls)."""
+    cookies = JARS.setdefault(server.port, httpx.Cookies())
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30, cookies=cookies) as client:
+        resp = await client.request(method, path, **kwargs)
+        JARS[server.port] = client.cookies
+    return resp
+
+
+async def start(server: Any, **body: Any) -> dict[str, Any]:
+    resp = await api(server, "POST", "/demo/executions", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 def check_task_events(events: list[SSEEvent], total: int) -> list[dict[str, Any]]:
@@ -95,7 +102,7 @@ async def test_cancel_ends_the_run_with_nothing_after_it(server):
     url = server.base_url + started["streamUrl"]
     async with SSEClient(url) as client:
         await client.wait_for(lambda ev: "task-complete" in names(ev), timeout=30)
-        resp = await api(server, "POST", f"/demo/executions/{execution_id}/cancel")
+        resp = await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
         assert resp.status_code == 202, resp.text
         events = await client.read_until_closed(timeout=30)
     assert names(events)[-2:] == ["execution-cancelled", "stream-closed"]
@@ -113,13 +120,15 @@ async def test_cancel_ends_the_run_with_nothing_after_it(server):
     assert [(e.id, e.event) for e in again] == [(e.id, e.event) for e in events]
     detail = (await api(server, "GET", f"/demo/executions/{execution_id}")).json()
     assert detail["status"] == "cancelled"
-    again_cancel = await api(server, "POST", f"/demo/executions/{execution_id}/cancel")
+    again_cancel = await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
     assert again_cancel.status_code == 409
 
 
 async def test_cancel_rejects_unknown_and_malformed_ids(server):
-    assert (await api(server, "POST", "/demo/executions/exec-nope/cancel")).status_code == 404
-    assert (await api(server, "POST", "/demo/executions/bad!id/cancel")).status_code == 404
+    assert (await api(server, "POST", "/demo/executions/exec-nope/cancel", json={})
+            ).status_code == 404
+    assert (await api(server, "POST", "/demo/executions/bad!id/cancel", json={})
+            ).status_code == 404
     assert (await api(server, "GET", "/demo/executions/exec-nope/cancel")).status_code == 405
     assert (await api(server, "GET", "/demo/executions/bad!id")).status_code == 404
 
@@ -142,15 +151,16 @@ async def test_detail_counts_the_viewers(server):
             await wait_for_value(lambda: viewers(1))
         await wait_for_value(lambda: viewers(0))
     finally:
-        await api(server, "POST", f"/demo/executions/{execution_id}/cancel")
+        await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
 
 
-async def test_detail_of_an_execution_started_elsewhere(server, execution_id):
+async def test_detail_of_an_execution_started_elsewhere_gives_no_stream_url(server, execution_id):
+    """An execution this browser did not start (sent by another process, guessed or
+    listed): no status, no token — knowing its id is not enough."""
+    server.send(execution_id, ("step", {"n": 1}))
     resp = await api(server, "GET", f"/demo/executions/{execution_id}")
-    assert resp.status_code == 200
-    body = resp.json()
-    assert body["status"] is None and body["viewers"] == 0
-    assert body["streamUrl"].startswith(f"/sse/executions/{execution_id}/events?token=")
+    assert resp.status_code == 404
+    assert "streamUrl" not in resp.json() and "token" not in resp.text
 
 
 async def test_recent_executions_newest_first(server):
@@ -172,17 +182,17 @@ async def test_recent_executions_newest_first(server):
     (b"[1, 2]", 400),
 ])
 async def test_start_rejects_bad_bodies(server, body, status):
-    resp = await api(server, "POST", "/demo/executions", content=body)
+    resp = await api(server, "POST", "/demo/executions", content=body,
+                     headers={"Content-Type": "application/json"})
     assert resp.status_code == status
     assert "error" in resp.json()
 
 
-async def test_start_clamps_out_of_range_values(server):
-    started = await start(server, tasks=-5, delayMs="soon", failRate="often")
-    async with SSEClient(server.base_url + started["streamUrl"]) as client:
-        events = await client.read_until_closed(timeout=30)
-    assert events[0].json["totalTasks"] == 1
-    assert events[-2].json["status"] == "success"
+async def test_start_refuses_out_of_range_values(server):
+    for body in ({"tasks": -5}, {"tasks": 201}, {"delayMs": "soon"}, {"failRate": "often"},
+                 {"tasks": True}, {"failRate": 1.5}):
+        resp = await api(server, "POST", "/demo/executions", json=body)
+        assert resp.status_code == 400, (body, resp.text)
     assert (await api(server, "PUT", "/demo/executions")).status_code == 405
 
 
@@ -191,8 +201,11 @@ async def test_dashboard_page_and_client_script(server, execution_id):
     assert page.status_code == 200
     assert "/static/django_sse_exec/sse-exec.js" in page.text
     assert 'data-stream-url=""' in page.text
-    opened = await api(server, "GET", f"/?execution={execution_id}")
-    assert f'data-stream-url="/sse/executions/{execution_id}/events?token=' in opened.text
+    mine = (await start(server, tasks=1, delayMs=0))["executionId"]
+    opened = await api(server, "GET", f"/?execution={mine}")
+    assert f'data-stream-url="/sse/executions/{mine}/events?token=' in opened.text
+    foreign = await api(server, "GET", f"/?execution={execution_id}")
+    assert 'data-stream-url=""' in foreign.text and "not started from this browser" in foreign.text
     bad = await api(server, "GET", "/?execution=%3Cscript%3E")
     assert "not valid" in bad.text and "<script>" not in bad.text  # never echoed back
     script = await api(server, "GET", "/static/django_sse_exec/sse-exec.js")

@@ -35,13 +35,16 @@ async def test_stream_skips_middleware_and_other_urls_reach_django(make_server, 
                                                                    execution_id, kind):
     fast = make_server(kind, env=FAST)
     view = make_server(kind)
-    # The view's response passes SecurityMiddleware, which adds its headers; the fast
-    # path's does not: that is how we know the stream did not go through Django.
+    # The view's response passes SecurityMiddleware, which adds Cross-Origin-Opener-Policy;
+    # the fast path's does not: that is how we know the stream did not go through Django.
+    # (Both send the app's own security headers, e.g. nosniff.)
     async with SSEClient(url_for(view, execution_id)) as client:
+        assert client.response.headers.get("cross-origin-opener-policy") == "same-origin"
         assert client.response.headers.get("x-content-type-options") == "nosniff"
     async with SSEClient(url_for(fast, execution_id)) as client:
         assert client.response.status_code == 200
-        assert "x-content-type-options" not in client.response.headers
+        assert "cross-origin-opener-policy" not in client.response.headers
+        assert client.response.headers.get("x-content-type-options") == "nosniff"
         assert client.response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert await client.read_chunk() == b"retry: 2000\n: connected\n\n"
         await fast.asend(execution_id, *[("step", {"n": i}) for i in range(5)])

@@ -16,6 +16,7 @@ import pytest
 from django.test import override_settings
 
 from django_sse_exec import ExecutionClosed, aclose_sse_connections, close_sse_connections
+from django_sse_exec.disclosure import GENERIC_MESSAGE
 from django_sse_exec.reporter import ExecutionReporter, ExecutionState
 from django_sse_exec.runner import run_sync
 from django_sse_exec.store import get_store
@@ -78,7 +79,7 @@ def test_a_failed_task_makes_the_execution_failed(execution_id):
         report.task_complete("b")
     events = logged(execution_id)
     fail = dict(events)["task-fail"]
-    assert fail["status"] == "failed" and fail["error"] == "ValueError: bad row 7"
+    assert fail["status"] == "failed" and fail["error"] == f"ValueError: {GENERIC_MESSAGE}"
     summary = final(events)
     assert summary["status"] == "failed" and summary["successful"] == 1 and summary["failed"] == 1
     assert names(events)[-1] == "stream-closed"
@@ -109,7 +110,7 @@ def test_a_raise_between_tasks_is_a_failed_execution(execution_id):
             raise LookupError("no such thing")
     summary = final(logged(execution_id))
     assert summary["status"] == "failed" and summary["failed"] == 0
-    assert summary["error"] == "LookupError: no such thing"
+    assert summary["error"] == f"LookupError: {GENERIC_MESSAGE}"
 
 
 def test_cancel_emits_cancelled_and_no_complete(execution_id):
@@ -312,4 +313,86 @@ async def test_a_reporter_in_a_thread_streams_to_a_client_of_another_process(
     summary = events[6].json
     assert (summary["status"], summary["successful"], summary["failed"], summary["total"]) == (
         "failed", 1, 1, 2)
-    assert summary["error"] == "RuntimeError: lost the connection"
+    assert summary["error"] == f"RuntimeError: {GENERIC_MESSAGE}"
+
+
+# -- what is published about caught exceptions ----------------------------------
+
+LEAKY = ConnectionError("could not connect to postgres://app:s3cret-pw@db:5432/app")
+
+
+def report_a_failure(execution_id: str) -> list[tuple[str, dict]]:
+    """A task fails with a leaky exception and the block raises another."""
+    with pytest.raises(ConnectionError):
+        with ExecutionReporter(execution_id, total=2) as report:
+            report.task_start("a")
+            report.task_fail("a", LEAKY)
+            report.task_start("b")
+            raise LEAKY
+    return logged(execution_id)
+
+
+def test_exception_messages_are_not_published_by_default(execution_id):
+    """The finding: a ConnectionError's URL with its password appeared in task-fail,
+    results[] and the summary. Now only the type and a generic message do."""
+    events = report_a_failure(execution_id)
+    assert all("s3cret-pw" not in json.dumps(data) for _, data in events)
+    fails = [data for name, data in events if name == "task-fail"]
+    assert [f["error"] for f in fails] == [f"ConnectionError: {GENERIC_MESSAGE}"] * 2
+    assert final(events)["error"] == f"ConnectionError: {GENERIC_MESSAGE}"
+
+
+def test_explicit_text_is_published_as_given(execution_id):
+    with ExecutionReporter(execution_id, total=2) as report:
+        report.task_start("a")
+        report.task_fail("a", "row 7: bad e-mail address")
+        report.task_start("b")
+        report.progress(1, 2, "half of b")
+        report.task_complete("b")
+        report.cancel("stopped by the operator")
+    events = logged(execution_id)
+    assert dict(events)["task-fail"]["error"] == "row 7: bad e-mail address"
+    assert dict(events)["progress"]["message"] == "half of b"
+    assert final(events)["error"] == "stopped by the operator"
+
+
+@pytest.mark.parametrize("detail, debug, published", [
+    ("auto", True, True), ("auto", False, False), ("message", False, True),
+    ("type", True, False)])
+def test_error_detail_setting(execution_id, detail, debug, published):
+    with override_settings(SSE_EXEC={"ERROR_DETAIL": detail}, DEBUG=debug):
+        events = report_a_failure(execution_id)
+    leaked = any("s3cret-pw" in json.dumps(data) for _, data in events)
+    assert leaked is published
+
+
+def redacting(exc: BaseException) -> str:
+    return f"{type(exc).__name__} ({len(str(exc))} characters withheld)"
+
+
+@pytest.mark.parametrize("formatter", ["tests.test_reporter.redacting", redacting])
+def test_error_detail_formatter(execution_id, formatter):
+    with override_settings(SSE_EXEC={"ERROR_DETAIL": formatter}):
+        events = report_a_failure(execution_id)
+    assert final(events)["error"] == f"ConnectionError ({len(str(LEAKY))} characters withheld)"
+
+
+def test_a_failing_formatter_publishes_the_type_only(execution_id, caplog):
+    def broken(exc: BaseException) -> str:
+        raise RuntimeError("formatter bug")
+
+    with override_settings(SSE_EXEC={"ERROR_DETAIL": broken}):
+        events = report_a_failure(execution_id)
+    assert final(events)["error"] == f"ConnectionError: {GENERIC_MESSAGE}"
+    assert "formatter failed" in caplog.text
+
+
+@pytest.mark.parametrize("detail, bad", [("auto", False), ("message", False),
+                                         ("tests.test_reporter.redacting", False),
+                                         ("no.such.formatter", True),
+                                         ("tests.test_reporter.LEAKY", True)])
+def test_error_detail_check(settings, detail, bad):
+    from django.core.checks import run_checks
+
+    settings.SSE_EXEC = {"ERROR_DETAIL": detail}
+    assert ("django_sse_exec.E013" in {m.id for m in run_checks()}) is bad

@@ -21,8 +21,9 @@ import httpx
 import pytest
 
 from django_sse_exec import stream_url
-from tests.conftest import entry_point_env
+from tests.conftest import entry_point_env, migrated_db_env
 from tests.server import ROOT, Server
+from tests.tokens import expired_stream_url
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.asyncio
@@ -36,11 +37,7 @@ SECRET = "TOP-SECRET-PAYLOAD"
 @pytest.fixture(scope="module")
 def db_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated sqlite file for the servers of this module (users and sessions)."""
-    env = {"TEST_DB_PATH": str(tmp_path_factory.mktemp("security") / "db.sqlite3")}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0",
-                    "--settings", "tests.settings"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, timeout=120)
-    return env
+    return migrated_db_env(tmp_path_factory, "security")
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +139,15 @@ async def test_tampered_token(srv, secret_id):
 
 async def test_refusals_do_not_reveal_whether_an_execution_exists(srv, secret_id):
     """Authorisation runs before the log is read: closed, open and unknown look alike."""
-    srv.close(secret_id)
+    closed = srv.close(secret_id)
     unknown = f"{secret_id}-never-used"
     for execution_id in (secret_id, unknown):
         assert_refused(get(srv, events_path(execution_id), headers={"Last-Event-ID": "99"}), 403,
                        "missing token")
         assert_refused(get(srv, f"{events_path(execution_id)}?{token_query(execution_id + 'x')}"),
                        403, "token is for another execution")
-    assert get(srv, stream_url(secret_id), headers={"Last-Event-ID": "99"}).status_code == 204
+    assert get(srv, stream_url(secret_id),
+               headers={"Last-Event-ID": str(closed)}).status_code == 204
 
 
 async def test_token_of_another_execution(srv, secret_id):
@@ -162,7 +160,7 @@ async def test_token_of_another_execution(srv, secret_id):
 
 
 async def test_expired_token(srv, secret_id):
-    assert_refused(get(srv, stream_url(secret_id, max_age=-1)), 403, "expired token")
+    assert_refused(get(srv, expired_stream_url(secret_id)), 403, "expired token")
 
 
 async def test_token_signed_with_another_key(srv, secret_id):
@@ -388,7 +386,9 @@ async def test_redis_keys_and_groups_stay_inside_the_prefix(make_server, require
                         f"{mark}%20evil", f"..%2F{mark}"):
                 assert_refused(get(srv, f"/sse/executions/{bad}/events?{token_query(mark)}"), 404)
             keys = sorted(k.decode() for k in client.scan_iter(match=f"*{mark}*", count=1000))
-        store_keys = {f"{prefix}:{{{i}}}:{part}" for i in ids for part in ("last", "events", "closed", "members")}
+        store_keys = {f"{prefix}:{{{i}}}:{part}" for i in ids
+                      for part in ("last", "events", "bytes", "closed", "members")}
+        store_keys.add(f"{prefix}:epoch")
         group_keys = {f"asgi_{prefix}:group:{prefix}.{i}" for i in ids}
         assert keys, "the server wrote nothing to Redis"
         assert {f"{prefix}:{{{i}}}:last" for i in ids} <= set(keys)
@@ -414,7 +414,7 @@ async def test_uvicorn_refuses_the_same_attacks(servers):
         ("", "missing token"),
         (f"?token={token[:-1]}", "invalid token"),
         (f"?{token_query(execution_id + 'x')}", "token is for another execution"),
-        (f"?{urlsplit(stream_url(execution_id, max_age=-1)).query}", "expired token"),
+        (f"?{urlsplit(expired_stream_url(execution_id)).query}", "expired token"),
         (f"?{token_query(execution_id)}&token=junk", "repeated token"),
     ]:
         assert_refused(get(uv, path + query), 403, reason)

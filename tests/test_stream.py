@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.sse import SSEClient
+from tests.tokens import expired_stream_url
 
 pytestmark = pytest.mark.asyncio
 
@@ -18,7 +19,7 @@ async def test_headers_and_preamble_before_any_event(server, url_for, execution_
         resp = client.response
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/event-stream; charset=utf-8"
-        assert resp.headers["cache-control"] == "no-cache"
+        assert resp.headers["cache-control"] == "no-cache, no-store, private"
         assert resp.headers["x-accel-buffering"] == "no"
         assert "content-encoding" not in resp.headers  # GZipMiddleware left it alone
         first = await client.read_chunk(timeout=2)
@@ -154,7 +155,7 @@ async def test_403_without_or_with_wrong_token(server, url_for, execution_id):
     other = url_for(server, execution_id + "x").split("?")[1]
     wrong = httpx.get(f"{base}?{other}")
     assert wrong.status_code == 403 and wrong.text == "token is for another execution"
-    expired = httpx.get(url_for(server, execution_id, max_age=-1))
+    expired = httpx.get(server.base_url + expired_stream_url(execution_id))
     assert expired.status_code == 403 and expired.text == "expired token"
 
 

@@ -9,5 +9,10 @@ urlpatterns = [
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
     path("control/login", views.login),
+    path("control/fragments", views.fragment_stats),
+    path("test/htmx/<str:execution_id>", views.htmx_page),
+    path("test/htmx4/<str:execution_id>", views.htmx4_page),
+    path("control/lease-producer", views.lease_producer),
+    path("control/lease-producer-kill", views.lease_producer_kill),
     path("", include("example_project.urls")),
 ]

@@ -176,3 +176,56 @@ class Store:
     def first_id_of_epoch(epoch: int) -> int:
         """The first id of a log created under ``epoch``."""
         return epoch * EPOCH_SPAN + 1
+
+    # -- operations: leases and listing (see leases.py and the admin page) ----
+
+    async def hold_lease(self, execution_id: str, ttl: float) -> bool:
+        """Take or renew the execution's lease until ``ttl`` seconds from now.
+
+        Returns False, holding nothing, when the execution is closed.
+        """
+        raise NotImplementedError
+
+    async def release_lease(self, execution_id: str) -> None:
+        """Drop the execution's lease (if any)."""
+        raise NotImplementedError
+
+    async def claim_expired_leases(self, grace: float, limit: int = 100) -> list[str]:
+        """Executions whose lease expired, each handed to exactly one caller.
+
+        Atomically pushes each returned lease ``grace`` seconds ahead, so no other
+        caller gets it unless this one fails to end the execution in that time.
+        """
+        raise NotImplementedError
+
+    async def list_executions(self, cursor: str = "0", count: int = 50,
+                              search: str = "") -> tuple[list["ExecutionSummary"], str]:
+        """A page of executions whose id contains ``search``, and the next page's cursor.
+
+        Start with cursor ``"0"``; a returned cursor of ``"0"`` means the last page.
+        Pages are in no particular order and hold about ``count`` executions.
+        """
+        raise NotImplementedError
+
+    async def describe_execution(self, execution_id: str) -> "ExecutionSummary | None":
+        """One execution's summary, or None if the store does not know it."""
+        raise NotImplementedError
+
+
+class ExecutionSummary(NamedTuple):
+    """What the admin page lists about one execution."""
+
+    execution_id: str
+    #: Last id assigned.
+    last_id: int
+    closed: bool
+    #: Open streams across processes.
+    viewers: int
+    #: Seconds since the last event (None when the store cannot tell).
+    idle: float | None
+    #: Name of the last retained event ("" when none is retained).
+    last_event: str
+    #: Data of the first retained event if it is ``execution-start`` (for the age), else None.
+    start_data: str | None
+    #: True while a producer holds a lease on it.
+    leased: bool

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import ExecutionClosed
 from ..wire import STREAM_CLOSED, Event
-from .base import LogSlice, Store
+from .base import ExecutionSummary, LogSlice, Store
 
 
 @dataclass
@@ -174,3 +174,60 @@ class MemoryStore(Store):
         with self._lock:
             log = self._logs.get(execution_id)
             return self._live_members(log, time.monotonic()) if log else 0
+
+    # -- operations: leases and listing -------------------------------------
+
+    def _leases(self) -> dict[str, float]:
+        """Execution id -> lease expiry (monotonic), created on first use."""
+        return self.__dict__.setdefault("_lease_expiry", {})
+
+    async def hold_lease(self, execution_id: str, ttl: float) -> bool:
+        with self._lock:
+            log = self._logs.get(execution_id)
+            if log is not None and log.closed:
+                self._leases().pop(execution_id, None)
+                return False
+            self._leases()[execution_id] = time.monotonic() + ttl
+            return True
+
+    async def release_lease(self, execution_id: str) -> None:
+        with self._lock:
+            self._leases().pop(execution_id, None)
+
+    async def claim_expired_leases(self, grace: float, limit: int = 100) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            leases = self._leases()
+            expired = [e for e, expiry in leases.items() if expiry <= now][:limit]
+            for execution_id in expired:
+                leases[execution_id] = now + grace
+            return expired
+
+    async def list_executions(self, cursor: str = "0", count: int = 50,
+                              search: str = "") -> tuple[list[ExecutionSummary], str]:
+        start = int(cursor) if str(cursor).isdigit() else 0
+        with self._lock:
+            now = time.monotonic()
+            ids = [e for e, log in self._logs.items()
+                   if search in e and log.history and not self._expired(log, now)]
+            page = [self._summary(e, self._logs[e], now) for e in ids[start:start + count]]
+        following = start + count
+        return page, str(following) if following < len(ids) else "0"
+
+    async def describe_execution(self, execution_id: str) -> ExecutionSummary | None:
+        with self._lock:
+            log = self._get(execution_id)
+            if log is None or not log.history:
+                return None
+            return self._summary(execution_id, log, time.monotonic())
+
+    def _summary(self, execution_id: str, log: _Log, now: float) -> ExecutionSummary:
+        ttl = self.closed_ttl if log.closed else self.history_ttl
+        first = log.history[0] if log.history else None
+        return ExecutionSummary(
+            execution_id, log.last_id, log.closed,
+            sum(1 for expiry in log.members.values() if expiry > now),
+            max(0.0, ttl - (log.expires_at - now)),
+            log.history[-1].event if log.history else "",
+            first.data if first is not None and first.event == "execution-start" else None,
+            self._leases().get(execution_id, 0.0) > now)

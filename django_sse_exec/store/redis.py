@@ -22,26 +22,23 @@ trip. Connection problems raise
 from __future__ import annotations
 
 import asyncio
-import threading
 import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-import redis as sync_redis
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ConstantBackoff
-from redis.retry import Retry as BlockingRetry
+from redis.asyncio import Redis
 
 from ..conf import sse_settings
 from ..exceptions import ExecutionClosed, StoreUnavailable
 from ..wire import STREAM_CLOSED, Event
 from . import scripts
 from .base import LogSlice, Store
-from .batcher import UNAVAILABLE, WriteBatcher
+from .batcher import WriteBatcher
+from .connection import Connections, layer_redis_url, redis_url_from_settings
+from .redis_ops import RedisOperations
+
+__all__ = ["RedisStore", "layer_redis_url", "redis_url_from_settings"]
 
 T = TypeVar("T")
 
@@ -49,43 +46,9 @@ T = TypeVar("T")
 Delivery = tuple[str, list[Any]]
 
 
-def redis_url_from_settings() -> str:
-    """``SSE_EXEC["REDIS_URL"]``, else the URL of the channel layer's first host."""
-    if sse_settings.REDIS_URL:
-        return str(sse_settings.REDIS_URL)
-    return layer_redis_url()
-
-
-def layer_redis_url() -> str:
-    """The Redis URL of the channel layer's first host (channels_redis's default if none)."""
-    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
-    config = layers.get(sse_settings.CHANNEL_LAYER, {}).get("CONFIG", {}) or {}
-    hosts = config.get("hosts") or [("localhost", 6379)]
-    host: Any = hosts[0]
-    if isinstance(host, dict):
-        if "address" in host:
-            host = host["address"]
-        elif "host" in host:
-            host = (host["host"], host.get("port", 6379))
-        else:
-            raise ImproperlyConfigured(
-                "SSE_EXEC['REDIS_URL'] is not set and the channel layer's first host "
-                f"({hosts[0]!r}) gives no address; set SSE_EXEC['REDIS_URL']"
-            )
-    if isinstance(host, str):
-        return host
-    if isinstance(host, (tuple, list)) and len(host) == 2:
-        return f"redis://{host[0]}:{int(host[1])}/0"
-    raise ImproperlyConfigured(f"cannot derive a Redis URL from channel layer host {host!r}")
-
-
-class RedisStore(Store):
+class RedisStore(RedisOperations, Store):
     """Event logs and membership in Redis, shared by every process that uses it."""
 
-    #: Seconds to open a connection before :class:`StoreUnavailable`.
-    CONNECT_TIMEOUT = 3.0
-    #: Seconds to wait for a reply before :class:`StoreUnavailable`.
-    SOCKET_TIMEOUT = 5.0
     #: Connections per event loop (and for all threads' blocking calls); more
     #: concurrent commands wait for one (up to ``SOCKET_TIMEOUT``) instead of failing.
     MAX_CONNECTIONS = 50
@@ -102,35 +65,18 @@ class RedisStore(Store):
         #: The last epoch this process saw in Redis (None: none yet). When the
         #: marker is gone, knowing it is what lets the next write start a new epoch.
         self.epoch: int | None = None
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
-            weakref.WeakKeyDictionary())
-        self._scripts: dict[str, Any] = {}
+        self._connections: Connections | None = None
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteBatcher] = (
             weakref.WeakKeyDictionary())
-        self._blocking: sync_redis.Redis | None = None
-        self._blocking_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------
 
-    def client(self) -> Redis:
-        """The Redis client of the running event loop (one pool per loop)."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            pool = BlockingConnectionPool.from_url(
-                self.url, retry=Retry(ConstantBackoff(0.05), 1), **self._pool_options())
-            client = self._clients[loop] = Redis.from_pool(pool)
-        return client
-
-    def _pool_options(self) -> dict[str, Any]:
-        """Bounded pools and timeouts shared by the async and the blocking clients."""
-        return {
-            "max_connections": self.MAX_CONNECTIONS,
-            "timeout": self.SOCKET_TIMEOUT,
-            "socket_connect_timeout": self.CONNECT_TIMEOUT,
-            "socket_timeout": self.SOCKET_TIMEOUT,
-            "decode_responses": True,
-        }
+    @property
+    def redis(self) -> Connections:
+        """This store's clients (made on first use, with ``MAX_CONNECTIONS`` per pool)."""
+        if self._connections is None:
+            self._connections = Connections(self.url, self.MAX_CONNECTIONS)
+        return self._connections
 
     @staticmethod
     def _layer_url_or_none() -> str | None:
@@ -139,50 +85,29 @@ class RedisStore(Store):
         except ImproperlyConfigured:
             return None
 
-    def blocking_client(self) -> sync_redis.Redis:
-        """The process's blocking client (thread-safe; redis-py renews its pool after fork)."""
-        if self._blocking is None:
-            with self._blocking_lock:
-                if self._blocking is None:
-                    # Blocking pool: more threads than connections wait for one.
-                    pool = sync_redis.BlockingConnectionPool.from_url(
-                        self.url, retry=BlockingRetry(ConstantBackoff(0.05), 1),
-                        **self._pool_options())
-                    self._blocking = sync_redis.Redis(connection_pool=pool)
-        return self._blocking
+    def client(self) -> Redis:
+        """The Redis client of the running event loop (one pool per loop)."""
+        return self.redis.client()
 
-    def _script(self, source: str) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            # The Script object only caches the SHA; it runs on whichever client is given.
-            script = self._scripts[source] = Redis().register_script(source)
-        return script
-
-    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._run(self._script(source)(keys=keys, args=args, client=self.client()))
-
-    def _eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        client = self.blocking_client()
-        try:
-            try:
-                return client.evalsha(self._script(source).sha, len(keys), *keys, *args)
-            except redis_errors.NoScriptError:
-                client.script_load(source)
-                return client.evalsha(self._script(source).sha, len(keys), *keys, *args)
-        except UNAVAILABLE as exc:
-            raise self.unavailable(exc) from exc
-
-    async def _run(self, awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except UNAVAILABLE as exc:
-            raise self.unavailable(exc) from exc
+    def blocking_client(self) -> Any:
+        """The process's thread-safe blocking client."""
+        return self.redis.blocking_client()
 
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The :class:`StoreUnavailable` to raise for a connection error ``exc``."""
-        error = StoreUnavailable(f"Redis at {self._safe_url()} is unavailable: {exc}")
-        error.__cause__ = exc
-        return error
+        return self.redis.unavailable(exc)
+
+    def _script(self, source: str) -> Any:
+        return self.redis.script(source)
+
+    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.redis.eval(source, keys, args)
+
+    def _eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        return self.redis.eval_blocking(source, keys, args)
+
+    async def _run(self, awaitable: Awaitable[T]) -> T:
+        return await self.redis.run(awaitable)
 
     def _batched(self, *command: Any) -> asyncio.Future[Any]:
         """Queue a membership write on the running loop's :class:`WriteBatcher`."""
@@ -191,12 +116,6 @@ class RedisStore(Store):
         if batcher is None:
             batcher = self._batchers[loop] = WriteBatcher(self)
         return batcher.submit(*command)
-
-    def _safe_url(self) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
 
     def key(self, execution_id: str, part: str) -> str:
         """The Redis key of one part (last, events, bytes, closed, members) of an execution."""
@@ -342,13 +261,4 @@ class RedisStore(Store):
 
     async def aclose(self) -> None:
         """Close the running loop's client (other loops' clients close with their loop)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
-        if self._blocking is not None:
-            self._blocking.close()
-            self._blocking = None
+        await self.redis.aclose()

@@ -142,3 +142,44 @@ COUNT = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
+
+# -- operations: leases and the admin listing ---------------------------------
+
+# KEYS: leases. ARGV: execution id, ttl ms. Expiry by Redis's clock.
+HOLD_LEASE = _NOW_MS + """
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+
+# KEYS: leases. ARGV: grace ms, limit. Returns the expired ids, each pushed
+# `grace` ahead in the same atomic step (so exactly one caller gets each).
+CLAIM_LEASES = _NOW_MS + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id) end
+return ids
+"""
+
+# KEYS: last, closed, events, members (one hash slot). Returns {last id, closed
+# 0/1, PTTL of last, last event name, data of the first event if it is
+# execution-start (else ''), unexpired members}.
+SUMMARY = _NOW_MS + """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local closed = redis.call('EXISTS', KEYS[2])
+local pttl = redis.call('PTTL', KEYS[1])
+local name = ''
+local tip = redis.call('LINDEX', KEYS[3], -1)
+if tip then
+  local a = string.find(tip, '\\n', 1, true)
+  local b = string.find(tip, '\\n', a + 1, true)
+  name = string.sub(tip, a + 1, (b or 0) - 1)
+end
+local start = ''
+local first = redis.call('LINDEX', KEYS[3], 0)
+if first and string.len(first) < 4096 then
+  local a = string.find(first, '\\n', 1, true)
+  local b = string.find(first, '\\n', a + 1, true)
+  if b and string.sub(first, a + 1, b - 1) == 'execution-start' then start = string.sub(first, b + 1) end
+end
+local viewers = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
+return {last, closed, pttl, name, start, viewers}
+"""

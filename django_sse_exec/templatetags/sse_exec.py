@@ -1,9 +1,13 @@
-"""``{% sse_stream_url execution_id %}``: templates never build stream URLs by hand.
+"""Template tags: stream URLs, and a live progress widget with no JavaScript of the page's own.
 
-Load it with ``{% load sse_exec %}``::
+Load them with ``{% load sse_exec %}``::
 
     new EventSource("{% sse_stream_url execution_id %}")
     {% sse_stream_url execution_id user=request.user max_age=600 as url %}
+    {% sse_stream_url execution_id format="html" %}      {# HTML fragments for htmx #}
+
+    {% sse_exec_scripts %}                  {# htmx and its SSE extension, served by the app #}
+    {% sse_exec_progress execution_id %}    {# bar, task list, summary; live over SSE #}
 
 The URL's characters (path of a validated id, ``?token=`` and URL-safe base64)
 need no escaping in HTML attributes or JavaScript string literals.
@@ -12,17 +16,63 @@ need no escaping in HTML attributes or JavaScript string literals.
 from typing import Any
 
 from django import template
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from ..api import stream_url
+from ..formats import DEFAULT_FORMAT
+from ..snapshot import get_execution_state
+from ..state import ExecutionState
+from ..widget import progress_context
 
 register = template.Library()
 
+#: The vendored scripts (see ``static/django_sse_exec/vendor/README.md``).
+HTMX_SCRIPT = "django_sse_exec/vendor/htmx-2.0.11.min.js"
+SSE_EXTENSION_SCRIPT = "django_sse_exec/vendor/htmx-ext-sse-2.2.4.min.js"
+
 
 @register.simple_tag
-def sse_stream_url(execution_id: str, user: Any = None, max_age: float | None = None) -> str:
+def sse_stream_url(execution_id: str, user: Any = None, max_age: float | None = None,
+                   format: str = DEFAULT_FORMAT) -> str:
     """The signed stream URL of ``execution_id``, optionally bound to ``user``.
 
     Raises ``ValueError`` (so the page fails loudly) for an invalid id, a bad
-    ``max_age``, or ``user`` being anonymous.
+    ``max_age`` or ``format``, or ``user`` being anonymous.
     """
-    return stream_url(execution_id, user=user, max_age=max_age)
+    return stream_url(execution_id, user=user, max_age=max_age, format=format)
+
+
+@register.simple_tag
+def sse_exec_scripts() -> SafeString:
+    """``<script>`` tags of htmx 2 and its SSE extension, as shipped with the app (deferred)."""
+    return format_html('<script src="{}" defer></script>\n<script src="{}" defer></script>',
+                       static(HTMX_SCRIPT), static(SSE_EXTENSION_SCRIPT))
+
+
+@register.simple_tag
+def sse_exec_progress(execution: "str | ExecutionState", user: Any = None,
+                      max_age: float | None = None) -> SafeString:
+    """The progress widget of an execution: right on first paint, then live.
+
+    ``execution`` is an execution id (the state is read from the log, so call
+    it from sync views) or an :class:`~django_sse_exec.ExecutionState` from
+    ``await aget_execution_state(id)`` (async views). ``user`` and ``max_age``
+    bind the stream's token as for :func:`~django_sse_exec.stream_url`. An
+    execution that has ended renders without a stream. Restyle it by
+    overriding the ``django_sse_exec/*.html`` templates (see the README).
+    """
+    state = execution if isinstance(execution, ExecutionState) else get_execution_state(execution)
+    return render_to_string("django_sse_exec/progress.html",
+                            progress_context(state, user=user, max_age=max_age))
+
+
+@register.filter
+def sse_exec_seconds(milliseconds: Any) -> str:
+    """``1234`` -> ``"1.2 s"``; ``12345`` -> ``"12 s"``; anything else -> ``""``."""
+    if not isinstance(milliseconds, (int, float)) or isinstance(milliseconds, bool):
+        return ""
+    seconds = max(0.0, milliseconds / 1000)
+    return f"{seconds:.1f} s" if seconds < 10 else f"{round(seconds)} s"

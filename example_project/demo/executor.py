@@ -181,6 +181,10 @@ class Registry:
     def recent(self) -> list[Simulation]:
         return list(self._items.values())
 
+    def running(self) -> int:
+        """Executions of this process still running (listed or not)."""
+        return len(self._tasks)
+
 
 REGISTRY = Registry()
 

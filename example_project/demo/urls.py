@@ -1,9 +1,9 @@
-"""URLs of the demo: the dashboard, its JSON API, and its static files."""
+"""URLs of the demo: the dashboard, its JSON API, the htmx dashboard, and static files."""
 
 from django.contrib.staticfiles.views import serve
 from django.urls import path, re_path
 
-from . import views
+from . import htmx_views, views
 
 
 def _static(request, path):  # type: ignore[no-untyped-def]
@@ -19,5 +19,8 @@ urlpatterns = [
     path("demo/executions", views.executions, name="demo-executions"),
     path("demo/executions/<str:execution_id>", views.execution_detail, name="demo-execution"),
     path("demo/executions/<str:execution_id>/cancel", views.cancel_execution, name="demo-cancel"),
+    path("htmx/", htmx_views.index, name="demo-htmx"),
+    path("htmx/start", htmx_views.start, name="demo-htmx-start"),
+    path("htmx/cancel/<str:execution_id>", htmx_views.cancel, name="demo-htmx-cancel"),
     re_path(r"^static/(?P<path>.+)$", _static, name="demo-static"),
 ]

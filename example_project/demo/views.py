@@ -1,108 +1,187 @@
 """Demo views: the execution dashboard and the small JSON API behind it.
 
-* ``GET /`` — the dashboard; ``/?execution=<id>`` opens an existing execution
-  (a finished one is replayed from its log, a running one continues live).
+* ``GET /`` — the dashboard; ``/?execution=<id>`` reopens an execution this
+  browser started (a finished one is replayed from its log, a running one
+  continues live); ``&token=<stream token>`` opens one shared with a link.
 * ``POST /demo/executions`` ``{"tasks", "delayMs", "failRate"}`` — start one (201).
-* ``GET /demo/executions`` — recent executions of this process.
+* ``GET /demo/executions`` — recent executions this browser started.
 * ``GET /demo/executions/<id>`` — its status and how many streams watch it.
 * ``POST /demo/executions/<id>/cancel`` — cancel it (``execution-cancelled``).
 
-The start and cancel endpoints are CSRF-exempt JSON endpoints of a demo; a real
-project would protect them with its own authentication.
+Safe to copy: stream URLs are handed out only for executions the caller
+started (:mod:`.ownership`), bound to the logged-in user if any; the two POST
+endpoints accept only ``Content-Type: application/json`` (415 otherwise), which
+a cross-site form cannot send and a cross-site script cannot send without a
+CORS preflight this app never answers; inputs are validated (400, never 500);
+at most :data:`MAX_RUNNING` executions run at once (429); pages and JSON that
+carry tokens are never cached.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from django_sse_exec import aget_sse_client_count, stream_url
+from django_sse_exec.auth import check_token
 from django_sse_exec.wire import is_valid_execution_id
 
-from . import executor
+from . import executor, ownership
 
 #: Limits of what the dashboard may start.
 MAX_TASKS = 200
-MAX_DELAY_MS = 60_000
+MAX_DELAY_MS = 5_000
+#: Longest run one start may ask for (tasks × delayMs).
+MAX_RUN_MS = 10 * 60 * 1000
+#: Executions running at once in this process; more get 429.
+MAX_RUNNING = int(os.environ.get("DEMO_MAX_RUNNING", "16"))
+#: Largest accepted request body.
+MAX_BODY_BYTES = 4096
 
 
+class BadInput(ValueError):
+    """A request the demo refuses with 400 and this message."""
+
+
+def _error(message: str, status: int, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status, headers=headers or None)
+    add_never_cache_headers(response)
+    return response
+
+
+def _json_only(request: HttpRequest) -> JsonResponse | None:
+    """415 unless the body is declared JSON: cross-site forms cannot declare it."""
+    if request.content_type != "application/json":
+        return _error("send Content-Type: application/json", 415)
+    return None
+
+
+def _integer(body: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{key} must be an integer")
+    if not low <= value <= high:
+        raise BadInput(f"{key} must be between {low} and {high}")
+    return value
+
+
+def _rate(body: dict[str, Any]) -> float:
+    value = body.get("failRate", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadInput("failRate must be a number between 0 and 1")
+    if not 0.0 <= value <= 1.0:
+        raise BadInput("failRate must be between 0 and 1")
+    return float(value)
+
+
+def parse_start(raw: bytes) -> dict[str, Any]:
+    """The validated options of a start request; :class:`BadInput` otherwise."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadInput(f"body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise BadInput("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadInput("body must be a JSON object")
+    options = {"tasks": _integer(body, "tasks", 5, 1, MAX_TASKS),
+               "delay_ms": _integer(body, "delayMs", 400, 0, MAX_DELAY_MS),
+               "fail_rate": _rate(body)}
+    if options["tasks"] * options["delay_ms"] > MAX_RUN_MS:
+        raise BadInput(f"tasks × delayMs must be at most {MAX_RUN_MS} ms")
+    return options
+
+
+@never_cache
 def index(request: HttpRequest) -> HttpResponse:
-    """The dashboard, optionally opened on ``?execution=<id>``."""
+    """The dashboard, optionally opened on ``?execution=<id>`` (and ``&token=``)."""
     requested = request.GET.get("execution", "")
     execution_id = requested if is_valid_execution_id(requested) else ""
-    return render(request, "demo/index.html", {
-        "execution_id": execution_id,
+    user = request.user
+    ids = ownership.owned(request, user)
+    granted = bool(execution_id) and (execution_id in ids or check_token(
+        request.GET.get("token"), execution_id,
+        user.pk if user.is_authenticated else None) is None)
+    response = render(request, "demo/index.html", {
+        "execution_id": execution_id if granted else "",
+        "token_user": ownership.user_of_token(user),
         "invalid_execution": bool(requested) and not execution_id,
+        "unknown_execution": bool(execution_id) and not granted,
         "max_tasks": MAX_TASKS,
     })
+    if granted and execution_id not in ids:
+        ownership.remember(response, request, user, ids, execution_id)
+    return response
 
 
-def _bounded_int(value: object, default: int, low: int, high: int) -> int:
-    try:
-        number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return default
-    return max(low, min(high, number))
-
-
-def _bounded_rate(value: object) -> float:
-    try:
-        rate = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-    return min(1.0, max(0.0, rate)) if rate == rate else 0.0  # NaN -> 0
-
-
-def _error(message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
-
-
-@csrf_exempt
+@csrf_exempt  # JSON-only instead (see _json_only): no cross-site request can send it
 async def executions(request: HttpRequest) -> JsonResponse:
-    """``POST``: start an execution; ``GET``: list recent ones."""
+    """``POST``: start an execution; ``GET``: list this browser's recent ones."""
+    user = await request.auser()
+    ids = ownership.owned(request, user)
     if request.method == "GET":
-        return JsonResponse({"executions": [sim.info() for sim in executor.REGISTRY.recent()]})
+        mine = [sim.info() for sim in executor.REGISTRY.recent() if sim.execution_id in ids]
+        response = JsonResponse({"executions": mine})
+        add_never_cache_headers(response)
+        return response
     if request.method != "POST":
         return _error("use GET or POST", 405)
+    refused = _json_only(request)
+    if refused is not None:
+        return refused
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        return _error("body must be JSON", 400)
-    if not isinstance(body, dict):
-        return _error("body must be a JSON object", 400)
+        options = parse_start(request.body)
+    except BadInput as exc:
+        return _error(str(exc), 400)
+    if executor.REGISTRY.running() >= MAX_RUNNING:
+        return _error(f"{MAX_RUNNING} executions are running; try again when one ends", 429,
+                      **{"Retry-After": "10"})
     execution_id = executor.new_execution_id()
-    executor.start(
-        execution_id,
-        tasks=_bounded_int(body.get("tasks"), 5, 1, MAX_TASKS),
-        delay_ms=_bounded_int(body.get("delayMs"), 400, 0, MAX_DELAY_MS),
-        fail_rate=_bounded_rate(body.get("failRate", 0.0)),
-    )
-    return JsonResponse(
-        {"executionId": execution_id, "streamUrl": stream_url(execution_id)}, status=201
-    )
+    executor.start(execution_id, **options)
+    response = JsonResponse({
+        "executionId": execution_id,
+        "streamUrl": stream_url(execution_id, user=ownership.user_of_token(user)),
+    }, status=201)
+    add_never_cache_headers(response)
+    ownership.remember(response, request, user, ids, execution_id)
+    return response
 
 
 async def execution_detail(request: HttpRequest, execution_id: str) -> JsonResponse:
-    """Status (``null`` if not started by this process) and current viewer count."""
-    if not is_valid_execution_id(execution_id):
-        return _error("invalid execution id", 404)
+    """Status and current viewer count of an execution this browser started."""
+    user = await request.auser()
+    if not is_valid_execution_id(execution_id) or execution_id not in ownership.owned(
+            request, user):
+        return _error("no such execution started here", 404)
     sim = executor.REGISTRY.get(execution_id)
     info: dict[str, Any] = sim.info() if sim else {"executionId": execution_id, "status": None}
     info["viewers"] = await aget_sse_client_count(execution_id)
-    info["streamUrl"] = stream_url(execution_id)
-    return JsonResponse(info)
+    info["streamUrl"] = stream_url(execution_id, user=ownership.user_of_token(user))
+    response = JsonResponse(info)
+    add_never_cache_headers(response)
+    return response
 
 
-@csrf_exempt
+@csrf_exempt  # JSON-only instead (see _json_only)
 async def cancel_execution(request: HttpRequest, execution_id: str) -> JsonResponse:
     """Cancel a running execution: 202, or 404 unknown, 409 already ended."""
     if request.method != "POST":
         return _error("POST only", 405)
-    if not is_valid_execution_id(execution_id) or executor.REGISTRY.get(execution_id) is None:
+    refused = _json_only(request)
+    if refused is not None:
+        return refused
+    user = await request.auser()
+    if (not is_valid_execution_id(execution_id)
+            or execution_id not in ownership.owned(request, user)
+            or executor.REGISTRY.get(execution_id) is None):
         return _error("no such execution in this process", 404)
     if not executor.cancel(execution_id):
         return _error("execution already ended", 409)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 import django_sse_exec as sse
@@ -57,7 +58,21 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
     unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]
     return JsonResponse({"streams": hub.local_count(), "groups": hub.group_count(),
                          "tasks": len(asyncio.all_tasks()), "max_unsent": max(unsent, default=0),
-                         "measured": len(unsent)})
+                         "measured": len(unsent), "server_max_unsent": _server_max_unsent()})
+
+
+def _server_max_unsent() -> int:
+    """The largest unsent buffer of any connection Twisted holds (daphne), found
+    independently of the app's guard: what a client that never reads costs."""
+    import sys
+
+    reactor = getattr(sys.modules.get("twisted.internet"), "reactor", None)
+    if reactor is None:
+        return 0
+    sizes = [len(t.dataBuffer) - t.offset + t._tempDataLen
+             for t in {*reactor.getReaders(), *reactor.getWriters()}
+             if hasattr(t, "dataBuffer") and hasattr(t, "_tempDataLen")]
+    return max(sizes, default=0)
 
 
 @csrf_exempt
@@ -74,3 +89,62 @@ def login(request: HttpRequest) -> JsonResponse:
         username=body["username"], defaults={"is_staff": bool(body.get("staff"))})
     auth_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return JsonResponse({"pk": user.pk})
+
+
+def htmx_page(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """A page whose only content is the progress widget (``?user=<pk>`` binds its token)."""
+    if "user" in request.GET:
+        return render(request, "testapp/htmx-user.html",
+                      {"execution_id": execution_id, "user_pk": request.GET["user"]})
+    return render(request, "testapp/htmx.html", {"execution_id": execution_id})
+
+
+def htmx4_page(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """The HTML stream under htmx 4's built-in ``hx-sse:connect`` (no extension of htmx 2)."""
+    return render(request, "testapp/htmx4.html",
+                  {"execution_id": execution_id, "user_pk": request.GET.get("user")})
+
+
+async def fragment_stats(request: HttpRequest) -> JsonResponse:
+    """How many HTML fragments this server rendered (the once-per-event rule)."""
+    from django_sse_exec.fragments import get_cache
+
+    return JsonResponse(get_cache().stats())
+#: Producers started by ``lease_producer``, by execution id.
+_producers: dict[str, asyncio.Task] = {}
+
+
+@csrf_exempt
+async def lease_producer(request: HttpRequest) -> JsonResponse:
+    """Start a producer task on the server's loop that holds a lease (``ttl``), sends
+    ``execution-start`` and ``task-start`` with the bare helpers, then waits forever.
+
+    It has no cleanup: killing it (``lease_producer_kill``) is a producer dying
+    without closing its execution.
+    """
+    from django_sse_exec.leases import ahold_lease
+
+    body = _body(request)
+    execution_id = body["execution_id"]
+    started = asyncio.Event()
+
+    async def produce() -> None:
+        await ahold_lease(execution_id, body.get("ttl"))
+        await sse.asend_sse_event(execution_id, "execution-start",
+                                  {"executionId": execution_id, "totalTasks": 2, "startTime": 0})
+        await sse.asend_sse_event(execution_id, "task-start",
+                                  {"taskId": "t1", "taskTitle": "Task one", "progress": 0,
+                                   "total": 2})
+        started.set()
+        await asyncio.Event().wait()
+
+    _producers[execution_id] = asyncio.ensure_future(produce())
+    await started.wait()
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+async def lease_producer_kill(request: HttpRequest) -> JsonResponse:
+    """Kill a producer started by ``lease_producer`` (it runs no cleanup)."""
+    _producers.pop(_body(request)["execution_id"]).cancel()
+    return JsonResponse({"ok": True})

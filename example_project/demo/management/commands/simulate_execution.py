@@ -2,15 +2,19 @@
 
 It reports with the sync helpers, as a Celery worker or a cron job would. With
 ``REDIS_URL`` set (Redis channel layer and store) the dashboard of any web
-process shows it live: open ``/?execution=<id>``.
+process shows it live: open the printed ``/?execution=<id>&token=<token>`` link
+(the token, signed with ``SECRET_KEY``, is what lets the dashboard show an
+execution it did not start; the id alone is not enough).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_sse_exec import stream_url
 from django_sse_exec.wire import is_valid_execution_id
 
 from ...executor import Simulation, new_execution_id, run_blocking
@@ -38,7 +42,9 @@ class Command(BaseCommand):
         sim = Simulation(execution_id, tasks=options["tasks"], delay_ms=options["delay_ms"],
                          fail_rate=options["fail_rate"],
                          fail_tasks=frozenset(options["fail_task"]), seed=options["seed"])
-        self.stdout.write(f"execution {execution_id}: open /?execution={execution_id}")
+        query = urlencode({"execution": execution_id,
+                           "token": parse_qs(urlsplit(stream_url(execution_id)).query)["token"][0]})
+        self.stdout.write(f"execution {execution_id}: open /?{query}")
         self.stdout.flush()
 
         def sent(event: str, event_id: int) -> None:

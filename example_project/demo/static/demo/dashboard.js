@@ -315,7 +315,8 @@
   $("cancel").addEventListener("click", function () {
     var button = $("cancel");
     button.disabled = true;
-    fetch("/demo/executions/" + encodeURIComponent(view.executionId) + "/cancel", {method: "POST"})
+    fetch("/demo/executions/" + encodeURIComponent(view.executionId) + "/cancel", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"})
       .then(function (resp) {
         return resp.json().then(function (body) {
           if (resp.status !== 202) { showMessage("Cannot cancel: " + body.error); }

@@ -1,0 +1,54 @@
+"""Which executions this browser (and, when logged in, this user) started.
+
+Knowing an execution id must never be enough to read it, so the demo hands out
+stream URLs only for executions the caller started: their ids live in a signed
+cookie (no database needed), signed for the logged-in user (or for anonymous
+visitors) so a cookie minted for one user is worthless to another. A valid
+stream token in a shared link (``/?execution=<id>&token=<token>``, printed by
+``manage.py simulate_execution``) grants the same access, since only a holder
+of ``SECRET_KEY`` can mint one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+COOKIE = "demo_executions"
+#: Most execution ids one cookie remembers (the oldest are forgotten first).
+REMEMBERED = 20
+#: Seconds the cookie lives.
+COOKIE_AGE = 24 * 3600
+
+
+def _salt(user: Any) -> str:
+    pk = user.pk if user is not None and getattr(user, "is_authenticated", False) else ""
+    return f"demo.executions:{pk}"
+
+
+def owned(request: HttpRequest, user: Any) -> list[str]:
+    """The execution ids ``request``'s browser started as ``user`` (oldest first)."""
+    raw = request.get_signed_cookie(COOKIE, default=None, salt=_salt(user), max_age=COOKIE_AGE)
+    if not raw:
+        return []
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return []
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
+def remember(response: HttpResponse, request: HttpRequest, user: Any, ids: list[str],
+             execution_id: str) -> None:
+    """Add ``execution_id`` to the cookie of ``ids`` on ``response``."""
+    kept = [i for i in ids if i != execution_id][-(REMEMBERED - 1):] + [execution_id]
+    response.set_signed_cookie(COOKIE, json.dumps(kept, separators=(",", ":")),
+                               salt=_salt(user), max_age=COOKIE_AGE, httponly=True,
+                               samesite="Strict", secure=request.is_secure())
+
+
+def user_of_token(user: Any) -> Any:
+    """What to bind stream tokens to: the logged-in user, else nobody."""
+    return user if user is not None and getattr(user, "is_authenticated", False) else None

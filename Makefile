@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-matrix lint install bench clean
+.PHONY: demo test test-matrix lint install bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: $(VENV)/.bench-installed
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.run $(BENCH_ARGS)
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
+
+# The chaos run, long: on each Redis channel layer, 2 daphne + 1 uvicorn, 4 senders,
+# 200 reconnecting clients, web processes killed and Redis restarted (with and without
+# its data) at random moments; prints the tally. Needs redis-server (private, free port).
+CHAOS_MINUTES ?= 3
+chaos: install
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m tests.chaos --layer both --minutes $(CHAOS_MINUTES) \
+		--executions-per-sender 4 --rate 30 $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-matrix *.egg-info .pytest_cache

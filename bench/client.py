@@ -2,7 +2,7 @@
 
 Every system is driven by the same client. It speaks HTTP/1.1 over real sockets
 (one ``asyncio.Protocol`` per connection, no task per connection), decodes the
-chunked body with the load client of the tests (``tests.loadclient``) and
+chunked body with the HTTP/1.1 pieces the tests' load client uses (``tests.http1``) and
 parses every event frame it receives: the id, and the send timestamp ``"t"``
 that the benchmark puts first in every payload, from which it takes the
 latency. It does less per event than the spec-conforming parser of the tests
@@ -17,7 +17,7 @@ import time
 from array import array
 from urllib.parse import urlsplit
 
-from tests.loadclient import _Chunked, _parse_head
+from tests.http1 import ChunkedDecoder, parse_head, request_bytes
 
 
 class Sink:
@@ -49,7 +49,7 @@ class Stream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.chunked = False
-        self.decoder: _Chunked | None = None
+        self.decoder: ChunkedDecoder | None = None
         self.head = b""
         self.pending = b""
         self.events = 0
@@ -70,11 +70,11 @@ class Stream(asyncio.Protocol):
             end = self.head.find(b"\r\n\r\n")
             if end < 0:
                 return
-            self.status, self.chunked = _parse_head(self.head[:end + 4])
+            self.status, self.chunked = parse_head(self.head[:end + 4])
             data, self.head = self.head[end + 4:], b""
             self.connected_at = time.monotonic()
             if self.chunked:
-                self.decoder = _Chunked()
+                self.decoder = ChunkedDecoder()
             if self.status != 200 and not self.ready.done():
                 self.ready.set_result(None)
         if self.decoder is not None:
@@ -118,14 +118,6 @@ class Stream(asyncio.Protocol):
             self.transport.abort()
 
 
-def request_for(url: str) -> bytes:
-    """The GET request an EventSource would send for ``url``."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    return (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
-            "Cache-Control: no-cache\r\n\r\n").encode("latin-1")
-
-
 async def open_streams(urls: list[str], sink: Sink, concurrency: int = 1000,
                        timeout: float = 60) -> tuple[list[Stream], float]:
     """Connect one stream per url (``concurrency`` at a time); return them and the seconds it took.
@@ -142,7 +134,7 @@ async def open_streams(urls: list[str], sink: Sink, concurrency: int = 1000,
         parts = urlsplit(url)
         async with gate:
             ready = loop.create_future()
-            stream = Stream(request_for(url), sink, ready)
+            stream = Stream(request_bytes(url), sink, ready)
             streams.append(stream)
             try:
                 await loop.create_connection(lambda: stream, parts.hostname, parts.port)

@@ -23,7 +23,8 @@ import statistics
 import time
 from typing import Any
 
-from tests.loadclient import start_swarm, stop_all, tally, wait_until
+from tests.helpers import wait_until
+from tests.loadclient import Swarm, tally
 from tests.server import Server
 from tests.workers import delete_keys, redis_env, run_sender
 
@@ -76,17 +77,14 @@ async def run_throughput(layer: str, server: str, streams: int, threads: int, ev
         from django_sse_exec import stream_url
 
         url = srv.base_url + stream_url(execution)
-        clients, tasks = await start_swarm([url] * streams, max_retry_ms=500)
-        for client in clients:  # (their tasks have not run yet)
-            client.events = TimedEvents()
-        try:
-            await wait_until(lambda: all(c.connected for c in clients), 60, what="connects")
+        async with Swarm([url] * streams, connect_timeout=60, max_retry_ms=500) as swarm:
+            clients = swarm.clients
+            for client in clients:  # (connected, nothing sent yet)
+                client.events = TimedEvents()
             sent = await asyncio.to_thread(run_sender, env, SENDER.format(
                 execution=execution, events=events, threads=threads), 600)
             await wait_until(lambda: all(c.finished for c in clients), 120, interval=0.2,
                              what="every stream finished")
-        finally:
-            await stop_all(clients, tasks)
         expected = sent["ids"] + [sent["closed"]]
         counts = tally(clients, expected)
         latencies = []

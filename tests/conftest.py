@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.helpers import PrivateRedis
 from tests.server import ROOT, Server
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -34,6 +37,19 @@ def requires_redis() -> str:
             pytest.fail(message + " and SSE_EXEC_REQUIRE_REDIS=1 requires it")
         pytest.skip(message)
     return REDIS_URL
+
+
+@pytest.fixture
+def private_redis(requires_redis: str, tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own (free port) that it may kill, restart and wipe."""
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed"
+        if os.environ.get("SSE_EXEC_REQUIRE_REDIS") == "1":
+            pytest.fail(message + " and SSE_EXEC_REQUIRE_REDIS=1 requires it")
+        pytest.skip(message)
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -12,64 +12,26 @@ Parsing: streams whose bytes use LF line ends (this app's) go through a fast
 block parser; anything with a CR falls back to the spec-conforming
 :class:`tests.sse.SSEParser`.
 
-:func:`start_swarm` drives many clients, :func:`probe` opens and drops one
-connection, and :func:`tally` turns what clients received into lost /
-duplicated / out-of-order counts, so load and fault tests (and the benchmark)
-share one way of measuring.
+:func:`start_swarm` (or :class:`Swarm`, as a context) drives many clients,
+:func:`probe` opens and drops one connection, and :func:`tally` turns what
+clients received into lost / duplicated / out-of-order counts, so load and fault
+tests share one way of measuring. The HTTP/1.1 pieces (socket, request, head,
+chunked body) are in :mod:`tests.http1`, which the benchmark's client uses too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
+from tests.helpers import wait_until
+from tests.http1 import ChunkedDecoder, open_socket, parse_head, request_bytes
 from tests.sse import SSEEvent, SSEParser
 
 #: The event that ends an execution's stream for good.
 FINAL_EVENT = "stream-closed"
-
-
-class _Chunked:
-    """Incremental decoder of an HTTP/1.1 ``Transfer-Encoding: chunked`` body."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._remaining = 0  # bytes left in the current chunk's data
-        self._skip_crlf = False
-        self.finished = False
-
-    def feed(self, data: bytes) -> bytes:
-        """Decode what ``data`` completes; return the body bytes it carried."""
-        self._buffer += data
-        out = bytearray()
-        while self._buffer and not self.finished:
-            if self._skip_crlf:
-                if len(self._buffer) < 2:
-                    break
-                self._buffer = self._buffer[2:]
-                self._skip_crlf = False
-            if self._remaining:
-                take = self._buffer[: self._remaining]
-                out += take
-                self._buffer = self._buffer[len(take):]
-                self._remaining -= len(take)
-                if not self._remaining:
-                    self._skip_crlf = True
-                continue
-            line_end = self._buffer.find(b"\r\n")
-            if line_end < 0:
-                break
-            size = int(self._buffer[:line_end].split(b";")[0], 16)
-            self._buffer = self._buffer[line_end + 2:]
-            if size == 0:
-                self.finished = True
-            else:
-                self._remaining = size
-        return bytes(out)
 
 
 class FastParser:
@@ -240,14 +202,7 @@ class StreamClient:
         return ([self.url, *self.alternates])[self._target]
 
     def _request(self, url: str) -> bytes:
-        parts = urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream",
-                 "Cache-Control: no-cache"]
-        if self.last_event_id is not None:
-            lines.append(f"Last-Event-ID: {self.last_event_id}")
-        lines += [f"{k}: {v}" for k, v in self.headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return request_bytes(url, self.last_event_id, self.headers)
 
     async def _connect_once(self, attempt: Connect, timeout: float) -> None:
         url = self._current_url()
@@ -256,7 +211,7 @@ class StreamClient:
         try:
             writer.write(self._request(url))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-            attempt.status, chunked = _parse_head(head)
+            attempt.status, chunked = parse_head(head)
             attempt.seconds = time.monotonic() - attempt.started
             if attempt.status == 204:
                 attempt.ended = "final"
@@ -274,7 +229,7 @@ class StreamClient:
     async def _read_body(self, reader: asyncio.StreamReader, attempt: Connect,
                          chunked: bool) -> None:
         parser = FastParser(None if self.last_event_id is None else str(self.last_event_id))
-        decoder = _Chunked() if chunked else None
+        decoder = ChunkedDecoder() if chunked else None
         while True:
             if self.stalled:
                 await self._resume.wait()
@@ -302,37 +257,13 @@ class StreamClient:
                 return
 
 
-async def open_socket(url: str, rcvbuf: int | None = None
-                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to ``url``'s host and port (``rcvbuf``: SO_RCVBUF before connecting)."""
-    parts = urlsplit(url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port or 80))
-    except BaseException:
-        sock.close()
-        raise
-    return await asyncio.open_connection(sock=sock, limit=1 << 20)
-
-
-def _parse_head(head: bytes) -> tuple[int, bool]:
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    chunked = any(line.lower().startswith("transfer-encoding:") and "chunked" in line.lower()
-                  for line in lines[1:])
-    return status, chunked
-
-
 async def probe(url: str, timeout: float = 30) -> int:
     """Open a stream, wait for its headers and first bytes, drop it; return the status."""
     reader, writer = await asyncio.wait_for(open_socket(url), timeout)
     try:
-        writer.write(StreamClient(url)._request(url))
+        writer.write(request_bytes(url))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        status, _ = _parse_head(head)
+        status, _ = parse_head(head)
         if status == 200:
             await asyncio.wait_for(reader.read(1), timeout)
         return status
@@ -390,17 +321,6 @@ async def start_swarm(urls: Iterable[str], *, concurrency: int = 500,
     return clients, tasks
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
-                     what: str = "condition") -> float:
-    """Poll ``predicate`` until true; return the seconds it took, TimeoutError after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
-
-
 async def stop_all(clients: Iterable[StreamClient], tasks: Iterable[asyncio.Task[None]]) -> None:
     """Stop every client and wait for their tasks."""
     for client in clients:
@@ -408,5 +328,45 @@ async def stop_all(clients: Iterable[StreamClient], tasks: Iterable[asyncio.Task
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["Connect", "FastParser", "StreamClient", "Tally", "open_socket", "probe",
-           "start_swarm", "stop_all", "tally", "wait_until"]
+class Swarm:
+    """Clients started together, connected before use and stopped on exit.
+
+    ``async with Swarm(urls, **options) as swarm:`` starts one :class:`StreamClient`
+    per url (``options`` as :class:`StreamClient` takes them), waits until every one
+    is connected (``connect_timeout``; :attr:`connected_in` is how long it took) and
+    stops them all when the block ends, however it ends.
+    """
+
+    def __init__(self, urls: Iterable[str], *, connect_timeout: float = 30,
+                 concurrency: int = 500, **options: object) -> None:
+        self.urls = list(urls)
+        self.connect_timeout = connect_timeout
+        self.concurrency = concurrency
+        self.options = options
+        self.clients: list[StreamClient] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        #: Seconds until every client was connected.
+        self.connected_in = 0.0
+
+    async def __aenter__(self) -> "Swarm":
+        self.clients, self.tasks = await start_swarm(self.urls, concurrency=self.concurrency,
+                                                     **self.options)
+        try:
+            self.connected_in = await wait_until(
+                lambda: all(c.connected for c in self.clients), self.connect_timeout,
+                what=f"{len(self.clients)} clients connected")
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every client and wait for them."""
+        await stop_all(self.clients, self.tasks)
+
+
+__all__ = ["Connect", "FastParser", "StreamClient", "Swarm", "Tally", "probe", "start_swarm",
+           "stop_all", "tally"]

@@ -128,15 +128,16 @@ class Server:
         return resp.json()["ids"]
 
     def close(self, execution_id: str) -> int:
-        resp = httpx.post(self.base_url + "/control/close", json={"execution_id": execution_id})
+        resp = httpx.post(self.base_url + "/control/close", json={"execution_id": execution_id},
+                          timeout=30)
         resp.raise_for_status()
         return resp.json()["id"]
 
     def count(self, execution_id: str) -> int:
-        return httpx.get(f"{self.base_url}/control/count/{execution_id}").json()["count"]
+        return httpx.get(f"{self.base_url}/control/count/{execution_id}", timeout=30).json()["count"]
 
     def hub(self) -> dict[str, int]:
-        return httpx.get(f"{self.base_url}/control/hub").json()
+        return httpx.get(f"{self.base_url}/control/hub", timeout=30).json()
 
     def __enter__(self) -> "Server":
         return self.start()

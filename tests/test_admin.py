@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server
 from tests.test_browser import browser  # noqa: F401  (the module's Chromium fixture)
 
@@ -118,9 +119,7 @@ def test_staff_list_search_open_and_close_an_execution(browser, admin_server):  
     page.wait_for_selector("text=stream-closed is event 3")
     assert page.locator("#execution-state").inner_text() == "closed"
     assert page.locator("#close-execution").count() == 0
-    deadline = time.monotonic() + 10
-    while reader.events[-1:] != ["stream-closed"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_sync(lambda: reader.events[-1:] == ["stream-closed"], 10, "stream-closed")
     assert reader.events == ["execution-start", "task-start", "stream-closed"]
     page.context.close()
 

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from django_sse_exec import stream_url
+from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -305,14 +305,6 @@ def _sent_count(proc: Any) -> int:
     return sum(1 for line in proc.lines if line.startswith("sent "))
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_page_resumes_after_server_restart(requires_redis, dashboards):
     prefix = f"t5-{uuid.uuid4().hex[:10]}"
     env = {"TEST_LAYER": "redis", "REDIS_URL": requires_redis, "TEST_KEY_PREFIX": prefix}
@@ -335,7 +327,7 @@ def test_page_resumes_after_server_restart(requires_redis, dashboards):
         tab.page.wait_for_function(
             "() => document.getElementById('conn-state').dataset.state === 'reconnecting'")
         down_at = _sent_count(sender)
-        wait_until(lambda: _sent_count(sender) >= down_at + 4, 30, "events sent while down")
+        wait_until_sync(lambda: _sent_count(sender) >= down_at + 4, 30, "events sent while down")
         assert tab.state()["completed"] < tasks
         server = Server("daphne", env=env, port=port).start()
         tab.wait_finished("success", timeout=60_000)

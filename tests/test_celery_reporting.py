@@ -19,6 +19,7 @@ import pytest
 from django_sse_exec import stream_url
 from django_sse_exec.disclosure import GENERIC_MESSAGE
 from tests.conftest import redis_available
+from tests.helpers import names
 from tests.server import Server
 from tests.sse import SSEClient, SSEEvent
 from tests.test_commands import RedisSetup, finish, spawn
@@ -85,10 +86,6 @@ async def stream_to_end(web: Server, execution_id: str, timeout: float = 90) -> 
     assert [e.int_id for e in events] == list(range(1, len(events) + 1)), "gap or duplicate"
     assert events and events[-1].event == "stream-closed", [e.event for e in events]
     return events
-
-
-def names(events: list[SSEEvent]) -> list[str]:
-    return [e.event for e in events]
 
 
 def summary(events: list[SSEEvent]) -> dict[str, Any]:

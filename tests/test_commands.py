@@ -12,12 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from django.test import override_settings
 
+from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server
 
 
@@ -68,14 +68,6 @@ def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -97,7 +89,7 @@ def test_send_tail_and_status_across_processes(redis_server, redis_setup, execut
     remote = spawn("sse_tail", execution_id, "--url", redis_server.base_url, "--timeout", "90",
                    env=env)
     try:
-        wait_until(lambda: redis_server.count(execution_id) == 2, 60, "both tails to connect")
+        wait_until_sync(lambda: redis_server.count(execution_id) == 2, 60, "both tails to connect")
         sent = manage("sse_send", execution_id, "task-start", '{"taskId":"a","title":"héllo"}',
                       env=env)
         assert (sent.returncode, sent.stdout) == (0, "1 task-start\n"), sent.stderr
@@ -123,7 +115,7 @@ def test_send_tail_and_status_across_processes(redis_server, redis_setup, execut
         assert code == 0, err
         assert out.splitlines() == expected
 
-    wait_until(lambda: json.loads(manage("sse_status", execution_id, "--json", env=env).stdout)
+    wait_until_sync(lambda: json.loads(manage("sse_status", execution_id, "--json", env=env).stdout)
                ["clients"] == 0, 60, "streams to be uncounted")
     status = json.loads(manage("sse_status", execution_id, "--json", env=env).stdout)
     assert status == {"executionId": execution_id, "clients": 0, "lastEventId": 4, "closed": True,
@@ -167,12 +159,12 @@ def test_tail_url_resumes_after_the_server_restarts(make_server, redis_setup, ex
     tail = spawn("sse_tail", execution_id, "--url", first.base_url, "--timeout", "90",
                  env=redis_setup.env)
     try:
-        wait_until(lambda: first.count(execution_id) == 1, 60, "the tail to connect")
+        wait_until_sync(lambda: first.count(execution_id) == 1, 60, "the tail to connect")
         first.send(execution_id, ("before", 1))
         first.stop()
         second = make_server("daphne", env=redis_setup.env, port=first.port)
         # (A stale entry of the stopped server may count too: the tail replays what it missed.)
-        wait_until(lambda: second.count(execution_id) >= 1, 60, "the tail to reconnect")
+        wait_until_sync(lambda: second.count(execution_id) >= 1, 60, "the tail to reconnect")
         second.send(execution_id, ("after", 2))
         second.close(execution_id)
     finally:

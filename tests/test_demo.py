@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from example_project.demo.executor import Simulation, run_blocking
+from tests.helpers import names, wait_for_value
 from tests.sse import SSEClient, SSEEvent
 
 START_KEYS = {"executionId", "totalTasks", "startTime"}
@@ -22,10 +23,6 @@ TASK_START_KEYS = {"taskId", "taskTitle", "progress", "total"}
 TASK_END_KEYS = {"taskId", "taskTitle", "status", "duration", "progress", "total"}
 SUMMARY_KEYS = {"executionId", "status", "successful", "failed", "cancelled", "completed",
                 "total", "totalDuration", "results"}
-
-
-def names(events: list[SSEEvent]) -> list[str]:
-    return [e.event for e in events]
 
 
 #: One browser's cookies per server: the demo shows a browser only what it started.
@@ -45,18 +42,6 @@ async def start(server: Any, **body: Any) -> dict[str, Any]:
     resp = await api(server, "POST", "/demo/executions", json=body)
     assert resp.status_code == 201, resp.text
     return resp.json()
-
-
-async def until(predicate: Any, timeout: float = 15, every: float = 0.05) -> Any:
-    """Poll the async ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met in {timeout} s (last: {value!r})")
-        await asyncio.sleep(every)
 
 
 def check_task_events(events: list[SSEEvent], total: int) -> list[dict[str, Any]]:
@@ -159,12 +144,12 @@ async def test_detail_counts_the_viewers(server):
 
     try:
         async with SSEClient(url):
-            await until(lambda: viewers(1))
+            await wait_for_value(lambda: viewers(1))
             async with SSEClient(url) as two:
                 await two.read_chunk()
-                await until(lambda: viewers(2))
-            await until(lambda: viewers(1))
-        await until(lambda: viewers(0))
+                await wait_for_value(lambda: viewers(2))
+            await wait_for_value(lambda: viewers(1))
+        await wait_for_value(lambda: viewers(0))
     finally:
         await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
 
@@ -187,7 +172,7 @@ async def test_recent_executions_newest_first(server):
         ours = [i for i in items if i["executionId"] in (first, second)]
         return ours if all(i["status"] == "success" for i in ours) and len(ours) == 2 else None
 
-    ours = await until(listed)
+    ours = await wait_for_value(listed)
     assert [i["executionId"] for i in ours] == [second, first]
     assert ours[0]["total"] == ours[0]["completed"] == 2
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from django.test import override_settings
 
 from django_sse_exec.auth import SALT
 from tests.conftest import migrated_db_env
+from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
 
@@ -185,10 +185,9 @@ async def test_concurrent_executions_are_capped(demo):
         finally:
             for execution_id in started:
                 cancel(client, execution_id)
-        deadline = time.monotonic() + 30
-        while client.post("/demo/executions", json={"tasks": 1, "delayMs": 0}).status_code != 201:
-            assert time.monotonic() < deadline, "the cap did not free up after the cancels"
-            time.sleep(0.1)
+        wait_until_sync(lambda: client.post("/demo/executions", json={
+            "tasks": 1, "delayMs": 0}).status_code == 201, 30,
+            "the cap to free up after the cancels", interval=0.1)
 
 
 async def test_pages_and_json_with_tokens_are_not_cached(demo):

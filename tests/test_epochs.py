@@ -14,9 +14,9 @@ import asyncio
 
 import pytest
 
-from tests.loadclient import StreamClient, wait_until
-from tests.test_faults import private_redis, redis_env  # noqa: F401 - fixture
-from tests.workers import run_sender
+from tests.helpers import names, wait_until
+from tests.loadclient import StreamClient
+from tests.workers import redis_env, run_sender
 
 EPOCH_SPAN = 1_000_000
 
@@ -32,7 +32,7 @@ async def stream_once(url: str, last_event_id: int | None) -> StreamClient:
 
 
 async def old_log_then_loss(make_server, url_for, execution_id, private_redis):
-    env = redis_env(private_redis)
+    env = redis_env(private_redis.url)
     srv = make_server("daphne", env=env, sse_exec={"KEEPALIVE": 60})
     assert await srv.asend(execution_id, *[("step", {"n": n}) for n in range(5)]) == [1, 2, 3, 4, 5]
     first = StreamClient(url_for(srv, execution_id), reconnect=False)
@@ -47,13 +47,13 @@ async def old_log_then_loss(make_server, url_for, execution_id, private_redis):
 
 
 def check_reset_then_whole_log(client: StreamClient, new_ids: list[int]) -> None:
-    names = [e.event for e in client.events]
+    received = names(client.events)
     assert client.connects[-1].status == 200, client.connects
-    assert names[0] == "stream-reset", names
+    assert received[0] == "stream-reset", received
     # (a parser keeps the last id for an event without one: skip the reset itself)
     ids = [int(e.id) for e in client.events if e.event != "stream-reset"]
     assert ids == new_ids, (ids, new_ids)
-    assert names[-1] == "stream-closed"
+    assert received[-1] == "stream-closed"
 
 
 @pytest.mark.asyncio

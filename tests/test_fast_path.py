@@ -8,7 +8,6 @@ lazy session/user of the policies exists, and that disconnects clean up.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -17,20 +16,13 @@ import httpx
 import pytest
 
 from tests.conftest import entry_point_env
+from tests.helpers import wait_until
 from tests.server import ROOT
 from tests.sse import SSEClient
 
 pytestmark = pytest.mark.asyncio
 
 FAST = entry_point_env("fast")
-
-
-async def wait_until(predicate, timeout: float = 15) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def streams_and_groups(srv) -> tuple[int, int]:

@@ -10,21 +10,17 @@ scenario measures are printed (run with ``-s`` to see them).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import socket
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from tests.loadclient import start_swarm, stop_all, tally, wait_until
-from tests.server import Server, free_port
+from tests.helpers import PrivateRedis, wait_until
+from tests.loadclient import Swarm, tally
+from tests.server import Server
+from tests.workers import redis_env
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,14 +43,53 @@ async def send_many(srv: Server, execution_id: str, count: int, size: int = 0,
     return ids
 
 
-async def send_paced(srv: Server, execution_id: str, ids: list[int], stop: asyncio.Event,
-                     every: float = 0.02) -> None:
-    """Send one event every ``every`` seconds until ``stop``; append the ids to ``ids``."""
-    n = 0
-    while not stop.is_set():
-        ids += await srv.asend(execution_id, ("tick", {"n": n}))
-        n += 1
-        await asyncio.sleep(every)
+class PacedSender:
+    """Sends one event every ``every`` seconds through ``srv`` in the background.
+
+    ``ids`` are the ids the sends returned, in order: only those are expected by
+    the clients. A send that fails raises in :meth:`stop`, or with ``tolerant`` is
+    recorded in ``failures`` and not retried. Use as ``async with``; :meth:`stop`
+    ends it earlier.
+    """
+
+    def __init__(self, srv: Server, execution_id: str, every: float = 0.02,
+                 tolerant: bool = False) -> None:
+        self.srv, self.execution_id, self.every, self.tolerant = srv, execution_id, every, tolerant
+        self.ids: list[int] = []
+        self.failures: list[str] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.srv.base_url, timeout=30) as client:
+            n = 0
+            while not self._stop.is_set():
+                try:
+                    resp = await client.post("/control/send", json={
+                        "execution_id": self.execution_id, "events": [["tick", {"n": n}]]})
+                    resp.raise_for_status()
+                    self.ids += resp.json()["ids"]
+                except httpx.HTTPError as exc:
+                    if not self.tolerant:
+                        raise
+                    self.failures.append(repr(exc))
+                n += 1
+                await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> "PacedSender":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        """Stop sending and wait for the send in flight."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class RssSampler:
@@ -91,11 +126,10 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_daphne(
         "CLIENT_BUFFER_BYTES": 256 * 1024, "WRITE_TIMEOUT": 5, "HISTORY_MAX_EVENTS": 20000,
         "HISTORY_MAX_BYTES": 64 * MB, "KEEPALIVE": 60, "RETRY_MS": 200})
     url = url_for(srv, execution_id)
-    readers, reader_tasks = await start_swarm([url] * 10)
-    stalled, stalled_tasks = await start_swarm([url] * 4, stall_after=100, rcvbuf=4096)
-    everyone = readers + stalled
-    try:
-        await wait_until(lambda: all(c.connected for c in everyone), 30, what="connects")
+    async with Swarm([url] * 10) as readers_swarm, \
+            Swarm([url] * 4, stall_after=100, rcvbuf=4096) as stalled_swarm:
+        readers, stalled = readers_swarm.clients, stalled_swarm.clients
+        everyone = readers + stalled
         rss = RssSampler(srv)
         started = time.monotonic()
         ids = await send_many(srv, execution_id, 10_000, size=2000)
@@ -120,8 +154,6 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_daphne(
                stalled=len(stalled), send_s=f"{sent_in:.2f}", readers_done_after_send_s=f"{lag:.2f}",
                rss_growth_mb=f"{growth / MB:.1f}", max_unsent_kb=rss.max_unsent // 1024,
                lost=result.lost, duplicated=result.duplicated)
-    finally:
-        await stop_all(everyone, reader_tasks + stalled_tasks)
 
 
 @pytest.mark.timeout(180)
@@ -132,11 +164,10 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_uvicorn(
         "WRITE_TIMEOUT": 2, "CLIENT_BUFFER": 200, "HISTORY_MAX_EVENTS": 20000,
         "HISTORY_MAX_BYTES": 64 * MB, "KEEPALIVE": 60, "RETRY_MS": 200})
     url = url_for(srv, execution_id)
-    readers, reader_tasks = await start_swarm([url] * 3)
-    stalled, stalled_tasks = await start_swarm([url] * 2, stall_after=10, rcvbuf=4096)
-    everyone = readers + stalled
-    try:
-        await wait_until(lambda: all(c.connected for c in everyone), 30, what="connects")
+    async with Swarm([url] * 3) as readers_swarm, \
+            Swarm([url] * 2, stall_after=10, rcvbuf=4096) as stalled_swarm:
+        readers, stalled = readers_swarm.clients, stalled_swarm.clients
+        everyone = readers + stalled
         rss = RssSampler(srv)
         ids = await send_many(srv, execution_id, 5000, size=2000)
         await wait_until(lambda: all(len(c.events) >= 5000 for c in readers), 60, what="readers")
@@ -153,8 +184,6 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_uvicorn(
         report("slow-client uvicorn", events=len(ids), stalled=len(stalled),
                dropped_after_send_s=f"{dropped_in:.2f}", rss_growth_mb=f"{growth / MB:.1f}",
                lost=result.lost, duplicated=result.duplicated)
-    finally:
-        await stop_all(everyone, reader_tasks + stalled_tasks)
 
 
 # -- graceful shutdown ------------------------------------------------------------
@@ -165,9 +194,8 @@ async def test_client_that_stops_reading_is_dropped_and_resumes_under_uvicorn(
 async def test_sigterm_ends_every_stream_within_two_seconds_with_a_retry_hint(
         make_server, url_for, execution_id, kind):
     srv = make_server(kind, sse_exec={"RETRY_MS": 500, "RETRY_JITTER_MS": 500, "KEEPALIVE": 60})
-    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 50, reconnect=False)
-    try:
-        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+    async with Swarm([url_for(srv, execution_id)] * 50, reconnect=False) as swarm:
+        clients = swarm.clients
         ids = await send_many(srv, execution_id, 20)
         await wait_until(lambda: all(len(c.events) == 20 for c in clients), 30, what="events")
         assert srv.proc is not None
@@ -188,8 +216,6 @@ async def test_sigterm_ends_every_stream_within_two_seconds_with_a_retry_hint(
         report(f"shutdown {kind}", streams=len(clients), all_ended_s=f"{ended_in:.2f}",
                process_exited_s=f"{exited_after:.2f}", exit_code=exit_in,
                distinct_retry_hints=len(hints))
-    finally:
-        await stop_all(clients, tasks)
 
 
 # -- maximum lifetime ---------------------------------------------------------------
@@ -201,14 +227,11 @@ async def test_streams_are_rotated_after_their_jittered_lifetime_without_loss(
     srv = make_server("daphne", sse_exec={
         "MAX_STREAM_LIFETIME": 2.0, "MAX_STREAM_LIFETIME_JITTER": 0.5, "RETRY_MS": 100,
         "RETRY_JITTER_MS": 200, "KEEPALIVE": 60})
-    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
-    stop, ids = asyncio.Event(), []
-    try:
-        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
-        sender = asyncio.create_task(send_paced(srv, execution_id, ids, stop))
+    async with Swarm([url_for(srv, execution_id)] * 20) as swarm, \
+            PacedSender(srv, execution_id) as sender:
+        clients, ids = swarm.clients, sender.ids
         await wait_until(lambda: all(len(c.connects) >= 3 for c in clients), 30, what="rotations")
-        stop.set()
-        await sender
+        await sender.stop()
         ids.append(srv.close(execution_id))
         await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
         result = tally(clients, ids)
@@ -222,9 +245,6 @@ async def test_streams_are_rotated_after_their_jittered_lifetime_without_loss(
         report("lifetime", clients=len(clients), events=len(ids), rotations=len(rotated),
                lifetime_min_s=f"{min(lifetimes):.2f}", lifetime_max_s=f"{max(lifetimes):.2f}",
                lost=result.lost, duplicated=result.duplicated)
-    finally:
-        stop.set()
-        await stop_all(clients, tasks)
 
 
 # -- reconnect storm ------------------------------------------------------------------
@@ -236,14 +256,11 @@ async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
     srv = make_server("daphne", sse_exec={"RETRY_MS": 200, "RETRY_JITTER_MS": 2000,
                                           "KEEPALIVE": 60})
     count = 2000
-    clients, tasks = await start_swarm([url_for(srv, execution_id)] * count)
-    stop, ids = asyncio.Event(), []
-    try:
-        connected_in = await wait_until(lambda: all(c.connected for c in clients), 120,
-                                        what="connects")
+    async with Swarm([url_for(srv, execution_id)] * count, connect_timeout=120) as swarm, \
+            PacedSender(srv, execution_id, every=0.05) as sender:
+        clients, connected_in, ids = swarm.clients, swarm.connected_in, sender.ids
         stats = srv.hub()
         assert stats["streams"] == stats["measured"] == count  # every connection's backlog found
-        sender = asyncio.create_task(send_paced(srv, execution_id, ids, stop, every=0.05))
         await wait_until(lambda: len(ids) >= 10, 30, what="first events")
         dropped_at = time.monotonic()
         for client in clients:
@@ -251,8 +268,7 @@ async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
         back_in = await wait_until(lambda: all(len(c.connects) >= 2 and c.connected
                                                for c in clients), 120, what="reconnects")
         await asyncio.sleep(0.5)
-        stop.set()
-        await sender
+        await sender.stop()
         ids.append(srv.close(execution_id))
         await wait_until(lambda: all(c.finished for c in clients), 120, what="all done")
         result = tally(clients, ids)
@@ -263,88 +279,14 @@ async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
                all_back_s=f"{back_in:.2f}", first_reconnect_s=f"{delays[0]:.2f}",
                last_reconnect_s=f"{delays[-1]:.2f}", events=len(ids), lost=result.lost,
                duplicated=result.duplicated, out_of_order=result.out_of_order)
-    finally:
-        stop.set()
-        await stop_all(clients, tasks)
 
 
 # -- with Redis: a private redis-server this module can kill and restart -----------
 
 
-class PrivateRedis:
-    """A redis-server on a free port, in its own directory, that tests may kill and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "PrivateRedis":
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(port=self.port, socket_connect_timeout=0.5).ping():
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self, save: bool = False) -> None:
-        """Shut it down (``save``: write its data first, so a restart reloads it)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if save:
-            try:
-                redis.Redis(port=self.port).shutdown(save=True)
-            except redis.ConnectionError:
-                pass  # it closes the connection as it exits
-        else:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def private_redis(requires_redis, tmp_path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path).start()
-    yield server
-    server.stop()
-
-
-def redis_env(private: PrivateRedis) -> dict[str, str]:
-    return {"TEST_LAYER": "redis", "REDIS_URL": private.url,
-            "TEST_KEY_PREFIX": f"faults{uuid.uuid4().hex[:8]}"}
-
-
-async def send_paced_tolerant(srv: Server, execution_id: str, ids: list[int],
-                              failures: list[str], stop: asyncio.Event, every: float = 0.02) -> None:
-    """Like :func:`send_paced`, but a send that fails is recorded and not retried.
-
-    Only events whose send returned an id are expected by the clients.
-    """
-    async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as client:
-        n = 0
-        while not stop.is_set():
-            try:
-                resp = await client.post("/control/send", json={
-                    "execution_id": execution_id, "events": [["tick", {"n": n}]]})
-                if resp.status_code == 200:
-                    ids += resp.json()["ids"]
-                else:
-                    failures.append(f"HTTP {resp.status_code}")
-            except httpx.HTTPError as exc:
-                failures.append(repr(exc))
-            n += 1
-            await asyncio.sleep(every)
+def private_env(private: PrivateRedis) -> dict[str, str]:
+    """Servers on ``private`` with the core layer and a key prefix of their own."""
+    return redis_env(private.url, "redis")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
@@ -352,17 +294,15 @@ async def send_paced_tolerant(srv: Server, execution_id: str, ids: list[int],
 async def test_web_process_killed_or_stopped_clients_resume_on_another_exactly_once(
         make_server, url_for, execution_id, private_redis, sig):
     """A sender keeps sending through one process while the one serving the streams goes."""
-    env = redis_env(private_redis)
+    env = private_env(private_redis)
     options = {"HEARTBEAT": 1, "RETRY_MS": 200, "RETRY_JITTER_MS": 300, "KEEPALIVE": 60}
     doomed = make_server("daphne", env=env, sse_exec=options)
     survivor = make_server("daphne", env=env, sse_exec=options)
-    clients, tasks = await start_swarm([url_for(doomed, execution_id)] * 50,
-                                       alternates=[url_for(survivor, execution_id)])
-    stop, ids = asyncio.Event(), []
-    try:
-        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+    async with Swarm([url_for(doomed, execution_id)] * 50,
+                     alternates=[url_for(survivor, execution_id)]) as swarm, \
+            PacedSender(survivor, execution_id) as sender:
+        clients, ids = swarm.clients, sender.ids
         assert survivor.count(execution_id) == 50  # membership is shared through Redis
-        sender = asyncio.create_task(send_paced(survivor, execution_id, ids, stop))
         await wait_until(lambda: len(ids) >= 20, 30, what="first events")
         killed = time.monotonic()
         doomed.stop(sig)
@@ -374,8 +314,7 @@ async def test_web_process_killed_or_stopped_clients_resume_on_another_exactly_o
                          what="dead process's membership expired")
         expired_in = time.monotonic() - killed
         await asyncio.sleep(0.5)
-        stop.set()
-        await sender
+        await sender.stop()
         ids.append(survivor.close(execution_id))
         await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
         result = tally(clients, ids)
@@ -383,23 +322,17 @@ async def test_web_process_killed_or_stopped_clients_resume_on_another_exactly_o
         report(signal.Signals(sig).name, clients=len(clients), events=len(ids), all_back_s=f"{back_in:.2f}",
                membership_expired_s=f"{expired_in:.2f}", lost=result.lost,
                duplicated=result.duplicated, out_of_order=result.out_of_order)
-    finally:
-        stop.set()
-        await stop_all(clients, tasks)
 
 
 @pytest.mark.timeout(180)
 async def test_redis_restart_mid_stream_streams_resume_and_sends_fail_fast(
         make_server, url_for, execution_id, private_redis, settings):
-    env = redis_env(private_redis)
+    env = private_env(private_redis)
     srv = make_server("daphne", env=env, sse_exec={
         "HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5, "KEEPALIVE": 60, "RETRY_MS": 200})
-    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
-    stop, ids, failures = asyncio.Event(), [], []
-    try:
-        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
-        sender = asyncio.create_task(
-            send_paced_tolerant(srv, execution_id, ids, failures, stop, every=0.05))
+    async with Swarm([url_for(srv, execution_id)] * 20) as swarm, \
+            PacedSender(srv, execution_id, every=0.05, tolerant=True) as sender:
+        clients, ids, failures = swarm.clients, sender.ids, sender.failures
         await wait_until(lambda: len(ids) >= 20, 30, what="first events")
         private_redis.stop(save=True)
         down_at = time.monotonic()
@@ -424,8 +357,7 @@ async def test_redis_restart_mid_stream_streams_resume_and_sends_fail_fast(
                                       what="sends succeed again")
         await wait_until(lambda: all(c.ids[-1:] == ids[-1:] for c in clients), 30,
                          what="streams caught up")
-        stop.set()
-        await sender
+        await sender.stop()
         ids.append(srv.close(execution_id))
         await wait_until(lambda: all(c.finished for c in clients), 30, what="all done")
         result = tally(clients, ids)
@@ -437,9 +369,6 @@ async def test_redis_restart_mid_stream_streams_resume_and_sends_fail_fast(
                send_raised_after_s=f"{raised_in:.2f}",
                sends_ok_again_after_restart_s=f"{resumed_in:.2f}", lost=result.lost,
                duplicated=result.duplicated)
-    finally:
-        stop.set()
-        await stop_all(clients, tasks)
 
 
 @pytest.mark.timeout(60)
@@ -474,19 +403,18 @@ async def test_redis_restarted_without_its_data_streams_recover(
     ids start past every old id): open streams see the jump, read the log and
     send ``stream-reset`` and the new events.
     """
-    env = redis_env(private_redis)
+    env = private_env(private_redis)
     srv = make_server("daphne", env=env, sse_exec={"HEARTBEAT": 1, "REPAIR_INTERVAL": 0.5,
                                                    "KEEPALIVE": 60, "RETRY_MS": 200})
-    clients, tasks = await start_swarm([url_for(srv, execution_id)] * 20)
-    try:
-        await wait_until(lambda: all(c.connected for c in clients), 30, what="connects")
+    async with Swarm([url_for(srv, execution_id)] * 20) as swarm:
+        clients = swarm.clients
         assert srv.count(execution_id) == 20
         assert await send_many(srv, execution_id, 5) == [1, 2, 3, 4, 5]
         await wait_until(lambda: all(len(c.events) == 5 for c in clients), 30, what="events")
         private_redis.stop()  # killed: nothing saved
         private_redis.start()
         restarted = time.monotonic()
-        assert redis.Redis(port=private_redis.port).dbsize() == 0
+        assert private_redis.client().dbsize() == 0
         await wait_until(lambda: srv.count(execution_id) == 20, 30, interval=0.2,
                          what="memberships restored")
         restored_in = time.monotonic() - restarted
@@ -503,5 +431,3 @@ async def test_redis_restarted_without_its_data_streams_recover(
         report("redis restart without data", streams=len(clients),
                memberships_restored_s=f"{restored_in:.2f}",
                reconnects=sum(len(c.connects) - 1 for c in clients))
-    finally:
-        await stop_all(clients, tasks)

@@ -19,7 +19,7 @@ import pytest
 
 from django_sse_exec import stream_url
 from tests.conftest import entry_point_env, migrated_db_env
-from tests.loadclient import wait_until
+from tests.helpers import wait_until
 from tests.server import Server
 from tests.sse import SSEClient
 

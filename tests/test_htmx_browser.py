@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from django_sse_exec.state import ExecutionState
+from tests.helpers import wait_until_sync
 from tests.server import Server
-from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_tabs, wait_until  # noqa: F401  (browser: the module's Chromium)
+from tests.test_browser import (  # noqa: F401  (browser: the module's Chromium)
+    ARTIFACTS, TIMEOUT_MS, browser, open_tabs)
 
 VENDOR = "/static/django_sse_exec/vendor/"
 BODY = ".sse-exec__body"
@@ -158,7 +160,7 @@ def test_reload_mid_run_shows_the_same_state_at_once_and_goes_on(server, tabs, e
     run = Run(server, execution_id, tasks=10, delay=0.05, hold_after=4)
     tab = tabs(f"{server.base_url}/test/htmx/{execution_id}").open()
     run.start()
-    wait_until(lambda: run.done_tasks == 4, 30, "four tasks")
+    wait_until_sync(lambda: run.done_tasks == 4, 30, "four tasks")
     tab.page.wait_for_function("() => document.querySelectorAll('.sse-exec__task[data-status=success]').length === 4")
     before = tab.state_html()
     last_id = tab.body("data-last-event-id")
@@ -201,7 +203,7 @@ def test_two_tabs_agree(server, tabs, execution_id):
     run = Run(server, execution_id, tasks=12, delay=0.03, fail=(5,), hold_after=6)
     first = tabs(f"{server.base_url}/test/htmx/{execution_id}").open()
     run.start()
-    wait_until(lambda: run.done_tasks == 6, 30, "six tasks")
+    wait_until_sync(lambda: run.done_tasks == 6, 30, "six tasks")
     second = tabs(f"{server.base_url}/test/htmx/{execution_id}").open()
     for tab in (first, second):  # paused half way: both show the same six ended tasks
         tab.page.wait_for_function(
@@ -234,7 +236,7 @@ def test_refused_stream_shows_why_and_stops(server, tabs, execution_id):
 def test_htmx_4_hx_sse_swaps_the_state_messages(server, tabs, execution_id):
     """htmx 4 swaps unnamed messages: the state fragment, with no extension of htmx 2."""
     tab = tabs(f"{server.base_url}/test/htmx4/{execution_id}").open()
-    wait_until(lambda: len(tab.streams) == 1, 10, "the stream request")
+    wait_until_sync(lambda: len(tab.streams) == 1, 10, "the stream request")
     run = Run(server, execution_id, tasks=5, delay=0.03, fail=(2,))
     run.start()
     tab.wait_status("failed")

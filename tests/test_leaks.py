@@ -15,7 +15,8 @@ import time
 import httpx
 import pytest
 
-from tests.loadclient import StreamClient, probe, wait_until
+from tests.helpers import wait_until
+from tests.loadclient import StreamClient, probe
 from tests.server import Server
 
 pytestmark = pytest.mark.asyncio

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +24,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import wait_for_value
 from tests.server import ROOT, Server
 from tests.sse import SSEClient
 from tests.workers import delete_keys, redis_env
@@ -64,14 +64,9 @@ def label_sets(samples: Samples) -> set[str]:
 
 
 async def poll(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(predicate)
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.1)
+    """Poll the blocking ``predicate`` (it asks a server) from a thread until it is truthy."""
+    return await wait_for_value(lambda: asyncio.to_thread(predicate), timeout,
+                                what or "condition", interval=0.1)
 
 
 def token_of(url: str) -> str:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.loadclient import start_swarm, stop_all, tally, wait_until
+from tests.helpers import wait_until
+from tests.loadclient import Swarm, tally
 from tests.server import Server
 from tests.sse import SSEClient
 from tests.workers import delete_keys, redis_env, run_sender
@@ -47,14 +48,10 @@ async def connect_all(clients: list[SSEClient]) -> None:
 
 async def wait_count(srv: Server, execution_id: str, expected: int, timeout: float = 20) -> float:
     """Poll the count through ``srv`` until it is ``expected``; return the seconds it took."""
-    started = time.monotonic()
-    while True:
-        count = await asyncio.to_thread(srv.count, execution_id)
-        if count == expected:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"count stayed {count}, expected {expected}")
-        await asyncio.sleep(0.2)
+    async def reached() -> bool:
+        return await asyncio.to_thread(srv.count, execution_id) == expected
+
+    return await wait_until(reached, timeout, interval=0.2, what=f"a count of {expected}")
 
 
 def assert_clean(*servers: Server) -> None:
@@ -210,10 +207,8 @@ async def test_hundreds_of_streams_on_two_servers_core_layer(redis_setup, make_s
     env = redis_setup("redis")
     servers = [make_server("daphne", env=env) for _ in range(2)]
     urls = [srv.base_url + stream_url(execution_id) for srv in servers for _ in range(150)]
-    clients, tasks = await start_swarm(urls)
-    try:
-        await wait_until(lambda: all(c.connects and c.connects[0].status for c in clients),
-                         timeout=60, what="all connected")
+    async with Swarm(urls, connect_timeout=60) as swarm:
+        clients = swarm.clients
         assert {c.connects[0].status for c in clients} == {200}
         await wait_count(servers[0], execution_id, 300, timeout=30)
         result = await asyncio.to_thread(run_sender, env, f"""
@@ -224,11 +219,9 @@ async def test_hundreds_of_streams_on_two_servers_core_layer(redis_setup, make_s
             emit(count)
         """)
         assert result == 300
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await asyncio.wait_for(asyncio.gather(*swarm.tasks), 60)
         outcome = tally(clients, range(1, 22))
         assert (outcome.lost, outcome.duplicated, outcome.out_of_order) == (0, 0, 0)
-    finally:
-        await stop_all(clients, tasks)
     assert_clean(*servers)
 
 

@@ -18,6 +18,8 @@ from django.test import override_settings
 from django_sse_exec.exceptions import ExecutionClosed, StoreUnavailable
 from django_sse_exec.store import get_store
 from django_sse_exec.store.redis import RedisStore, layer_redis_url, redis_url_from_settings
+
+from tests.helpers import wait_until
 from tests.workers import delete_keys
 
 
@@ -45,14 +47,6 @@ async def store(requires_redis: str, prefix: str) -> AsyncIterator[RedisStore]:
     value = make_store(requires_redis, prefix)
     yield value
     await value.aclose()
-
-
-async def wait_until(predicate, timeout: float = 10, step: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(step)
 
 
 # -- event log ------------------------------------------------------------------

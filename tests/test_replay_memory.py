@@ -14,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from tests.loadclient import open_socket
+from tests.http1 import open_socket
 from tests.workers import redis_env
 
 EVENTS, EVENT_BYTES = 1000, 60_000

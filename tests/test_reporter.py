@@ -21,6 +21,8 @@ from django_sse_exec.reporter import ExecutionReporter, ExecutionState
 from django_sse_exec.runner import run_sync
 from django_sse_exec.store import get_store
 from django_sse_exec.stream import stream_events
+
+from tests.helpers import names
 from tests.sse import SSEClient, SSEParser
 from tests.test_commands import redis_setup  # noqa: F401  (fixture)
 
@@ -33,10 +35,6 @@ async def alogged(execution_id: str) -> list[tuple[str, dict]]:
 def logged(execution_id: str) -> list[tuple[str, dict]]:
     """Every event the execution's log holds, as (name, data)."""
     return run_sync("logged", alogged, execution_id)
-
-
-def names(events: list[tuple[str, dict]]) -> list[str]:
-    return [name for name, _ in events]
 
 
 def final(events: list[tuple[str, dict]]) -> dict:

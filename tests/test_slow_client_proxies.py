@@ -29,7 +29,7 @@ import pytest
 from django_sse_exec import stream_url
 from django_sse_exec.backlog import is_tested_daphne
 from tests.conftest import entry_point_env
-from tests.loadclient import wait_until
+from tests.helpers import wait_until
 from tests.nginx_proxy import Nginx
 from tests.server import ROOT, Server, free_port
 from tests.sse import SSEClient

@@ -19,6 +19,7 @@ from django_sse_exec.exceptions import ExecutionClosed
 from django_sse_exec.store.base import EPOCH_SPAN, Store
 from django_sse_exec.store.memory import MemoryStore
 from django_sse_exec.wire import STREAM_CLOSED
+from tests.helpers import wait_until
 from tests.workers import delete_keys
 
 DEFAULTS = {"history_max_events": 5, "history_max_bytes": 1 << 20, "history_ttl": 60,
@@ -58,14 +59,6 @@ def lose_data(make: Callable[..., Store], store: Store) -> None:
         store.clear()  # type: ignore[attr-defined]
     else:
         make.lose_data()  # type: ignore[attr-defined]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[misc]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.1)
 
 
 async def test_ids_are_contiguous_even_when_concurrent(make):
@@ -133,7 +126,7 @@ async def test_an_open_log_expires_after_its_ttl_and_restarts_at_1(make):
     async def gone() -> bool:
         return (await store.read("e")).last_id == 0 and (await store.last_ids(["e"]))["e"] == 0
 
-    await eventually(gone, timeout=5)
+    await wait_until(gone, timeout=5)
     assert await store.append("e", "step", "again") == 1
 
 
@@ -151,7 +144,7 @@ async def test_a_log_with_open_streams_outlives_its_ttl(make):
     async def gone() -> bool:
         return (await store.read("e")).last_id == 0
 
-    await eventually(gone, timeout=6)  # within member_ttl after the last stream went
+    await wait_until(gone, timeout=6)  # within member_ttl after the last stream went
 
 
 async def test_membership_expires_unless_refreshed(make):
@@ -166,7 +159,7 @@ async def test_membership_expires_unless_refreshed(make):
     async def expired() -> bool:
         return await store.count_members("e") == 0
 
-    await eventually(expired, timeout=5)
+    await wait_until(expired, timeout=5)
 
 
 async def test_last_ids_of_unknown_and_known_executions(make):

@@ -14,10 +14,6 @@ from tests.tokens import expired_stream_url
 pytestmark = pytest.mark.asyncio
 
 
-def names(events):
-    return [e.event for e in events]
-
-
 async def test_headers_and_preamble_before_any_event(server, url_for, execution_id):
     async with SSEClient(url_for(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
         resp = client.response

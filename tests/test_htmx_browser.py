@@ -19,8 +19,7 @@ import pytest
 from django_sse_exec.state import ExecutionState
 from tests.helpers import wait_until_sync
 from tests.server import Server
-from tests.test_browser import (  # noqa: F401  (browser: the module's Chromium)
-    ARTIFACTS, TIMEOUT_MS, browser, open_tabs)
+from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_tabs  # noqa: F401  (browser: the module's Chromium)
 
 VENDOR = "/static/django_sse_exec/vendor/"
 BODY = ".sse-exec__body"

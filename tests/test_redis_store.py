@@ -18,7 +18,6 @@ from django.test import override_settings
 from django_sse_exec.exceptions import ExecutionClosed, StoreUnavailable
 from django_sse_exec.store import get_store
 from django_sse_exec.store.redis import RedisStore, layer_redis_url, redis_url_from_settings
-
 from tests.helpers import wait_until
 from tests.workers import delete_keys
 

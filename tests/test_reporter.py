@@ -21,7 +21,6 @@ from django_sse_exec.reporter import ExecutionReporter, ExecutionState
 from django_sse_exec.runner import run_sync
 from django_sse_exec.store import get_store
 from django_sse_exec.stream import stream_events
-
 from tests.helpers import names
 from tests.sse import SSEClient, SSEParser
 from tests.test_commands import redis_setup  # noqa: F401  (fixture)

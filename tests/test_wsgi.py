@@ -15,7 +15,8 @@ import httpx
 import pytest
 from django.core.checks import run_checks
 
-from tests.server import ROOT, VENV_BIN, free_port
+from tests.helpers import wait_until_sync
+from tests.server import ROOT, VENV_BIN, free_port, wait_until_serving
 
 
 def test_check_error_without_asgi_application(settings):
@@ -39,15 +40,7 @@ def gunicorn(tmp_path):
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"})
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            httpx.get(base + "/control/hub", timeout=2)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+    wait_until_serving(proc, base + "/control/hub", 60, log_path.read_text)
     yield base, log_path
     proc.terminate()
     proc.wait(20)
@@ -66,7 +59,5 @@ def test_stream_through_wsgi_is_refused_at_once(gunicorn, execution_id):
         assert "need an ASGI server" in resp.text
         assert 'ASGI_APPLICATION = "<project>.asgi.application"' in resp.text
     assert httpx.get(base + "/control/hub", timeout=10).status_code == 200
-    deadline = time.monotonic() + 10
-    while "served through WSGI: streams need an ASGI server" not in log_path.read_text():
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.1)
+    wait_until_sync(lambda: "served through WSGI: streams need an ASGI server"
+                    in log_path.read_text(), 10, "the log line", interval=0.1)

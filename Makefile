@@ -29,7 +29,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The core subset (.ci/core-tests) on every other supported Python/Django combination
-# (.ci/matrix, one line each), each in .venv-matrix/<name>; MATRIX="name ..." picks some.
+# (.ci/matrix, one line each), each in $(MATRIX_DIR)/<name> (default .venv-matrix);
+# MATRIX="name ..." picks some.
 $(BIN)/uv: $(BIN)/python
 	$(BIN)/pip install -q uv
 

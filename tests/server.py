@@ -88,6 +88,7 @@ class Server:
         raise ValueError(self.kind)
 
     def start(self, timeout: float = 60) -> "Server":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)

@@ -165,16 +165,34 @@ class Fused(LoggedThenPublished):
         return self.store.append_blocking(execution_id, event, data, plan)  # type: ignore[attr-defined]
 
     async def check(self) -> str | None:
-        """Probe: None if a fused send arrives through the layer's public ``receive()``."""
+        """Probe: None if a fused send arrives through the layer's public ``receive()``,
+        through every host of the store."""
         async def send(execution_id: str) -> int:
             try:
                 return await self.send(execution_id, "probe", "0")
             finally:
                 await self.store.delete(execution_id)
 
-        return await redis_layer.probe(
-            send, lambda execution_id, event_id: message(
-                execution_id, event_id, "probe", "0"))
+        for execution_id in _one_per_host(self.store):
+            problem = await redis_layer.probe(
+                send, lambda execution_id, event_id: message(
+                    execution_id, event_id, "probe", "0"), execution_id)
+            if problem is not None:
+                return problem
+        return None
+
+
+def _one_per_host(store: Any) -> list[str]:
+    """Probe execution ids, one on each of the store's hosts."""
+    hosts = len(getattr(store, "hosts", [None]))
+    host_of = getattr(store, "host_of", lambda execution_id: 0)
+    found: dict[int, str] = {}
+    for _ in range(100 * hosts):
+        execution_id = redis_layer.probe_execution_id()
+        found.setdefault(host_of(execution_id), execution_id)
+        if len(found) == hosts:
+            break
+    return [found[index] for index in sorted(found)]
 
 
 _chosen: Delivery | None = None

@@ -11,9 +11,10 @@ Every send and close goes through the process's :class:`Delivery`, picked by
                        Redis cannot deliver itself: sync callers log with one
                        blocking round trip and hand the message to the ordered
                        background :mod:`.publisher`.
-:class:`Fused`         Redis store and a channels_redis layer on the same Redis that
-                       passed the probe: the log's own script delivers the event
-                       (one round trip, sync or async).
+:class:`Fused`         Redis store and a channels_redis layer on the same Redis (or
+                       pub/sub hosts sharded alike) that passed the probe, and no
+                       ``REDIS_WAIT_REPLICAS``: the log's own script delivers the
+                       event (one round trip, sync or async).
 =====================  ==========================================================
 
 Closing always logs ``stream-closed`` and then publishes it through the layer's
@@ -202,7 +203,12 @@ _lock = threading.Lock()
 def _candidate(store: Store, layer: Any) -> Delivery:
     if not (hasattr(store, "append_blocking") and redis_layer.is_redis_layer(layer)):
         return Delivery(store, layer)
-    kind = redis_layer.fusable_kind(layer) if getattr(store, "shares_layer_redis", False) else None
+    # With REDIS_WAIT_REPLICAS the event is published only after replicas have it
+    # (a fused script would publish it first, and a failover could then take back
+    # an event that a client already saw).
+    fusable = getattr(store, "shares_layer_redis", False) and not getattr(
+        store, "replica_acks", None)
+    kind = redis_layer.fusable_kind(layer) if fusable else None
     if kind is None:
         if not redis_layer.version_is_tested():
             logger.warning("channels_redis %s is not a version this app was tested with; "

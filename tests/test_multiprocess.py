@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.helpers import wait_count, wait_until
+from tests.helpers import wait_count
 from tests.loadclient import Swarm, tally
 from tests.server import Server
 from tests.sse import SSEClient

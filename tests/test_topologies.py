@@ -31,10 +31,13 @@ from tests.workers import run_sender
 pytestmark = pytest.mark.asyncio
 
 LAYERS = ["redis", "pubsub"]
+#: The deliveries' names (``Delivery.name``): the log's script delivers, or the
+#: event is logged and then published through the layer.
+FUSED = "one Redis script logs and delivers"
+LOGGED_THEN_PUBLISHED = "blocking log, ordered background publishing"
 #: Which delivery each layer gets on several hosts: the core layer's member channels
 #: live on hosts of their own, out of reach of a script on the log's host.
-SHARDED_DELIVERY = {"redis": "blocking log, ordered background publishing",
-                    "pubsub": "one Redis script logs and delivers"}
+SHARDED_DELIVERY = {"redis": LOGGED_THEN_PUBLISHED, "pubsub": FUSED}
 
 
 def holding(hosts: list[PrivateRedis], key: str) -> list[int]:
@@ -192,7 +195,7 @@ async def _failover_run(layer: str, sentinels: SentinelSet, make_server: Any,
               f"{result['failures']} times, worked again {result['recovered'] - killed_at:.1f} s "
               f"after it; every stream received new events {resumed_in:.1f} s after it")
         # REDIS_WAIT_REPLICAS: published only once a replica has it, so not fused.
-        assert result["delivery"] == SHARDED_DELIVERY["redis"]
+        assert result["delivery"] == LOGGED_THEN_PUBLISHED
         assert result["failures"] > 0 and result["recovered"] is not None
         assert result["recovered"] - killed_at < 15 and resumed_in < 20
         for client, url in zip(swarm.clients, urls):
@@ -210,3 +213,29 @@ def wait_until_promoted(sentinels: SentinelSet, old_master: int, timeout: float 
             return
         time.sleep(0.1)
     raise AssertionError("the sentinels did not promote a replica")
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.timeout(120)
+async def test_sentinel_master_without_wait_is_fused(layer, make_private_redis, make_server,
+                                                     url_for, tmp_path):
+    """One Sentinel-managed host and no REDIS_WAIT_REPLICAS: the log's script delivers
+    (after the probe passed through the master the sentinels name)."""
+    require_program("redis-sentinel")
+    sentinels = SentinelSet(make_private_redis, tmp_path).start()
+    try:
+        env = server_env(layer, sentinels=sentinels.ports)
+        srv = make_server("daphne", env=env)
+        execution_id = f"s{uuid.uuid4().hex[:12]}"
+        async with Swarm([url_for(srv, execution_id)] * 2, max_retry_ms=200) as swarm:
+            result = await asyncio.to_thread(run_sender, env, SHARDED_SENDER.format(
+                executions=[execution_id], events=20))
+            assert result["delivery"] == FUSED
+            assert result["counts"] == {execution_id: 2}
+            await wait_until(lambda: all(c.finished for c in swarm.clients), 30,
+                             what="every stream closed")
+            for client in swarm.clients:
+                assert_received(client, {i + 1: i for i in range(20)}, 21)
+        assert sentinels.master.client().exists(f"{env['TEST_KEY_PREFIX']}:{{{execution_id}}}:last")
+    finally:
+        sentinels.stop()

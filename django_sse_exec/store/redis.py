@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -113,6 +113,16 @@ class RedisStore(RedisOperations, Store):
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The :class:`StoreUnavailable` to raise for a connection error ``exc``."""
         return self.redis.unavailable(exc)
+
+    async def on_each_host(self, items: Iterable[Any], execution_of: Callable[[Any], str],
+                           work: Callable[[Connections, list[Any]], Awaitable[T]]) -> list[T]:
+        """``work(host, its items)`` for each host holding some of ``items`` (the execution
+        of an item is ``execution_of(item)``), concurrently; their results."""
+        by_host: dict[int, list[Any]] = {}
+        for item in items:
+            by_host.setdefault(self.host_of(execution_of(item)), []).append(item)
+        return list(await asyncio.gather(*(work(self.connections[index], batch)
+                                           for index, batch in by_host.items())))
 
     def _batched(self, execution_id: str, *command: Any) -> asyncio.Future[Any]:
         """Queue a membership write on the running loop's :class:`WriteBatcher` of the host."""
@@ -229,12 +239,8 @@ class RedisStore(RedisOperations, Store):
     async def last_ids(self, execution_ids: Iterable[str]) -> dict[str, int]:
         """:meth:`Store.last_ids` (one MGET per host, concurrently); also writes a
         host's new epoch if its marker vanished."""
-        by_host: dict[int, list[str]] = {}
-        for execution_id in execution_ids:
-            by_host.setdefault(self.host_of(execution_id), []).append(execution_id)
         result: dict[str, int] = {}
-        for part in await asyncio.gather(*(self._last_ids_on(self.connections[index], ids)
-                                           for index, ids in by_host.items())):
+        for part in await self.on_each_host(execution_ids, lambda e: e, self._last_ids_on):
             result.update(part)
         return result
 
@@ -272,11 +278,7 @@ class RedisStore(RedisOperations, Store):
         await self._batched(execution_id, "ZREM", self.key(execution_id, "members"), member)
 
     async def refresh_members(self, members: Iterable[tuple[str, str]]) -> None:
-        by_host: dict[int, list[tuple[str, str]]] = {}
-        for execution_id, member in members:
-            by_host.setdefault(self.host_of(execution_id), []).append((execution_id, member))
-        await asyncio.gather(*(self._refresh_on(self.connections[index], batch)
-                               for index, batch in by_host.items()))
+        await self.on_each_host(members, lambda pair: pair[0], self._refresh_on)
 
     async def _refresh_on(self, host: Connections, members: list[tuple[str, str]]) -> None:
         sha, ttl = host.script(scripts.TOUCH_MEMBER).sha, self._ttl_ms()

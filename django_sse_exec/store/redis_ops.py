@@ -28,7 +28,7 @@ class RedisOperations:
 
     # Provided by the store.
     on: Callable[[str], Any]
-    host_of: Callable[[str], int]
+    on_each_host: Callable[..., Any]
     key: Callable[[str, str], str]
 
     def _leases_key(self) -> str:
@@ -86,12 +86,8 @@ class RedisOperations:
 
     async def _summaries(self, ids: list[str]) -> list[ExecutionSummary]:
         """Summaries of ``ids`` (one pipeline per host, concurrently), in ``ids`` order."""
-        by_host: dict[int, list[str]] = {}
-        for execution_id in ids:
-            by_host.setdefault(self.host_of(execution_id), []).append(execution_id)
         found: dict[str, ExecutionSummary] = {}
-        for part in await asyncio.gather(*(self._summaries_on(self.connections[index], batch)
-                                           for index, batch in by_host.items())):
+        for part in await self.on_each_host(ids, lambda e: e, self._summaries_on):
             found.update((summary.execution_id, summary) for summary in part)
         return [found[execution_id] for execution_id in ids if execution_id in found]
 

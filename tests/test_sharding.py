@@ -74,6 +74,9 @@ def test_store_follows_every_host_with_the_layers_rule():
         store = RedisStore()
         assert [h.url for h in store.hosts] == ["redis://o:1/0"] and not store.shares_layer_redis
         assert store.host_of("anything") == 0
+    # REDIS_URL naming the first of several layer hosts: the store is not the layer's.
+    with override_settings(CHANNEL_LAYERS=layers, SSE_EXEC={"REDIS_URL": "redis://a:1/0"}):
+        assert not RedisStore().shares_layer_redis
 
 
 def test_checks_name_the_fix():
@@ -160,3 +163,22 @@ async def test_wait_for_a_replica(make_private_redis, caplog):
         assert "0 of 1 replicas acknowledged" in caplog.text
     finally:
         await store.aclose()
+
+
+async def test_rule_is_checked_against_live_layers():
+    """The gate of the fused delivery compares the reproduced rule with the layer's own
+    choice (layer instances only: no connection is made)."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from django_sse_exec.redis_layer.shards import rule_matches
+
+    hosts = ["redis://a:1/0", "redis://b:1/0", "redis://c:1/0"]
+    groups = [f"sse_exec.run-{n}" for n in range(200)]
+    pubsub = RedisPubSubChannelLayer(hosts=hosts, prefix="p")
+    core = RedisChannelLayer(hosts=hosts, prefix="p")
+    assert rule_matches(pubsub, "pubsub", "p", groups)
+    assert rule_matches(core, "core", "p", groups)
+    assert not rule_matches(pubsub, "pubsub", "other", groups)  # another prefix, other hosts
+    assert not rule_matches(pubsub, "core", "p", groups)
+    assert not rule_matches(object(), "pubsub", "p", groups)

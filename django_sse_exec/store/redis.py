@@ -39,7 +39,7 @@ from . import scripts
 from .base import LogSlice, Store
 from .batcher import WriteBatcher
 from .connection import Connections, replica_acks_from_settings
-from .hosts import HostSpec, layer_redis_url, redis_url_from_settings, shard_rule, store_hosts
+from .hosts import HostSpec, layer_hosts, layer_redis_url, redis_url_from_settings, shard_rule, store_hosts
 from .redis_ops import RedisOperations
 
 __all__ = ["RedisStore", "layer_redis_url", "redis_url_from_settings"]
@@ -65,7 +65,7 @@ class RedisStore(RedisOperations, Store):
         #: True when the store's hosts are the channel layer's (sends may then
         #: log and deliver in one script).
         self.shares_layer_redis = url is None and hosts is None and (
-            not sse_settings.REDIS_URL or self._layer_url_or_none() == sse_settings.REDIS_URL)
+            not sse_settings.REDIS_URL or self._layer_urls() == [sse_settings.REDIS_URL])
         self.prefix = str(prefix or sse_settings.KEY_PREFIX)
         #: ``execution id -> index in hosts``, the channel layer's own choice.
         self.host_of = shard_rule(len(self.hosts))
@@ -100,9 +100,10 @@ class RedisStore(RedisOperations, Store):
         return max(seen) if seen else None
 
     @staticmethod
-    def _layer_url_or_none() -> str | None:
+    def _layer_urls() -> list[str] | None:
+        """The URLs of the channel layer's hosts ('' for a Sentinel one), or None."""
         try:
-            return layer_redis_url()
+            return [host.url for host in layer_hosts()]
         except ImproperlyConfigured:
             return None
 

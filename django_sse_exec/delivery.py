@@ -32,6 +32,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -238,13 +239,24 @@ async def _verified(delivery: Delivery) -> Delivery:
     return delivery
 
 
+#: One lock per event loop: concurrent first sends wait for one probe instead of
+#: each running its own (hundreds of probes at once exhausted the connection pool).
+_choosing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
 async def aget_delivery() -> Delivery:
-    """The process's delivery, chosen (and probed) on first use."""
+    """The process's delivery, chosen (and probed, once) on first use."""
     global _chosen
     chosen = _chosen
-    if chosen is None or chosen.store is not get_store():
-        chosen = await _verified(_candidate(get_store(), get_layer()))
-        _chosen = chosen
+    if chosen is not None and chosen.store is get_store():
+        return chosen
+    lock = _choosing.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        chosen = _chosen
+        if chosen is None or chosen.store is not get_store():
+            chosen = await _verified(_candidate(get_store(), get_layer()))
+            _chosen = chosen
     return chosen
 
 

@@ -56,6 +56,24 @@ def group_hosts(hosts: list[PrivateRedis], layer: str, prefix: str, execution_id
             if dict(host.client().pubsub_numsub(channel)).get(channel.encode(), 0) > 0]
 
 
+def executions_per_host(layer: str, prefix: str, hosts: int, each: int) -> dict[str, int]:
+    """New execution ids, ``each`` on every host, with the index of their host as
+    channels_redis itself computes it for the execution's group."""
+    from channels_redis.utils import _consistent_hash
+
+    found: dict[str, int] = {}
+    counts = [0] * hosts
+    while min(counts) < each:
+        execution_id = f"x{uuid.uuid4().hex[:12]}"
+        group = f"{prefix}.{execution_id}"
+        name = group if layer == "redis" else f"asgi_{prefix}__group__{group}"
+        index = _consistent_hash(name, hosts)
+        if counts[index] < each:
+            counts[index] += 1
+            found[execution_id] = index
+    return found
+
+
 def assert_received(client: StreamClient, sent: dict[int, int], closed_id: int) -> None:
     """The client got every ``id -> n`` in ``sent`` with its payload, then stream-closed."""
     by_id = {int(e.id): e for e in client.events if e.id and e.id.isdigit()}
@@ -84,19 +102,19 @@ async def test_three_hosts_each_execution_on_one_host(layer, make_private_redis,
     env = server_env(layer, urls=[host.url for host in hosts])
     prefix = env["TEST_KEY_PREFIX"]
     servers = [make_server("daphne", env=env), make_server("daphne", env=env)]
-    executions = [f"x{uuid.uuid4().hex[:12]}" for _ in range(24)]
+    homes = executions_per_host(layer, prefix, 3, 4)
+    executions = list(homes)
     events = 30
     urls = [url_for(srv, e) for e in executions for srv in servers]
     async with Swarm(urls, max_retry_ms=200) as swarm:
-        for i, e in enumerate(executions):  # both servers' streams, counted through either
-            await wait_count(servers[i % 2], e, 2)
-        homes: dict[str, int] = {}
-        for e in executions:
-            [homes[e]] = holding(hosts, f"{prefix}:{{{e}}}:members")
+        # both servers' streams, counted through either server
+        await asyncio.gather(*(wait_count(servers[i % 2], e, 2)
+                               for i, e in enumerate(executions)))
+        for e in executions:  # membership and group on the host channels_redis picks
+            assert holding(hosts, f"{prefix}:{{{e}}}:members") == [homes[e]]
             assert group_hosts(hosts, layer, prefix, e) == [homes[e]]
-        assert sorted(set(homes.values())) == [0, 1, 2], homes  # spread over every host
 
-        halves = [executions[:12], executions[12:]]
+        halves = [executions[::2], executions[1::2]]
         results = await asyncio.gather(*(asyncio.to_thread(
             run_sender, env, SHARDED_SENDER.format(executions=half, events=events))
             for half in halves))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-matrix lint install bench chaos clean
+.PHONY: demo test test-topologies test-matrix lint install bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install example_project/.secret_key
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Only the Redis topology tests (also in `make test`): three Redis hosts, and a Sentinel
+# failover. Needs redis-server and redis-sentinel (all private, on free ports).
+test-topologies: install
+	$(BIN)/python -m pytest tests/test_topologies.py tests/test_sharding.py -v --durations=0 $(PYTEST_ARGS)
 
 # The core subset (.ci/core-tests) on every other supported Python/Django combination
 # (.ci/matrix, one line each), each in $(MATRIX_DIR)/<name> (default .venv-matrix);

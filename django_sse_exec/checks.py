@@ -58,6 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             id="django_sse_exec.W005",
         ))
     messages.extend(check_redis_read_timeout())
+    messages.extend(check_redis_topology())
     messages.extend(check_templates())
     messages.extend(check_slow_client_guard())
     messages.extend(check_error_detail())
@@ -176,6 +177,46 @@ def check_redis_read_timeout() -> list[CheckMessage]:
              '"socket_timeout": 30, "max_connections": 1000}, or pin redis<8.',
         id="django_sse_exec.W006",
     )]
+
+
+def check_redis_topology() -> list[CheckMessage]:
+    """The Redis store must be able to reach every host of the layer it follows, and
+    REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT must make sense."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .store import backend_path
+    from .store.hosts import store_hosts
+
+    messages: list[CheckMessage] = []
+    on_redis = backend_path() == "django_sse_exec.store.redis.RedisStore"
+    if on_redis:
+        try:
+            store_hosts()
+        except ImproperlyConfigured as exc:
+            messages.append(Error(
+                f"The Redis event store cannot follow the channel layer's hosts: {exc}",
+                hint="Give every host as channels_redis documents it (a URL, a (host, port) "
+                     "pair, {'address': URL, ...}, or {'sentinels': [...], 'master_name': ...}), "
+                     "or set SSE_EXEC['REDIS_URL'] to one Redis for the store.",
+                id="django_sse_exec.E014"))
+    replicas, timeout = sse_settings.REDIS_WAIT_REPLICAS, sse_settings.REDIS_WAIT_TIMEOUT
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0 or \
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not (math.isfinite(timeout) and timeout > 0):
+        messages.append(Error(
+            f"SSE_EXEC['REDIS_WAIT_REPLICAS'] = {replicas!r} / ['REDIS_WAIT_TIMEOUT'] = "
+            f"{timeout!r}: the replica count must be an int >= 0 and the timeout positive "
+            "seconds",
+            hint="Use e.g. REDIS_WAIT_REPLICAS = 1 and REDIS_WAIT_TIMEOUT = 1.0 with Sentinel "
+                 "(one replica must have each event before a send returns), or remove both.",
+            id="django_sse_exec.E015"))
+    elif replicas and not on_redis:
+        messages.append(Warning(
+            "SSE_EXEC['REDIS_WAIT_REPLICAS'] is set but the event store is not Redis: it has "
+            "no effect",
+            hint="Remove it, or use channels_redis (the store then follows it to Redis).",
+            id="django_sse_exec.W014"))
+    return messages
 
 
 def check_policy() -> list[CheckMessage]:

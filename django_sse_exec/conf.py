@@ -16,8 +16,15 @@ DEFAULTS: dict[str, Any] = {
     # layer is channels_redis, memory otherwise), "memory", "redis", or a dotted
     # path to a Store subclass.
     "STORE": "auto",
-    # Redis URL for the Redis store; None derives it from the channel layer's first host.
+    # Redis URL for the Redis store; None uses the channel layer's hosts (all of
+    # them: each execution's keys on the host the layer uses for its group).
     "REDIS_URL": None,
+    # With replicas (Sentinel): a send or close returns only once this many
+    # replicas have the event (Redis WAIT in the same round trip), or after
+    # REDIS_WAIT_TIMEOUT seconds (then a warning: a failover could lose it).
+    # 0: no waiting (a failover can lose the last events sent before it).
+    "REDIS_WAIT_REPLICAS": 0,
+    "REDIS_WAIT_TIMEOUT": 1.0,
     # Prefix of every Redis key and channel-layer group the app uses.
     "KEY_PREFIX": "sse_exec",
     # Channel layer alias. With no CHANNEL_LAYERS configured at all, a private

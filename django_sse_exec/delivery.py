@@ -11,9 +11,10 @@ Every send and close goes through the process's :class:`Delivery`, picked by
                        Redis cannot deliver itself: sync callers log with one
                        blocking round trip and hand the message to the ordered
                        background :mod:`.publisher`.
-:class:`Fused`         Redis store and a channels_redis layer on the same Redis that
-                       passed the probe: the log's own script delivers the event
-                       (one round trip, sync or async).
+:class:`Fused`         Redis store and a channels_redis layer on the same Redis (or
+                       pub/sub hosts sharded alike) that passed the probe, and no
+                       ``REDIS_WAIT_REPLICAS``: the log's own script delivers the
+                       event (one round trip, sync or async).
 =====================  ==========================================================
 
 Closing always logs ``stream-closed`` and then publishes it through the layer's
@@ -31,6 +32,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -165,16 +167,34 @@ class Fused(LoggedThenPublished):
         return self.store.append_blocking(execution_id, event, data, plan)  # type: ignore[attr-defined]
 
     async def check(self) -> str | None:
-        """Probe: None if a fused send arrives through the layer's public ``receive()``."""
+        """Probe: None if a fused send arrives through the layer's public ``receive()``,
+        through every host of the store."""
         async def send(execution_id: str) -> int:
             try:
                 return await self.send(execution_id, "probe", "0")
             finally:
                 await self.store.delete(execution_id)
 
-        return await redis_layer.probe(
-            send, lambda execution_id, event_id: message(
-                execution_id, event_id, "probe", "0"))
+        for execution_id in _one_per_host(self.store):
+            problem = await redis_layer.probe(
+                send, lambda execution_id, event_id: message(
+                    execution_id, event_id, "probe", "0"), execution_id)
+            if problem is not None:
+                return problem
+        return None
+
+
+def _one_per_host(store: Any) -> list[str]:
+    """Probe execution ids, one on each of the store's hosts."""
+    hosts = len(getattr(store, "hosts", [None]))
+    host_of = getattr(store, "host_of", lambda execution_id: 0)
+    found: dict[int, str] = {}
+    for _ in range(100 * hosts):
+        execution_id = redis_layer.probe_execution_id()
+        found.setdefault(host_of(execution_id), execution_id)
+        if len(found) == hosts:
+            break
+    return [found[index] for index in sorted(found)]
 
 
 _chosen: Delivery | None = None
@@ -184,7 +204,12 @@ _lock = threading.Lock()
 def _candidate(store: Store, layer: Any) -> Delivery:
     if not (hasattr(store, "append_blocking") and redis_layer.is_redis_layer(layer)):
         return Delivery(store, layer)
-    kind = redis_layer.fusable_kind(layer) if getattr(store, "shares_layer_redis", False) else None
+    # With REDIS_WAIT_REPLICAS the event is published only after replicas have it
+    # (a fused script would publish it first, and a failover could then take back
+    # an event that a client already saw).
+    fusable = getattr(store, "shares_layer_redis", False) and not getattr(
+        store, "replica_acks", None)
+    kind = redis_layer.fusable_kind(layer) if fusable else None
     if kind is None:
         if not redis_layer.version_is_tested():
             logger.warning("channels_redis %s is not a version this app was tested with; "
@@ -214,13 +239,24 @@ async def _verified(delivery: Delivery) -> Delivery:
     return delivery
 
 
+#: One lock per event loop: concurrent first sends wait for one probe instead of
+#: each running its own (hundreds of probes at once exhausted the connection pool).
+_choosing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
 async def aget_delivery() -> Delivery:
-    """The process's delivery, chosen (and probed) on first use."""
+    """The process's delivery, chosen (and probed, once) on first use."""
     global _chosen
     chosen = _chosen
-    if chosen is None or chosen.store is not get_store():
-        chosen = await _verified(_candidate(get_store(), get_layer()))
-        _chosen = chosen
+    if chosen is not None and chosen.store is get_store():
+        return chosen
+    lock = _choosing.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        chosen = _chosen
+        if chosen is None or chosen.store is not get_store():
+            chosen = await _verified(_candidate(get_store(), get_layer()))
+            _chosen = chosen
     return chosen
 
 

@@ -3,7 +3,9 @@
 With no ``REDIS_URL`` in the environment everything runs in one process on
 channels' in-memory layer (``make demo``). With ``REDIS_URL`` set, the channel
 layer is channels_redis's pub/sub layer and the app's event store follows it to the same Redis,
-so Celery workers and several web processes share every execution.
+so Celery workers and several web processes share every execution. ``REDIS_URLS``
+(comma-separated) gives several Redis hosts instead: the layer shards groups over
+them and the event store keeps each execution on its group's host.
 """
 
 import os
@@ -92,7 +94,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL")
+REDIS_URLS = [url.strip() for url in os.environ.get("REDIS_URLS", "").split(",") if url.strip()]
+REDIS_URL = os.environ.get("REDIS_URL") or (REDIS_URLS[0] if REDIS_URLS else None)
 
 if REDIS_URL:
     # The pub/sub layer, as the README recommends; CHANNEL_LAYER_BACKEND=
@@ -104,11 +107,13 @@ if REDIS_URL:
             "CONFIG": {
                 # Dict hosts let us set socket_timeout above the core layer's 5 s idle
                 # blocking pop (redis-py 8 otherwise times out idle receives).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}],
+                "hosts": [{"address": url, "socket_timeout": 30, "max_connections": 1000}
+                          for url in (REDIS_URLS or [REDIS_URL])],
                 **({"capacity": 10_000} if _backend.endswith(".core.RedisChannelLayer") else {}),
             },
         }
     }
+    # The first host doubles as Celery's broker unless CELERY_BROKER_URL says otherwise.
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 else:
     CHANNEL_LAYERS = {

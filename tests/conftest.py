@@ -39,17 +39,39 @@ def requires_redis() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def private_redis(requires_redis: str, tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A redis-server of the test's own (free port) that it may kill, restart and wipe."""
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed"
+def require_program(name: str) -> None:
+    """Skip when program ``name`` is not installed, unless ``SSE_EXEC_REQUIRE_REDIS=1``
+    (CI) makes it fail."""
+    if shutil.which(name) is None:
+        message = f"{name} is not installed"
         if os.environ.get("SSE_EXEC_REQUIRE_REDIS") == "1":
             pytest.fail(message + " and SSE_EXEC_REQUIRE_REDIS=1 requires it")
         pytest.skip(message)
-    server = PrivateRedis(tmp_path).start()
-    yield server
-    server.stop()
+
+
+@pytest.fixture
+def make_private_redis(requires_redis: str, tmp_path: Path) -> Iterator[Callable[..., PrivateRedis]]:
+    """``make_private_redis(extra_args=None)`` starts another redis-server of the test's
+    own (free port, own directory); all are stopped after the test."""
+    require_program("redis-server")
+    started: list[PrivateRedis] = []
+
+    def make(extra_args: list[str] | None = None) -> PrivateRedis:
+        directory = tmp_path / f"redis-{len(started)}"
+        directory.mkdir()
+        server = PrivateRedis(directory, extra_args)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(make_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    """A redis-server of the test's own (free port) that it may kill, restart and wipe."""
+    return make_private_redis()
 
 
 @pytest.fixture

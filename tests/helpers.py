@@ -3,6 +3,7 @@
 - :func:`wait_until` / :func:`wait_for_value` poll a condition (sync or async)
   on the running loop; :func:`wait_until_sync` does the same from plain sync code.
   Tests wait on conditions with a generous deadline, never sleep-and-assert.
+- :func:`wait_count` polls a server's client count of an execution.
 - :func:`names` lists the event names of received or logged events.
 - :class:`PrivateRedis` is a ``redis-server`` of a test's own, on a free port, that
   the test may kill, restart and wipe (the shared Redis must never be touched).
@@ -61,6 +62,15 @@ def wait_until_sync(predicate: Callable[[], Any], timeout: float = 30, what: str
     return time.monotonic() - started
 
 
+async def wait_count(srv: Any, execution_id: str, expected: int, timeout: float = 20) -> float:
+    """Poll the count through server ``srv`` until it is ``expected``; return the seconds
+    it took."""
+    async def reached() -> bool:
+        return await asyncio.to_thread(srv.count, execution_id) == expected
+
+    return await wait_until(reached, timeout, interval=0.2, what=f"a count of {expected}")
+
+
 def names(events: Iterable[Any]) -> list[str]:
     """The event name of each event: an ``SSEEvent``'s ``.event``, or a ``(name, data)``'s name."""
     return [e.event if hasattr(e, "event") else e[0] for e in events]
@@ -69,9 +79,11 @@ def names(events: Iterable[Any]) -> list[str]:
 class PrivateRedis:
     """A redis-server on a free port, in its own directory, that a test may kill and restart."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.directory = directory
+        #: More redis-server arguments, e.g. ``["--replicaof", "127.0.0.1", "6380"]``.
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -94,7 +106,7 @@ class PrivateRedis:
 
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+             "--appendonly", "no", "--dir", str(self.directory), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -122,5 +134,5 @@ class PrivateRedis:
         self.proc.wait(10)
 
 
-__all__ = ["Condition", "PrivateRedis", "names", "wait_for_value", "wait_until",
+__all__ = ["Condition", "PrivateRedis", "names", "wait_count", "wait_for_value", "wait_until",
            "wait_until_sync"]

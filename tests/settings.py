@@ -2,7 +2,9 @@
 
 Servers are started with environment variables that select the channel layer
 (``TEST_LAYER``: memory, redis, pubsub; ``TEST_LAYER_CAPACITY`` and
-``TEST_GROUP_EXPIRY`` tune the core Redis layer), Redis (``REDIS_URL``) and overrides of
+``TEST_GROUP_EXPIRY`` tune the core Redis layer), Redis (``REDIS_URL``; ``REDIS_URLS``,
+comma-separated, for several hosts; ``TEST_SENTINELS``, comma-separated ``host:port``,
+with ``TEST_SENTINEL_MASTER`` for a Sentinel-managed master) and overrides of
 ``SSE_EXEC`` (``SSE_EXEC_JSON``), so one settings module serves every setup.
 """
 
@@ -31,6 +33,14 @@ _layer = os.environ.get("TEST_LAYER", "memory")
 _redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _prefix = os.environ.get("TEST_KEY_PREFIX", "sse_exec")
 _capacity = int(os.environ.get("TEST_LAYER_CAPACITY", "10000"))
+_host_options = {"socket_timeout": 30, "max_connections": 1000}
+if os.environ.get("TEST_SENTINELS"):
+    _hosts: list = [{"sentinels": [(h, int(p)) for h, p in (
+        s.rsplit(":", 1) for s in os.environ["TEST_SENTINELS"].split(","))],
+        "master_name": os.environ.get("TEST_SENTINEL_MASTER", "mymaster"), **_host_options}]
+else:
+    _hosts = [{"address": url, **_host_options}
+              for url in (os.environ.get("REDIS_URLS") or _redis_url).split(",")]
 
 if _layer == "memory":
     CHANNEL_LAYERS = {
@@ -47,7 +57,7 @@ else:
                 "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
             }[_layer],
             "CONFIG": {
-                "hosts": [{"address": _redis_url, "socket_timeout": 30, "max_connections": 1000}],
+                "hosts": _hosts,
                 "prefix": f"asgi_{_prefix}",
                 **({"capacity": _capacity} if _layer == "redis" else {}),
                 **({"group_expiry": int(os.environ["TEST_GROUP_EXPIRY"])}

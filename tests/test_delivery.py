@@ -87,3 +87,23 @@ async def test_a_probe_mismatch_falls_back_to_group_send_with_one_warning(
     assert name == "LoggedThenPublished"
     warnings = [r for r in caplog.records if "falling back to the layer's group_send" in r.message]
     assert len(warnings) == 1, caplog.text
+
+
+@pytest.mark.asyncio
+async def test_concurrent_first_sends_share_one_probe(requires_redis, prefix, monkeypatch):
+    """Hundreds of sends at once on a fresh process wait for one probe (each running its
+    own exhausted the connection pool)."""
+    probes = []
+    real_probe = redis_layer.probe
+
+    async def counted(*args, **kwargs):
+        probes.append(args)
+        return await real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(redis_layer, "probe", counted)
+    with override_settings(**layer_settings(requires_redis, "pubsub", prefix)):
+        chosen = await asyncio.gather(*(delivery.aget_delivery() for _ in range(200)))
+        assert len({id(c) for c in chosen}) == 1 and type(chosen[0]).__name__ == "Fused"
+        await chosen[0].store.aclose()
+        await get_layer().flush()
+    assert len(probes) == 1

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import wait_count
 from tests.loadclient import Swarm, tally
 from tests.server import Server
 from tests.sse import SSEClient
@@ -44,14 +44,6 @@ async def connect_all(clients: list[SSEClient]) -> None:
     for client in clients:
         await client.connect()
         await client.read_chunk()  # the preamble: the stream is subscribed
-
-
-async def wait_count(srv: Server, execution_id: str, expected: int, timeout: float = 20) -> float:
-    """Poll the count through ``srv`` until it is ``expected``; return the seconds it took."""
-    async def reached() -> bool:
-        return await asyncio.to_thread(srv.count, execution_id) == expected
-
-    return await wait_until(reached, timeout, interval=0.2, what=f"a count of {expected}")
 
 
 def assert_clean(*servers: Server) -> None:

@@ -11,18 +11,25 @@ import uuid
 import pytest
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", "redis", "redis-3-hosts"])
 async def test_store_listing_pages_through_every_execution_once(backend, request):
     """The listing behind the page: every execution exactly once over the pages, search,
-    and the summary's fields (closed, viewers, lease, idle, start data)."""
+    and the summary's fields (closed, viewers, lease, idle, start data); on three hosts
+    the pages walk every host."""
+    from django_sse_exec.store.hosts import HostSpec
     from django_sse_exec.store.memory import MemoryStore
     from django_sse_exec.store.redis import RedisStore
     from tests.workers import delete_keys
 
-    requires_redis = request.getfixturevalue("requires_redis") if backend == "redis" else ""
+    requires_redis = request.getfixturevalue("requires_redis") if backend != "memory" else ""
     prefix = f"list{uuid.uuid4().hex[:8]}"
-    store = MemoryStore() if backend == "memory" else RedisStore(url=requires_redis,
-                                                                 prefix=prefix)
+    if backend == "memory":
+        store = MemoryStore()
+    elif backend == "redis":
+        store = RedisStore(url=requires_redis, prefix=prefix)
+    else:
+        make = request.getfixturevalue("make_private_redis")
+        store = RedisStore(hosts=[HostSpec(url=make().url) for _ in range(3)], prefix=prefix)
     try:
         ids = [f"run-{n:03d}" for n in range(230)] + ["other-1", "other-2"]
         for execution_id in ids:
@@ -52,6 +59,7 @@ async def test_store_listing_pages_through_every_execution_once(backend, request
         assert closed.closed and closed.last_event == "stream-closed" and not closed.leased
         assert await store.describe_execution("never-seen") is None
     finally:
-        if backend == "redis":
+        if backend != "memory":
             await store.aclose()
+        if backend == "redis":
             delete_keys(requires_redis, prefix)

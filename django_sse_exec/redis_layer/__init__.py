@@ -13,11 +13,15 @@ So this knowledge is used only when three things hold:
 
 * the installed channels_redis is a version the test suite has run against
   (:data:`TESTED_VERSIONS`; ``setup.cfg`` declares the same range);
-* the layer's configuration is one this module understands (one host, msgpack,
-  no encryption, no per-channel capacities);
-* a probe (:func:`probe`) delivered an event through the fused script and the
-  layer's own public ``receive()`` returned exactly the message ``group_send``
-  would have sent.
+* the layer's configuration is one this module understands (msgpack, no
+  encryption, no per-channel capacities; one host, or several on the pub/sub
+  layer when :mod:`.shards` reproduces the layer's choice of host for a group,
+  so the event store keeps each execution's log on the host its group's
+  subscribers listen to; the core layer's channels live on hosts of their own,
+  which a script on the log's host cannot reach);
+* a probe (:func:`probe`, once per host) delivered an event through the fused
+  script and the layer's own public ``receive()`` returned exactly the message
+  ``group_send`` would have sent.
 
 Otherwise callers use the layer's public API. :mod:`django_sse_exec.delivery`
 makes that choice once per configuration and process.
@@ -33,11 +37,12 @@ from importlib import metadata
 from typing import Any
 
 from ..conf import sse_settings
+from . import shards
 from .batches import group_send_in_order
 
 __all__ = ["DeliveryPlan", "ID_PLACEHOLDER", "TAILS", "TESTED_VERSIONS", "TIME_PLACEHOLDER",
            "delivery_plan", "fusable_kind", "group_send_in_order", "installed_version",
-           "is_redis_layer", "probe", "version_is_tested"]
+           "is_redis_layer", "probe", "probe_execution_id", "shards", "version_is_tested"]
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -132,11 +137,13 @@ def fusable_kind(layer: Any) -> str | None:
     if not is_redis_layer(layer) or not version_is_tested():
         return None
     config = _layer_config()
-    if len(config.get("hosts") or [None]) != 1 or config.get("symmetric_encryption_keys"):
+    if config.get("symmetric_encryption_keys"):
         return None
     if config.get("serializer_format", "msgpack") != "msgpack":
         return None
     name = type(layer).__name__
+    if len(config.get("hosts") or [None]) != 1:
+        return "pubsub" if name == "RedisPubSubChannelLayer" and _shards_match(layer) else None
     if name == "RedisPubSubChannelLayer":
         return "pubsub"
     if name == "RedisChannelLayer" and not config.get("channel_capacity") and all(
@@ -144,6 +151,20 @@ def fusable_kind(layer: Any) -> str | None:
                                               "group_expiry")):
         return "core"
     return None
+
+
+def _shards_match(layer: Any) -> bool:
+    """Whether the pub/sub layer's choice of host for a group is :mod:`.shards`'s (checked
+    on a sample of groups; needs a running loop, as the layer's internals do)."""
+    from ..layers import group_name
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    prefix = str(_layer_config().get("prefix", "asgi"))
+    return shards.rule_matches(layer, "pubsub", prefix,
+                               (group_name(f"shard-check-{i}") for i in range(64)))
 
 
 def _split(packed: bytes, marker: bytes) -> tuple[bytes, bytes] | None:
@@ -186,7 +207,7 @@ def _float_bytes(value: float) -> bytes:
     return struct.pack(">d", value)
 
 
-async def probe(send: Any, message_for: Any) -> str | None:
+async def probe(send: Any, message_for: Any, execution_id: str | None = None) -> str | None:
     """Check the fused delivery end to end; None if it works, else what went wrong.
 
     ``send(execution_id)`` must log a probe event through the fused script and
@@ -194,14 +215,15 @@ async def probe(send: Any, message_for: Any) -> str | None:
     ``group_send`` would have sent. The message is received through the public
     API of a fresh instance of the configured layer (the core layer allows one
     receiving event loop per instance, and the app's own may be busy in
-    another loop) and compared field by field.
+    another loop) and compared field by field. ``execution_id`` (default: a new
+    one) picks the execution, and so the host, the probe goes through.
     """
     from channels.layers import channel_layers
 
     from ..layers import group_name
 
     listener = channel_layers.make_backend(sse_settings.CHANNEL_LAYER)
-    execution_id = f"probe.{uuid.uuid4().hex}"
+    execution_id = execution_id or probe_execution_id()
     group = group_name(execution_id)
     channel = await listener.new_channel(prefix="sse_exec_probe.")
     await listener.group_add(group, channel)
@@ -226,6 +248,11 @@ async def probe(send: Any, message_for: Any) -> str | None:
             await asyncio.wait_for(_release(listener, receiving, group, channel), 5.0)
         except Exception:
             logger.debug("cleaning up after the delivery probe failed", exc_info=True)
+
+
+def probe_execution_id() -> str:
+    """A fresh execution id for a probe."""
+    return f"probe.{uuid.uuid4().hex}"
 
 
 async def _release(listener: Any, receiving: asyncio.Future[Any], group: str, channel: str) -> None:

@@ -20,13 +20,17 @@ async def group_send_in_order(layer: Any, messages: Sequence[tuple[str, dict[str
 
     On ``RedisPubSubChannelLayer`` with one host all messages go as one pipeline
     of ``PUBLISH`` commands on the layer's publishing connection; on
-    ``RedisChannelLayer`` each group's messages go as one pipelined batch. With
+    ``RedisChannelLayer`` (any number of hosts) each group's messages go as one
+    pipelined batch. With
     any other layer, an untested channels_redis, or internals not as expected:
     one ``group_send`` each, awaited in turn (concurrent sends get reordered).
     """
-    from . import fusable_kind
+    from . import is_redis_layer, version_is_tested
 
-    kind = fusable_kind(layer)
+    # Batching only re-uses the layer's own serialisation, scripts and host choice,
+    # so any host count, serializer or encryption goes (but only on tested versions).
+    kind = {"RedisPubSubChannelLayer": "pubsub", "RedisChannelLayer": "core"}.get(
+        type(layer).__name__) if is_redis_layer(layer) and version_is_tested() else None
     shard = _pubsub_shard(layer) if kind == "pubsub" else None
     if shard is not None:
         loop_layer, connection = shard

@@ -1,7 +1,7 @@
 """Choose the store backend from ``SSE_EXEC["STORE"]`` and keep one per process.
 
-``"auto"`` picks Redis when the channel layer is channels_redis (one Redis for
-everything) and memory otherwise. The instance is rebuilt when settings change
+``"auto"`` picks Redis when the channel layer is channels_redis (the layer's
+Redis hosts for everything; see :mod:`.hosts`) and memory otherwise. The instance is rebuilt when settings change
 (``override_settings`` in tests).
 """
 

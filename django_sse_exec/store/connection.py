@@ -13,15 +13,13 @@ and connection problems raise
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis as sync_redis
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -32,50 +30,44 @@ from .. import metrics
 from ..conf import sse_settings
 from ..exceptions import StoreUnavailable
 from .batcher import UNAVAILABLE
+from .hosts import HostSpec
 
 T = TypeVar("T")
 
+logger = logging.getLogger("django_sse_exec")
 
-def redis_url_from_settings() -> str:
-    """``SSE_EXEC["REDIS_URL"]``, else the URL of the channel layer's first host."""
-    if sse_settings.REDIS_URL:
-        return str(sse_settings.REDIS_URL)
-    return layer_redis_url()
+#: ``(replicas, timeout ms)`` of a ``WAIT`` after each log write.
+ReplicaAcks = tuple[int, int]
 
 
-def layer_redis_url() -> str:
-    """The Redis URL of the channel layer's first host (channels_redis's default if none)."""
-    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
-    config = layers.get(sse_settings.CHANNEL_LAYER, {}).get("CONFIG", {}) or {}
-    hosts = config.get("hosts") or [("localhost", 6379)]
-    host: Any = hosts[0]
-    if isinstance(host, dict):
-        if "address" in host:
-            host = host["address"]
-        elif "host" in host:
-            host = (host["host"], host.get("port", 6379))
-        else:
-            raise ImproperlyConfigured(
-                "SSE_EXEC['REDIS_URL'] is not set and the channel layer's first host "
-                f"({hosts[0]!r}) gives no address; set SSE_EXEC['REDIS_URL']"
-            )
-    if isinstance(host, str):
-        return host
-    if isinstance(host, (tuple, list)) and len(host) == 2:
-        return f"redis://{host[0]}:{int(host[1])}/0"
-    raise ImproperlyConfigured(f"cannot derive a Redis URL from channel layer host {host!r}")
+def replica_acks_from_settings() -> ReplicaAcks | None:
+    """``SSE_EXEC["REDIS_WAIT_REPLICAS"]`` and ``["REDIS_WAIT_TIMEOUT"]`` as WAIT's
+    arguments, or None when no replica acknowledgement is asked for."""
+    replicas = int(sse_settings.REDIS_WAIT_REPLICAS or 0)
+    if replicas <= 0:
+        return None
+    return replicas, max(1, int(float(sse_settings.REDIS_WAIT_TIMEOUT) * 1000))
 
 
 class Connections:
-    """Clients of one Redis URL, for every loop and thread of the process."""
+    """Clients of one Redis host, for every loop and thread of the process.
+
+    A Sentinel host gets Sentinel-managed clients: each new connection asks the
+    sentinels for the current master, and a connection to a master that was
+    demoted is dropped, so after a failover the next command reaches the new one.
+    """
 
     #: Seconds to open a connection before :class:`StoreUnavailable`.
     CONNECT_TIMEOUT = 3.0
     #: Seconds to wait for a reply before :class:`StoreUnavailable`.
     SOCKET_TIMEOUT = 5.0
 
-    def __init__(self, url: str, max_connections: int) -> None:
-        self.url = url
+    def __init__(self, host: HostSpec | str, max_connections: int) -> None:
+        self.host = HostSpec(url=host) if isinstance(host, str) else host
+        #: The last epoch this process saw on this host (None: none yet); see
+        #: :mod:`.scripts`. Knowing it is what lets the next write start a new
+        #: epoch when the host's marker is gone.
+        self.epoch: int | None = None
         #: Connections per event loop (and for all threads' blocking calls).
         self.max_connections = max_connections
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -89,31 +81,59 @@ class Connections:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            pool = BlockingConnectionPool.from_url(
-                self.url, retry=Retry(ConstantBackoff(0.05), 1), **self._pool_options())
-            client = self._clients[loop] = Redis.from_pool(pool)
+            retry = Retry(ConstantBackoff(0.05), 1)
+            if self.host.is_sentinel:
+                from redis.asyncio.sentinel import Sentinel
+
+                client = Sentinel(list(self.host.sentinels), **self._sentinel_options()).master_for(
+                    self.host.master_name, redis_class=Redis, retry=retry,
+                    **self._pool_options(blocking=False))
+            else:
+                client = Redis.from_pool(BlockingConnectionPool.from_url(
+                    self.host.url, retry=retry, **self._pool_options()))
+            self._clients[loop] = client
         return client
 
-    def _pool_options(self) -> dict[str, Any]:
-        """Bounded pools and timeouts shared by the async and the blocking clients."""
+    def _pool_options(self, blocking: bool = True) -> dict[str, Any]:
+        """Bounded pools and timeouts shared by the async and the blocking clients.
+
+        Sentinel-managed pools cannot block: past ``max_connections`` a command
+        fails (:class:`StoreUnavailable`) instead of waiting.
+        """
         return {
+            **dict(self.host.options),
             "max_connections": self.max_connections,
-            "timeout": self.SOCKET_TIMEOUT,
+            **({"timeout": self.SOCKET_TIMEOUT} if blocking else {}),
             "socket_connect_timeout": self.CONNECT_TIMEOUT,
             "socket_timeout": self.SOCKET_TIMEOUT,
             "decode_responses": True,
         }
+
+    def _sentinel_options(self) -> dict[str, Any]:
+        """Options of the connections to the sentinels themselves (short timeouts, so a
+        dead sentinel is skipped quickly; the host's ``sentinel_kwargs`` override them)."""
+        return {"sentinel_kwargs": {"socket_connect_timeout": self.CONNECT_TIMEOUT,
+                                    "socket_timeout": self.CONNECT_TIMEOUT,
+                                    **dict(self.host.sentinel_kwargs)}}
 
     def blocking_client(self) -> sync_redis.Redis:
         """The process's blocking client (thread-safe; redis-py renews its pool after fork)."""
         if self._blocking is None:
             with self._blocking_lock:
                 if self._blocking is None:
-                    # Blocking pool: more threads than connections wait for one.
-                    pool = sync_redis.BlockingConnectionPool.from_url(
-                        self.url, retry=BlockingRetry(ConstantBackoff(0.05), 1),
-                        **self._pool_options())
-                    self._blocking = sync_redis.Redis(connection_pool=pool)
+                    retry = BlockingRetry(ConstantBackoff(0.05), 1)
+                    if self.host.is_sentinel:
+                        from redis.sentinel import Sentinel
+
+                        self._blocking = Sentinel(
+                            list(self.host.sentinels), **self._sentinel_options()).master_for(
+                            self.host.master_name, redis_class=sync_redis.Redis, retry=retry,
+                            **self._pool_options(blocking=False))
+                    else:
+                        # Blocking pool: more threads than connections wait for one.
+                        pool = sync_redis.BlockingConnectionPool.from_url(
+                            self.host.url, retry=retry, **self._pool_options())
+                        self._blocking = sync_redis.Redis(connection_pool=pool)
         return self._blocking
 
     def script(self, source: str) -> Any:
@@ -123,21 +143,60 @@ class Connections:
             script = self._scripts[source] = Redis().register_script(source)
         return script
 
-    async def eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script on the running loop's client."""
-        return await self.run(self.script(source)(keys=keys, args=args, client=self.client()))
+    async def eval(self, source: str, keys: list[str], args: list[Any],
+                   acks: ReplicaAcks | None = None) -> Any:
+        """Run a script on the running loop's client; with ``acks``, return only once
+        that many replicas have it (``WAIT``, same round trip) or the timeout passed."""
+        if acks is None:
+            return await self.run(self.script(source)(keys=keys, args=args,
+                                                      client=self.client()))
+        command = ("EVALSHA", self.script(source).sha, len(keys), *keys, *args)
+        for attempt in range(2):
+            async with self.client().pipeline(transaction=False) as pipe:
+                pipe.execute_command(*command)
+                pipe.execute_command("WAIT", *acks)
+                result, acked = await self.run(pipe.execute(raise_on_error=False))
+            if not (attempt == 0 and isinstance(result, redis_errors.NoScriptError)):
+                break
+            await self.run(self.client().script_load(source))
+        return self._acknowledged(result, acked, acks)
 
-    def eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a script on the blocking client, in the calling thread."""
+    def eval_blocking(self, source: str, keys: list[str], args: list[Any],
+                      acks: ReplicaAcks | None = None) -> Any:
+        """:meth:`eval` on the blocking client, in the calling thread."""
         client = self.blocking_client()
+        command = ("EVALSHA", self.script(source).sha, len(keys), *keys, *args)
         try:
-            try:
-                return client.evalsha(self.script(source).sha, len(keys), *keys, *args)
-            except redis_errors.NoScriptError:
+            for attempt in range(2):
+                if acks is None:
+                    try:
+                        return client.execute_command(*command)
+                    except redis_errors.NoScriptError:
+                        if attempt:
+                            raise
+                else:
+                    with client.pipeline(transaction=False) as pipe:
+                        pipe.execute_command(*command)
+                        pipe.execute_command("WAIT", *acks)
+                        result, acked = pipe.execute(raise_on_error=False)
+                    if attempt or not isinstance(result, redis_errors.NoScriptError):
+                        return self._acknowledged(result, acked, acks)
                 client.script_load(source)
-                return client.evalsha(self.script(source).sha, len(keys), *keys, *args)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _acknowledged(self, result: Any, acked: Any, acks: ReplicaAcks) -> Any:
+        """The script's result; a failed WAIT or too few replicas are logged, not raised:
+        the write is done on the master, and raising would invite a retry that repeats it."""
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(acked, Exception) or int(acked) < acks[0]:
+            metrics.store_error()
+            logger.warning("Redis at %s: %s of %s replicas acknowledged a write within %s ms; "
+                           "a failover now could lose it", self.host.describe(),
+                           acked if isinstance(acked, Exception) else int(acked), *acks)
+        return result
 
     async def run(self, awaitable: Awaitable[T]) -> T:
         """Await a Redis call, turning connection errors into StoreUnavailable."""
@@ -149,9 +208,7 @@ class Connections:
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The :class:`StoreUnavailable` to raise for a connection error ``exc``."""
         metrics.store_error()
-        parts = urlsplit(self.url)
-        where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
-        error = StoreUnavailable(f"Redis at {where} is unavailable: {exc}")
+        error = StoreUnavailable(f"Redis at {self.host.describe()} is unavailable: {exc}")
         error.__cause__ = exc
         return error
 

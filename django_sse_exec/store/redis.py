@@ -3,7 +3,10 @@
 The default when the channel layer is channels_redis (same Redis, one
 configuration). Each execution's keys start with ``SSE_EXEC["KEY_PREFIX"]`` and
 share a hash tag; their layout, the epoch marker and the scripts that keep
-every log operation atomic are in :mod:`.scripts`. Membership entries are a
+every log operation atomic are in :mod:`.scripts`. With several hosts in the
+layer's config, all of an execution's keys live on one host, the one the layer
+uses for the execution's group (:mod:`.hosts`); the epoch marker and the leases
+exist once per host, for the executions of that host. Membership entries are a
 sorted set scored by expiry on Redis's clock, so a process killed with
 ``kill -9`` stops being counted within ``member_ttl``.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -35,7 +38,8 @@ from ..wire import STREAM_CLOSED, Event
 from . import scripts
 from .base import LogSlice, Store
 from .batcher import WriteBatcher
-from .connection import Connections, layer_redis_url, redis_url_from_settings
+from .connection import Connections, replica_acks_from_settings
+from .hosts import HostSpec, layer_hosts, layer_redis_url, redis_url_from_settings, shard_rule, store_hosts
 from .redis_ops import RedisOperations
 
 __all__ = ["RedisStore", "layer_redis_url", "redis_url_from_settings"]
@@ -53,68 +57,82 @@ class RedisStore(RedisOperations, Store):
     #: concurrent commands wait for one (up to ``SOCKET_TIMEOUT``) instead of failing.
     MAX_CONNECTIONS = 50
 
-    def __init__(self, *, url: str | None = None, prefix: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, url: str | None = None, hosts: list[HostSpec] | None = None,
+                 prefix: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.url = url or redis_url_from_settings()
-        #: True when the store's Redis is the channel layer's (sends may then
+        #: Where the store's keys live; each execution on exactly one of them.
+        self.hosts = [HostSpec(url=url)] if url else list(hosts or store_hosts())
+        #: True when the store's hosts are the channel layer's (sends may then
         #: log and deliver in one script).
-        self.shares_layer_redis = url is None and (
-            not sse_settings.REDIS_URL or self._layer_url_or_none() == self.url)
+        self.shares_layer_redis = url is None and hosts is None and (
+            not sse_settings.REDIS_URL or self._layer_urls() == [sse_settings.REDIS_URL])
         self.prefix = str(prefix or sse_settings.KEY_PREFIX)
-        #: The last epoch this process saw in Redis (None: none yet). When the
-        #: marker is gone, knowing it is what lets the next write start a new epoch.
-        self.epoch: int | None = None
-        self._connections: Connections | None = None
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteBatcher] = (
-            weakref.WeakKeyDictionary())
+        #: ``execution id -> index in hosts``, the channel layer's own choice.
+        self.host_of = shard_rule(len(self.hosts))
+        #: ``(replicas, timeout ms)`` for a WAIT after each append and close, or None.
+        self.replica_acks = replica_acks_from_settings()
+        self._connections: list[Connections] | None = None
+        self._batchers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[int, WriteBatcher]] = weakref.WeakKeyDictionary()
 
     # -- plumbing ------------------------------------------------------------
 
     @property
-    def redis(self) -> Connections:
-        """This store's clients (made on first use, with ``MAX_CONNECTIONS`` per pool)."""
+    def connections(self) -> list[Connections]:
+        """Clients of each host, in ``hosts`` order (made on first use)."""
         if self._connections is None:
-            self._connections = Connections(self.url, self.MAX_CONNECTIONS)
+            self._connections = [Connections(host, self.MAX_CONNECTIONS) for host in self.hosts]
         return self._connections
 
+    @property
+    def redis(self) -> Connections:
+        """The first host's clients (the only host unless the layer has several)."""
+        return self.connections[0]
+
+    def on(self, execution_id: str) -> Connections:
+        """The clients of the host that holds ``execution_id``'s keys."""
+        return self.connections[self.host_of(execution_id)]
+
+    @property
+    def epoch(self) -> int | None:
+        """The newest epoch this process saw on any host (None: none yet)."""
+        seen = [c.epoch for c in self.connections if c.epoch is not None]
+        return max(seen) if seen else None
+
     @staticmethod
-    def _layer_url_or_none() -> str | None:
+    def _layer_urls() -> list[str] | None:
+        """The URLs of the channel layer's hosts ('' for a Sentinel one), or None."""
         try:
-            return layer_redis_url()
+            return [host.url for host in layer_hosts()]
         except ImproperlyConfigured:
             return None
 
-    def client(self) -> Redis:
-        """The Redis client of the running event loop (one pool per loop)."""
-        return self.redis.client()
-
-    def blocking_client(self) -> Any:
-        """The process's thread-safe blocking client."""
-        return self.redis.blocking_client()
+    def client(self, execution_id: str | None = None) -> Redis:
+        """The running loop's client of ``execution_id``'s host (default: the first)."""
+        return (self.redis if execution_id is None else self.on(execution_id)).client()
 
     def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The :class:`StoreUnavailable` to raise for a connection error ``exc``."""
         return self.redis.unavailable(exc)
 
-    def _script(self, source: str) -> Any:
-        return self.redis.script(source)
+    async def on_each_host(self, items: Iterable[Any], execution_of: Callable[[Any], str],
+                           work: Callable[[Connections, list[Any]], Awaitable[T]]) -> list[T]:
+        """``work(host, its items)`` for each host holding some of ``items`` (the execution
+        of an item is ``execution_of(item)``), concurrently; their results."""
+        by_host: dict[int, list[Any]] = {}
+        for item in items:
+            by_host.setdefault(self.host_of(execution_of(item)), []).append(item)
+        return list(await asyncio.gather(*(work(self.connections[index], batch)
+                                           for index, batch in by_host.items())))
 
-    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        return await self.redis.eval(source, keys, args)
-
-    def _eval_blocking(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        return self.redis.eval_blocking(source, keys, args)
-
-    async def _run(self, awaitable: Awaitable[T]) -> T:
-        return await self.redis.run(awaitable)
-
-    def _batched(self, *command: Any) -> asyncio.Future[Any]:
-        """Queue a membership write on the running loop's :class:`WriteBatcher`."""
+    def _batched(self, execution_id: str, *command: Any) -> asyncio.Future[Any]:
+        """Queue a membership write on the running loop's :class:`WriteBatcher` of the host."""
         loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
+        index = self.host_of(execution_id)
+        batchers = self._batchers.setdefault(loop, {})
+        batcher = batchers.get(index)
         if batcher is None:
-            batcher = self._batchers[loop] = WriteBatcher(self)
+            batcher = batchers[index] = WriteBatcher(self.connections[index])
         return batcher.submit(*command)
 
     def key(self, execution_id: str, part: str) -> str:
@@ -130,13 +148,15 @@ class RedisStore(RedisOperations, Store):
                 self.key(execution_id, "events"), self.key(execution_id, "bytes"),
                 self.epoch_key()]
 
-    def _seen(self) -> str:
-        return "" if self.epoch is None else str(self.epoch)
+    @staticmethod
+    def _seen(host: Connections) -> str:
+        return "" if host.epoch is None else str(host.epoch)
 
-    def _note_epoch(self, epoch: Any) -> None:
+    @staticmethod
+    def _note_epoch(host: Connections, epoch: Any) -> None:
         value = int(epoch)
-        if value >= 0 and (self.epoch is None or value > self.epoch):
-            self.epoch = value
+        if value >= 0 and (host.epoch is None or value > host.epoch):
+            host.epoch = value
 
     def _decode(self, execution_id: str, entry: str) -> Event:
         id_text, event, data = entry.split("\n", 2)
@@ -150,9 +170,10 @@ class RedisStore(RedisOperations, Store):
     async def append(self, execution_id: str, event: str, data: str,
                      delivery: Delivery | None = None) -> int:
         """:meth:`Store.append`; ``delivery`` as in :meth:`append_blocking`."""
-        source, args = self._append_script(event, data, delivery)
-        return self._appended(execution_id, await self._eval(
-            source, self._log_keys(execution_id), args))
+        host = self.on(execution_id)
+        source, args = self._append_script(host, event, data, delivery)
+        return self._appended(host, execution_id, await host.eval(
+            source, self._log_keys(execution_id), args, self.replica_acks))
 
     def append_blocking(self, execution_id: str, event: str, data: str,
                         delivery: Delivery | None = None) -> int:
@@ -162,68 +183,81 @@ class RedisStore(RedisOperations, Store):
         :mod:`django_sse_exec.redis_layer`) the same script also delivers the
         event to the channel layer with the id it assigned: one round trip.
         """
-        source, args = self._append_script(event, data, delivery)
-        return self._appended(execution_id, self._eval_blocking(
-            source, self._log_keys(execution_id), args))
+        host = self.on(execution_id)
+        source, args = self._append_script(host, event, data, delivery)
+        return self._appended(host, execution_id, host.eval_blocking(
+            source, self._log_keys(execution_id), args, self.replica_acks))
 
-    def _append_script(self, event: str, data: str,
+    def _append_script(self, host: Connections, event: str, data: str,
                        delivery: Delivery | None) -> tuple[str, list[Any]]:
         args = [event, data, self.history_max_events, self.history_max_bytes,
-                max(1, int(self.history_ttl)), self._seen()]
+                max(1, int(self.history_ttl)), self._seen(host)]
         if delivery is None:
             return scripts.APPEND, args
         tail, delivery_args = delivery
         return scripts.APPEND_BODY + tail + scripts.APPEND_RESULT, args + list(delivery_args)
 
-    def _appended(self, execution_id: str, result: Any) -> int:
+    def _appended(self, host: Connections, execution_id: str, result: Any) -> int:
         event_id, epoch = result
-        self._note_epoch(epoch)
+        self._note_epoch(host, epoch)
         if int(event_id) < 0:
             raise ExecutionClosed(f"execution {execution_id!r} is closed")
         return int(event_id)
 
     async def close(self, execution_id: str) -> tuple[int, bool]:
-        return self._closed(await self._eval(
-            scripts.CLOSE, self._log_keys(execution_id), self._close_args()))
+        host = self.on(execution_id)
+        return self._closed(host, await host.eval(
+            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host),
+            self.replica_acks))
 
     def close_blocking(self, execution_id: str) -> tuple[int, bool]:
         """:meth:`close` for synchronous callers, in the calling thread."""
-        return self._closed(self._eval_blocking(
-            scripts.CLOSE, self._log_keys(execution_id), self._close_args()))
+        host = self.on(execution_id)
+        return self._closed(host, host.eval_blocking(
+            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host),
+            self.replica_acks))
 
-    def _close_args(self) -> list[Any]:
+    def _close_args(self, host: Connections) -> list[Any]:
         return [self.history_max_events, self.history_max_bytes,
-                max(1, int(self.closed_ttl)), self._seen()]
+                max(1, int(self.closed_ttl)), self._seen(host)]
 
-    def _closed(self, result: Any) -> tuple[int, bool]:
+    def _closed(self, host: Connections, result: Any) -> tuple[int, bool]:
         event_id, first, epoch = result
-        self._note_epoch(epoch)
+        self._note_epoch(host, epoch)
         return int(event_id), bool(first)
 
     async def read(self, execution_id: str, after: int = 0, upto: int | None = None,
                    limit: int | None = None, max_bytes: int | None = None) -> LogSlice:
-        last, closed, first, items, epoch = await self._eval(
+        host = self.on(execution_id)
+        last, closed, first, items, epoch = await host.eval(
             scripts.READ, self._log_keys(execution_id),
             [int(after), -1 if upto is None else int(upto),
              -1 if limit is None else int(limit), 2**62 if max_bytes is None else int(max_bytes)])
-        self._note_epoch(epoch)
+        self._note_epoch(host, epoch)
         events = [self._decode(execution_id, entry) for entry in items]
         return LogSlice(events, int(last), int(first), bool(closed))
 
     async def last_ids(self, execution_ids: Iterable[str]) -> dict[str, int]:
-        """:meth:`Store.last_ids`; also writes a new epoch if the marker vanished."""
-        ids = list(execution_ids)
-        values = await self._run(self.client().mget(
+        """:meth:`Store.last_ids` (one MGET per host, concurrently); also writes a
+        host's new epoch if its marker vanished."""
+        result: dict[str, int] = {}
+        for part in await self.on_each_host(execution_ids, lambda e: e, self._last_ids_on):
+            result.update(part)
+        return result
+
+    async def _last_ids_on(self, host: Connections, ids: list[str]) -> dict[str, int]:
+        values = await host.run(host.client().mget(
             [self.key(e, "last") for e in ids] + [self.epoch_key()]))
-        if values[-1] is None and self.epoch is not None:
-            self._note_epoch(await self._eval(scripts.ENSURE_EPOCH, [self.epoch_key()],
-                                              [self.epoch]))
+        if values[-1] is None and host.epoch is not None:
+            self._note_epoch(host, await host.eval(scripts.ENSURE_EPOCH, [self.epoch_key()],
+                                                   [host.epoch]))
         elif values[-1] is not None:
-            self._note_epoch(values[-1])
+            self._note_epoch(host, values[-1])
         return {e: int(v or 0) for e, v in zip(ids, values)}
 
     async def delete(self, execution_id: str) -> None:
-        await self._run(self.client().delete(
+        host = self.on(execution_id)
+        await host.run(host.client().delete(
             *self._log_keys(execution_id)[:4], self.key(execution_id, "members")))
 
     # -- membership --------------------------------------------------------
@@ -236,29 +270,31 @@ class RedisStore(RedisOperations, Store):
 
     async def add_member(self, execution_id: str, member: str) -> None:
         """Add or refresh a member; concurrent calls share one round trip (``WriteBatcher``)."""
-        await self._batched("EVALSHA", self._script(scripts.TOUCH_MEMBER).sha, 5,
+        await self._batched(execution_id, "EVALSHA", self.redis.script(scripts.TOUCH_MEMBER).sha, 5,
                             *self._member_keys(execution_id), member, self._ttl_ms(), "")
 
     async def remove_member(self, execution_id: str, member: str) -> None:
         """Remove a member, batched like :meth:`add_member` (and after it, in call order)."""
         # Redis deletes a sorted set when its last member goes: no empty entries.
-        await self._batched("ZREM", self.key(execution_id, "members"), member)
+        await self._batched(execution_id, "ZREM", self.key(execution_id, "members"), member)
 
     async def refresh_members(self, members: Iterable[tuple[str, str]]) -> None:
-        members = list(members)
-        if not members:
-            return
-        script, ttl = self._script(scripts.TOUCH_MEMBER), self._ttl_ms()
+        await self.on_each_host(members, lambda pair: pair[0], self._refresh_on)
+
+    async def _refresh_on(self, host: Connections, members: list[tuple[str, str]]) -> None:
+        sha, ttl = host.script(scripts.TOUCH_MEMBER).sha, self._ttl_ms()
         # Make sure the script is cached first: EVALSHA in a pipeline cannot fall back.
-        await self._run(self.client().script_load(scripts.TOUCH_MEMBER))
-        async with self.client().pipeline(transaction=False) as pipe:
+        await host.run(host.client().script_load(scripts.TOUCH_MEMBER))
+        async with host.client().pipeline(transaction=False) as pipe:
             for execution_id, member in members:
-                pipe.evalsha(script.sha, 5, *self._member_keys(execution_id), member, ttl, "XX")
-            await self._run(pipe.execute())
+                pipe.evalsha(sha, 5, *self._member_keys(execution_id), member, ttl, "XX")
+            await host.run(pipe.execute())
 
     async def count_members(self, execution_id: str) -> int:
-        return int(await self._eval(scripts.COUNT, [self.key(execution_id, "members")], []))
+        return int(await self.on(execution_id).eval(
+            scripts.COUNT, [self.key(execution_id, "members")], []))
 
     async def aclose(self) -> None:
-        """Close the running loop's client (other loops' clients close with their loop)."""
-        await self.redis.aclose()
+        """Close the running loop's clients (other loops' clients close with their loop)."""
+        for host in self.connections:
+            await host.aclose()

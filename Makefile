@@ -25,8 +25,15 @@ demo: install example_project/.secret_key
 	@echo "Open http://127.0.0.1:$(PORT)"
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=127.0.0.1:backlog=4096 example_project.asgi:application
 
+# The suite in two parts: most tests in TEST_WORKERS parallel processes (they mostly wait
+# on servers and sockets), then the `serial` ones (timing, memory, load) alone. Both
+# parts always run; either failing fails the target (5: PYTEST_ARGS selected none).
+TEST_WORKERS ?= 4
+
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -m "not serial" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); a=$$?; \
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS); b=$$?; \
+	[ $$a -eq 5 ] && a=0; [ $$b -eq 5 ] && b=0; exit $$((a || b))
 
 # Only the Redis topology tests (also in `make test`): three Redis hosts, and a Sentinel
 # failover. Needs redis-server and redis-sentinel (all private, on free ports).

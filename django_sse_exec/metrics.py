@@ -58,6 +58,9 @@ class _Metrics:
         self.events_delivered = counter(
             "sse_exec_events_delivered", "Events written to streams (one per stream per event)",
             ["entry_point"])
+        #: Its series per entry point, looked up once: streams count every write.
+        self.delivered_by = {entry_point: self.events_delivered.labels(entry_point)
+                             for entry_point in ENTRY_POINTS}
         self.replayed = counter(
             "sse_exec_replayed_events", "Events streams read from the log rather than live "
             "(replay on connect, gap repair, catch-up)")
@@ -136,7 +139,7 @@ def delivered(entry_point: str, events: int, resets: int = 0) -> None:
     """A stream wrote ``events`` events, ``resets`` of them ``stream-reset``."""
     if _m is not None:
         if events:
-            _m.events_delivered.labels(entry_point).inc(events)
+            _m.delivered_by[entry_point].inc(events)
         if resets:
             _m.resets.inc(resets)
 

@@ -225,12 +225,13 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         # Under a stream of events, write at most every COALESCE seconds: many
         # events per write instead of one (the first event after a quiet spell
         # goes out at once).
-        pause = written_at + COALESCE - loop.time()
-        if pause > 0:
-            await asyncio.sleep(pause)
+        now = loop.time()
+        if now < written_at + COALESCE:
+            await asyncio.sleep(written_at + COALESCE - now)
+            now = loop.time()
         if sub.end_reason is not None:
             return
-        written_at = loop.time()
+        written_at = now
         batches, catch_up, overflowed = sub.take()
         out: list[bytes] = []
         for batch in batches:

@@ -25,6 +25,7 @@ from . import metrics
 logger = logging.getLogger("django_sse_exec.streams")
 
 _EVENT = b"\nevent: "
+_RESERVED = b"event: stream-"
 _RESET = b"event: stream-reset\n"
 _CLOSED = b"\nevent: stream-closed\n"
 #: Reasons the hub gives for ending a stream, as they are; any other one is a drop.
@@ -53,9 +54,10 @@ class StreamTally:
         if not events:
             return
         self.events += events
-        resets = chunk.count(_RESET)
-        if not self.closed and _CLOSED in chunk:
-            self.closed = True
+        resets = 0
+        if _RESERVED in chunk:  # one scan; the reserved events themselves are rare
+            resets = chunk.count(_RESET)
+            self.closed = self.closed or _CLOSED in chunk
         metrics.delivered(self.entry_point, events, resets)
 
     def reason(self, end_reason: str | None) -> str:

@@ -84,6 +84,19 @@ BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_har
                      "tests.test_fragments"}
 
 
+#: Test modules that measure time or memory, or load the machine themselves (chaos,
+#: thousands of connections): `make test` runs them alone, after the others have run
+#: in parallel (see the Makefile), so neither disturbs the other.
+SERIAL_MODULES = {"tests.test_chaos", "tests.test_leaks", "tests.test_throughput",
+                  "tests.test_slow_client_proxies"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(item.module, "__name__", "") in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.module.__name__ in BOTH_ENTRY_POINTS and "entry_point" in metafunc.fixturenames:
         metafunc.parametrize("entry_point", ["view", "fast"], indirect=True, scope="session")

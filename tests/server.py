@@ -140,6 +140,10 @@ class Server:
     def hub(self) -> dict[str, int]:
         return httpx.get(f"{self.base_url}/control/hub", timeout=30).json()
 
+    def residue(self) -> dict[str, int]:
+        """Per-execution state outside the hub: in-memory store and layer (see the view)."""
+        return httpx.get(f"{self.base_url}/control/residue", timeout=30).json()
+
     def __enter__(self) -> "Server":
         return self.start()
 

@@ -78,6 +78,28 @@ async def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(
           f"rss_growth_mb={growth / MB:.1f}")
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind,fast", [("daphne", False), ("daphne", True), ("uvicorn", True)])
+async def test_streams_on_distinct_executions_leave_no_per_execution_state(
+        make_server, url_for, execution_id, kind, fast):
+    """Every stream on an execution of its own: once they are gone, nothing keyed by
+    those executions is left in the hub, the store or the channel layer."""
+    srv = make_server(kind, sse_exec={"KEEPALIVE": 60},
+                      env={"SSE_FAST_PATH": "1"} if fast else {})
+    assert set(await run_bounded(
+        [probe(url_for(srv, f"{execution_id}-w{i}")) for i in range(50)], 25)) == {200}
+    baseline_tasks = (await settled(srv, 10_000))["tasks"]
+    before = srv.residue()
+    ids = [f"{execution_id}-{i}" for i in range(1000)]
+    assert set(await run_bounded([probe(url_for(srv, e)) for e in ids], 50)) == {200}
+    stats = await settled(srv, baseline_tasks)
+    after = srv.residue()
+    assert await counts(srv, ids[:50]) == 0
+    assert after == before, f"per-execution state left behind: {before} -> {after}"
+    print(f"\n[leaks distinct executions] {kind} fast={fast} executions=1000 "
+          f"groups={stats['groups']} residue={after}")
+
+
 async def _one_execution(control: httpx.AsyncClient, url: str, execution_id: str) -> bool:
     """Open a stream, send one event, close the execution; True if it streamed both."""
     client = StreamClient(url, reconnect=False)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("control/close", views.close),
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
+    path("control/residue", views.residue),
     path("control/login", views.login),
     path("control/fragments", views.fragment_stats),
     path("test/htmx/<str:execution_id>", views.htmx_page),

@@ -143,6 +143,12 @@ class MemoryStore(Store):
                 result[execution_id] = log.last_id if log and not self._expired(log, now) else 0
             return result
 
+    def execution_count(self) -> int:
+        """Executions this process holds anything for (a log, a membership), expired
+        ones included until swept: what a leak check compares before and after."""
+        with self._lock:
+            return len(self._logs)
+
     async def delete(self, execution_id: str) -> None:
         with self._lock:
             self._logs.pop(execution_id, None)

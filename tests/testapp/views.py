@@ -61,6 +61,22 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
                          "measured": len(unsent), "server_max_unsent": _server_max_unsent()})
 
 
+async def residue(request: HttpRequest) -> JsonResponse:
+    """What this process keeps per execution besides the hub (leak checks): the
+    in-memory store's executions and the in-memory channel layer's groups and
+    channels (-1 where the server uses another store or layer)."""
+    from django_sse_exec.layers import get_layer
+    from django_sse_exec.store import get_store
+    from django_sse_exec.store.memory import MemoryStore
+
+    store, layer = get_store(), get_layer()
+    groups, channels = getattr(layer, "groups", None), getattr(layer, "channels", None)
+    return JsonResponse({
+        "store_executions": store.execution_count() if isinstance(store, MemoryStore) else -1,
+        "layer_groups": len(groups) if isinstance(groups, dict) else -1,
+        "layer_channels": len(channels) if isinstance(channels, dict) else -1})
+
+
 def _server_max_unsent() -> int:
     """The largest unsent buffer of any connection Twisted holds (daphne), found
     independently of the app's guard: what a client that never reads costs."""

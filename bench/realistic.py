@@ -223,8 +223,19 @@ async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list
     return repeats
 
 
+def print_report(rows: list[dict[str, Any]], seconds: int, runs: int) -> None:
+    from bench.realistic_report import table, targets
+
+    print(f"\nRealistic scenario: {SENDERS} sender processes (sync send_sse_event), 1 event/s per "
+          f"execution for {seconds} s; up to {runs} run(s), medians; private Redis; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(table(rows))
+    print("\nTargets (ratios against raw in the same run):\n")
+    print(targets(rows))
+
+
 def main() -> None:
-    from bench.realistic_report import summarise, table, targets
+    from bench.realistic_report import summarise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -235,9 +246,16 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEM_NAMES))
     parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="print the table of saved runs (their repeats pooled), measure nothing")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample each server with py-spy while events are sent; summarise")
     args = parser.parse_args()
+    if args.report:
+        runs = [json.loads(Path(path).read_text()) for path in args.report]
+        print_report(summarise([r for run in runs for r in run["repeats"]]),
+                     runs[0]["seconds"], sum(len(run["repeats"]) for run in runs))
+        return
     shapes = [parse_shape(s) for s in (args.shapes or ("1000x1,300x3" if args.quick
                                                       else "10000x1,2000x3")).split(",")]
     seconds = args.seconds or (8 if args.quick else 30)
@@ -259,13 +277,7 @@ def main() -> None:
                 senders.stop()
         finally:
             redis.stop()
-    rows = summarise(repeats)
-    print(f"\nRealistic scenario: {SENDERS} sender processes (sync send_sse_event), 1 event/s per "
-          f"execution for {seconds} s; {args.repeat} run(s), medians; private Redis; "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print(table(rows))
-    print("\nTargets (ratios against raw in the same run):\n")
-    print(targets(rows))
+    print_report(summarise(repeats), seconds, args.repeat)
     if args.json:
         Path(args.json).write_text(json.dumps({"seconds": seconds, "repeats": repeats}, indent=1))
 

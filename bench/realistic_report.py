@@ -109,7 +109,7 @@ def targets(rows: list[dict[str, Any]]) -> str:
             continue
         calls = [r["redis_calls_per_event"] for r in shapes]
         spread = max(calls) / min(calls)
-        detail = ", ".join(f"{r['executions']:,} executions: {r['redis_calls_per_event']:.2f}"
+        detail = ", ".join(f"{int(r['executions']):,} executions: {r['redis_calls_per_event']:.2f}"
                            for r in shapes)
         check(f"{system}: Redis commands per event independent of executions (within 20 %)",
               spread <= 1.2, detail)

@@ -49,7 +49,7 @@ lint: $(VENV)/.lint-installed
 # Side-by-side benchmark on the local Redis (several minutes): table, targets,
 # sync-send rate, the realistic scenario (many executions, few streams each,
 # four sync sender processes, on a private redis-server: about 15 minutes;
-# REALISTIC_ARGS=--quick for about three), then the scaling curve
+# REALISTIC_ARGS=--quick for about three, seven on a loaded machine), then the scaling curve
 # (docs/scaling.png). See BENCHMARKS.md.
 REALISTIC_ARGS ?=
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-topologies test-matrix lint install bench chaos clean
+.PHONY: demo test test-topologies test-matrix lint install bench bench-realistic chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,14 +59,23 @@ lint: $(VENV)/.lint-installed
 	$(BIN)/mypy
 
 # Side-by-side benchmark on the local Redis (several minutes): table, targets,
-# sync-send rate, then the scaling curve (docs/scaling.png). See BENCHMARKS.md.
+# sync-send rate, the realistic scenario (many executions, few streams each,
+# four sync sender processes, on a private redis-server: about 15 minutes;
+# REALISTIC_ARGS=--quick for about three, seven on a loaded machine), then the scaling curve
+# (docs/scaling.png). See BENCHMARKS.md.
+REALISTIC_ARGS ?=
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[test,bench]"
 	touch $@
 
 bench: $(VENV)/.bench-installed
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.run $(BENCH_ARGS)
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.realistic $(REALISTIC_ARGS)
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
+
+# Only the realistic scenario (REALISTIC_ARGS=--quick: about three minutes).
+bench-realistic: $(VENV)/.bench-installed
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.realistic $(REALISTIC_ARGS)
 
 # The chaos run, long: on each Redis channel layer, 2 daphne + 1 uvicorn, 4 senders,
 # 200 reconnecting clients, web processes killed and Redis restarted (with and without

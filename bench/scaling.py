@@ -2,6 +2,12 @@
 
     python -m bench.scaling                       # fast path on uvicorn, writes docs/scaling.png
     python -m bench.scaling --system fast-daphne --quick
+    python -m bench.scaling --replot --realistic docs/realistic.json   # redraw, no measuring
+
+The measured series are saved next to the plot (``docs/scaling.json``) so that
+``--replot`` can redraw it; ``--realistic`` adds the realistic scenario
+(:mod:`bench.realistic`'s ``--json`` output) as a third column: server CPU per
+delivered event and RSS per stream of every system, raw included, per shape.
 
 Each point starts a fresh server (so memory freed by the previous point does not
 hide this one's), connects the streams, records RSS, then sends paced events
@@ -67,13 +73,38 @@ async def point(system: System, streams: int, executions: int, rounds: int,
         system.stop()
 
 
-def plot(results: dict[str, list[dict[str, Any]]], title: str, out: Path) -> None:
+def plot_realistic(axes: Any, rows: list[dict[str, Any]]) -> None:
+    """The realistic scenario's medians: one bar per system and shape, per metric."""
+    shapes = sorted({(r["executions"], r["per_execution"]) for r in rows}, reverse=True)
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    width = 0.8 / max(len(shapes), 1)
+    for row, (metric, ylabel) in enumerate([("server_us_per_event", "server CPU µs per delivered event"),
+                                            ("rss_kb_per_stream", "server RSS KB per stream")]):
+        ax = axes[row]
+        for i, shape in enumerate(shapes):
+            values = [next((r.get(metric, 0.0) for r in rows if r["system"] == s
+                            and (r["executions"], r["per_execution"]) == shape), 0.0) for s in systems]
+            xs = [j + (i - (len(shapes) - 1) / 2) * width for j in range(len(systems))]
+            bars = ax.bar(xs, values, width, label=f"{shape[0]:,} executions × {shape[1]}")
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks(range(len(systems)), systems, rotation=20, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("realistic scenario: 1 event/s per execution, 4 sync senders")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+
+
+def plot(results: dict[str, list[dict[str, Any]]], title: str, out: Path,
+         realistic: list[dict[str, Any]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    columns = 3 if realistic else 2
+    fig, axes = plt.subplots(2, columns, figsize=(5.5 * columns, 7.5))
+    if realistic:
+        plot_realistic([axes[0][2], axes[1][2]], realistic)
     for col, (series, key, xlabel) in enumerate([
             ("connections", "streams", "streams on one execution"),
             ("executions", "executions", f"executions ({EXECUTION_SERIES_STREAMS:,} streams spread over them)")]):
@@ -102,7 +133,22 @@ def main() -> None:
     parser.add_argument("--system", default="fast-uvicorn", choices=sorted(SYSTEMS))
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "scaling.png"))
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw from the saved series (the plot's .json) without measuring")
+    parser.add_argument("--realistic", metavar="JSON",
+                        help="add the realistic scenario from bench.realistic --json output")
     args = parser.parse_args()
+    saved = Path(args.out).with_suffix(".json")
+    realistic = None
+    if args.realistic and Path(args.realistic).exists():
+        from bench.realistic_report import summarise
+
+        realistic = summarise(json.loads(Path(args.realistic).read_text())["repeats"])
+    if args.replot:
+        data = json.loads(saved.read_text())
+        plot(data["results"], data["title"], Path(args.out), realistic)
+        print(f"plot: {args.out}")
+        return
     system = SYSTEMS[args.system]
     connections = [100, 300] if args.quick else CONNECTIONS
     executions = [1, 10, 100] if args.quick else EXECUTIONS
@@ -124,8 +170,10 @@ def main() -> None:
             print(f"| {series} | {r['streams']} | {r['executions']} | {r['connect_s']:.2f} | "
                   f"{r['rss_kb_per_stream']:.1f} | {r['us_per_delivered']:.1f} | "
                   f"{r['delivered']}/{r['expected']} |")
-    plot(results, f"{system.label}: cost per delivered event and memory per stream "
-                  f"({time.strftime('%Y-%m-%d')})", Path(args.out))
+    title = (f"{system.label}: cost per delivered event and memory per stream "
+             f"({time.strftime('%Y-%m-%d')})")
+    saved.write_text(json.dumps({"title": title, "results": results}, indent=1))
+    plot(results, title, Path(args.out), realistic)
     print(f"\nplot: {args.out}")
     delete_run_keys()
 

@@ -30,6 +30,9 @@ logger = logging.getLogger("django_sse_exec")
 LAG_LIMIT = 0.2
 #: Seconds between reads of the log while the channel is behind.
 POLL_INTERVAL = 0.05
+#: Catch-up reads of the log a hub runs at once (below the store's pool size:
+#: a process serving thousands of executions may need them all at once).
+READ_CONCURRENCY = 16
 
 
 class Group:
@@ -101,6 +104,7 @@ class Fanout:
         self.groups = groups
         self.spawn = spawn
         self.lag = LagMeter()
+        self._reads = asyncio.Semaphore(READ_CONCURRENCY)
 
     def dispatch(self, message: dict[str, Any]) -> None:
         """Fan one channel-layer message out to the local streams of its execution.
@@ -154,15 +158,18 @@ class Fanout:
     async def _catch_up(self, execution_id: str, group: Group) -> None:
         try:
             while group.subscribers:
-                after = group.seen or group.known
-                async for page in self.store.pages(execution_id, after=after):
-                    for event in page.events:
-                        if event.id > group.seen:
-                            self._fan_out(group, event)
-                    await asyncio.sleep(0)  # let the streams write between pages
-                if self.lag.lagging():
-                    # The channel is behind: its messages would only say what the
-                    # log says now. Read the log again shortly instead of waiting.
+                before = after = group.seen or group.known
+                async with self._reads:
+                    async for page in self.store.pages(execution_id, after=after):
+                        for event in page.events:
+                            if event.id > group.seen:
+                                self._fan_out(group, event)
+                        await asyncio.sleep(0)  # let the streams write between pages
+                if self.lag.lagging() and group.seen > before:
+                    # The channel is behind and this log is moving: its messages
+                    # would only say what the log says now. Read it again shortly
+                    # instead of waiting (an execution whose log had nothing new
+                    # stops here: the next message or repair sweep restarts it).
                     await asyncio.sleep(POLL_INTERVAL)
                     continue
                 if group.wanted <= group.seen:

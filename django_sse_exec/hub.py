@@ -22,15 +22,17 @@ import random
 import weakref
 from typing import Any
 
+from .coalesce import Coalescer
 from .conf import sse_settings
 from .fanout import Fanout, Group
 from .layers import get_layer, group_name
+from .redis_layer import group_add_many
 from .store import Store, get_store
 from .subscriber import Subscriber
 
 logger = logging.getLogger("django_sse_exec")
 
-#: Channel-layer group joins/leaves a hub runs at once.
+#: Channel-layer group leaves a hub runs at once (joins are batched: ``_joins``).
 LAYER_CONCURRENCY = 16
 #: Membership writes of new streams a hub runs at once.
 STORE_CONCURRENCY = 32
@@ -59,6 +61,8 @@ class Hub:
         # storm each would otherwise take its own connection or queue past timeouts.
         self._layer_gate = asyncio.Semaphore(LAYER_CONCURRENCY)
         self._store_gate = asyncio.Semaphore(STORE_CONCURRENCY)
+        #: Group joins of one loop turn, sent together (one ``SUBSCRIBE`` on pub/sub).
+        self._joins: Coalescer[str] = Coalescer(self._join_groups)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -118,8 +122,7 @@ class Hub:
         try:
             async with group.lock:
                 if not group.joined:
-                    async with self._layer_gate:
-                        await self.layer.group_add(group_name(execution_id), self.channel)
+                    await self._joins.submit(group_name(execution_id))
                     group.joined = True
             async with self._store_gate:
                 await self.store.add_member(execution_id, sub.member)
@@ -150,6 +153,11 @@ class Hub:
                     logger.exception("could not leave the group of %s", execution_id)
         if not group.subscribers and not group.joined and self.groups.get(execution_id) is group:
             del self.groups[execution_id]
+
+    async def _join_groups(self, groups: list[str]) -> list[Any]:
+        """Join the hub's channel to ``groups`` (the joins of one loop turn), together."""
+        assert self.channel is not None  # subscribe() started the hub
+        return await group_add_many(self.layer, groups, self.channel)
 
     def local_count(self, execution_id: str | None = None) -> int:
         """Streams open in this hub (for one execution, or all)."""

@@ -7,7 +7,8 @@ on ``RedisPubSubChannelLayer``, what ``group_send`` does on
 message serialisation (msgpack, a random prefix on the core layer), the
 pub/sub channel of a group, the core layer's group and channel keys. It also
 powers :func:`group_send_in_order` (pipelined publishing for background
-senders, in :mod:`.batches`).
+senders, in :mod:`.batches`) and :func:`group_add_many` (one ``SUBSCRIBE``
+for the groups a hub joins in one loop turn, in :mod:`.joins`).
 
 So this knowledge is used only when three things hold:
 
@@ -39,10 +40,12 @@ from typing import Any
 from ..conf import sse_settings
 from . import shards
 from .batches import group_send_in_order
+from .joins import group_add_many
 
 __all__ = ["DeliveryPlan", "ID_PLACEHOLDER", "TAILS", "TESTED_VERSIONS", "TIME_PLACEHOLDER",
-           "delivery_plan", "fusable_kind", "group_send_in_order", "installed_version",
-           "is_redis_layer", "probe", "probe_execution_id", "shards", "version_is_tested"]
+           "delivery_plan", "fusable_kind", "group_add_many", "group_send_in_order",
+           "installed_version", "is_redis_layer", "probe", "probe_execution_id", "shards",
+           "version_is_tested"]
 
 logger = logging.getLogger("django_sse_exec")
 

@@ -70,14 +70,17 @@ async def repair(hub: Hub) -> None:
     """
     if not hub.groups:
         return
-    last_ids = await hub.store.last_ids(list(hub.groups))
+    # What the hub had delivered when the read was sent: events fanned out while
+    # it was on its way are newer than the ids it returns, not a sign of loss.
+    seen_before = {execution_id: group.seen for execution_id, group in hub.groups.items()}
+    last_ids = await hub.store.last_ids(list(seen_before))
     lagging = hub.lag.lag > 0.05
     for execution_id, last_id in last_ids.items():
         group = hub.groups.get(execution_id)
         if group is None:
             continue
         delivered = max(group.seen, group.known)
-        if 0 < last_id < group.seen:
+        if 0 < last_id < seen_before[execution_id] <= group.seen:
             # The log went back: it was lost and recreated by a process that never
             # saw its epoch, so its ids restart low. Streams would take the new
             # events for repeats: end them; their reconnect is ahead of the log

@@ -86,7 +86,8 @@ BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_har
 
 #: Test modules that measure time or memory, or load the machine themselves (chaos,
 #: thousands of connections): `make test` runs them alone, after the others have run
-#: in parallel (see the Makefile), so neither disturbs the other.
+#: in parallel (see the Makefile), so neither disturbs the other. A single test of
+#: another module is marked ``@pytest.mark.serial`` itself.
 SERIAL_MODULES = {"tests.test_chaos", "tests.test_leaks", "tests.test_throughput",
                   "tests.test_slow_client_proxies"}
 

@@ -25,15 +25,17 @@ demo: install example_project/.secret_key
 	@echo "Open http://127.0.0.1:$(PORT)"
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=127.0.0.1:backlog=4096 example_project.asgi:application
 
-# The suite in two parts: most tests in TEST_WORKERS parallel processes (they mostly wait
-# on servers and sockets), then the `serial` ones (timing, memory, load) alone. Both
-# parts always run; either failing fails the target (5: PYTEST_ARGS selected none).
+# The suite in three parts: most tests in TEST_WORKERS parallel processes (they mostly
+# wait on servers and sockets); then the `heavy` ones (chaos, thousands of clients,
+# full-speed senders), two at a time; then the `alone` ones (a server's memory), one at
+# a time. All parts always run; any failing fails the target (5: PYTEST_ARGS selected none).
 TEST_WORKERS ?= 4
 
 test: install
-	@$(BIN)/python -m pytest -m "not serial" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); a=$$?; \
-	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS); b=$$?; \
-	[ $$a -eq 5 ] && a=0; [ $$b -eq 5 ] && b=0; exit $$((a || b))
+	@$(BIN)/python -m pytest -m "not heavy and not alone" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); a=$$?; \
+	$(BIN)/python -m pytest -m heavy -n 2 --dist worksteal $(PYTEST_ARGS); b=$$?; \
+	$(BIN)/python -m pytest -m alone $(PYTEST_ARGS); c=$$?; \
+	[ $$a -eq 5 ] && a=0; [ $$b -eq 5 ] && b=0; [ $$c -eq 5 ] && c=0; exit $$((a || b || c))
 
 # Only the Redis topology tests (also in `make test`): three Redis hosts, and a Sentinel
 # failover. Needs redis-server and redis-sentinel (all private, on free ports).

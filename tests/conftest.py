@@ -84,18 +84,34 @@ BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_har
                      "tests.test_fragments"}
 
 
-#: Test modules that measure time or memory, or load the machine themselves (chaos,
-#: thousands of connections): `make test` runs them alone, after the others have run
-#: in parallel (see the Makefile), so neither disturbs the other. A single test of
-#: another module is marked ``@pytest.mark.serial`` itself.
-SERIAL_MODULES = {"tests.test_chaos", "tests.test_leaks", "tests.test_throughput",
-                  "tests.test_slow_client_proxies"}
+#: Test modules that load the machine themselves (chaos, thousands of connections,
+#: full-speed senders) or judge clients by how soon they take bytes: `make test`
+#: runs them after the others, two at a time (see the Makefile), so neither
+#: disturbs the other much. A single test of another module is marked
+#: ``@pytest.mark.heavy`` itself.
+HEAVY_MODULES = {"tests.test_chaos", "tests.test_throughput", "tests.test_slow_client_proxies"}
+#: Test modules that measure a server's memory (what it holds depends on how many
+#: requests are in flight at once, so on the machine's load): run last, one at a time.
+ALONE_MODULES = {"tests.test_leaks"}
+
+
+#: The longest test modules (a minute or more of servers and clients each), run first:
+#: `make test` hands whole modules to its parallel processes in collection order, and
+#: a long one handed out last would leave the others idle while it runs.
+LONGEST_FIRST = ["tests.test_stream", "tests.test_topologies", "tests.test_multiprocess",
+                 "tests.test_htmx_browser", "tests.test_security", "tests.test_commands",
+                 "tests.test_faults", "tests.test_browser"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(getattr(item.module, "__name__", ""), len(rank)))
     for item in items:
-        if getattr(item.module, "__name__", "") in SERIAL_MODULES:
-            item.add_marker(pytest.mark.serial)
+        module = getattr(item.module, "__name__", "")
+        if module in HEAVY_MODULES:
+            item.add_marker(pytest.mark.heavy)
+        elif module in ALONE_MODULES:
+            item.add_marker(pytest.mark.alone)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -18,10 +18,31 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+#: Ports for the tests' servers: below the kernel's ephemeral range (32768 and up on
+#: Linux), where the thousands of client sockets of the load tests take theirs, and
+#: split between pytest-xdist workers (``gw0``, ``gw1``, ...), so a port one worker
+#: freed (a killed Redis master, a restarted server) is never another's next server.
+#: Test runs at the same time (`make test-matrix`) each set ``TEST_PORTS_FIRST``.
+PORTS_FIRST = int(os.environ.get("TEST_PORTS_FIRST", "12000"))
+PORTS_PER_WORKER = 1000
+_next_port = 0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port no other test process will hand out, free when asked."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_FIRST + (int(worker) % 8 if worker.isdigit() else 0) * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = first + _next_port % PORTS_PER_WORKER
+        _next_port += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}..{first + PORTS_PER_WORKER - 1}")
 
 
 def wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float,

@@ -118,7 +118,7 @@ class RssSampler:
 # -- slow and dead clients ------------------------------------------------------
 
 
-@pytest.mark.serial  # judges clients by how soon they take bytes (WRITE_TIMEOUT)
+@pytest.mark.heavy  # judges clients by how soon they take bytes (WRITE_TIMEOUT)
 @pytest.mark.timeout(240)
 async def test_client_that_stops_reading_is_dropped_and_resumes_under_daphne(
         make_server, url_for, execution_id):
@@ -251,7 +251,7 @@ async def test_streams_are_rotated_after_their_jittered_lifetime_without_loss(
 # -- reconnect storm ------------------------------------------------------------------
 
 
-@pytest.mark.serial  # 2,000 clients reconnecting at once: it loads the machine itself
+@pytest.mark.heavy  # 2,000 clients reconnecting at once: it loads the machine itself
 @pytest.mark.timeout(300)
 async def test_two_thousand_clients_dropped_at_once_all_resume_without_loss(
         make_server, url_for, execution_id):

@@ -89,11 +89,13 @@ def login(srv: Server, username: str) -> str:
     return f"sessionid={resp.cookies['sessionid']}"
 
 
-async def stream_first_event(url: str, cookie: str) -> tuple[int, list[int]]:
+async def stream_first_event(url: str, cookie: str,
+                             refused: asyncio.Event | None = None) -> tuple[int, list[int]]:
     """Connect as ``EventSource`` would until the first event arrives.
 
     Returns (attempts, statuses): a stream that ends with no event and a retry
     hint is retried after its ``retry:``; any other status ends the attempt.
+    Such a retry sets ``refused``.
     """
     statuses: list[int] = []
     while True:
@@ -109,6 +111,8 @@ async def stream_first_event(url: str, cookie: str) -> tuple[int, list[int]]:
             except EOFError:
                 assert client.parser.comments[-1].startswith("reconnect (authorization "
                                                              "unavailable: database)")
+                if refused is not None:
+                    refused.set()
                 await asyncio.sleep((client.parser.retry or 2000) / 1000)
         finally:
             await client.close()
@@ -181,11 +185,13 @@ async def test_refused_database_connections_are_retried_not_403(postgres, url_fo
         set_connection_limit(1)
         holder = psycopg.connect(host=DATABASE["HOST"], port=DATABASE["PORT"], user=ROLE,
                                  password=ROLE, dbname=ROLE)  # takes the role's only connection
-        clients = [asyncio.create_task(stream_first_event(url_for(srv, execution_id), cookie))
-                   for _ in range(10)]
+        refused = [asyncio.Event() for _ in range(10)]
+        clients = [asyncio.create_task(stream_first_event(url_for(srv, execution_id), cookie,
+                                                          refused=event))
+                   for event in refused]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
-        while srv.log().count("authorization unavailable") < 10:  # every client was refused once
+        while not all(event.is_set() for event in refused):  # every client was refused once
             assert loop.time() < deadline, srv.log()[-2000:]
             await asyncio.sleep(0.1)
         assert "too many connections for role" in srv.log()

@@ -68,6 +68,10 @@ class Connections:
         #: :mod:`.scripts`. Knowing it is what lets the next write start a new
         #: epoch when the host's marker is gone.
         self.epoch: int | None = None
+        #: Replicas connected to the master at the last acknowledged write: a write
+        #: waits for all of them (at least ``REDIS_WAIT_REPLICAS``), because Sentinel
+        #: may promote any of them.
+        self.replicas_connected = 0
         #: Connections per event loop (and for all threads' blocking calls).
         self.max_connections = max_connections
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
@@ -151,15 +155,17 @@ class Connections:
             return await self.run(self.script(source)(keys=keys, args=args,
                                                       client=self.client()))
         command = ("EVALSHA", self.script(source).sha, len(keys), *keys, *args)
+        wait = self._wait(acks)
         for attempt in range(2):
             async with self.client().pipeline(transaction=False) as pipe:
                 pipe.execute_command(*command)
-                pipe.execute_command("WAIT", *acks)
-                result, acked = await self.run(pipe.execute(raise_on_error=False))
+                pipe.execute_command(*wait)
+                pipe.execute_command("ROLE")
+                result, acked, role = await self.run(pipe.execute(raise_on_error=False))
             if not (attempt == 0 and isinstance(result, redis_errors.NoScriptError)):
                 break
             await self.run(self.client().script_load(source))
-        return self._acknowledged(result, acked, acks)
+        return self._acknowledged(result, acked, role, wait)
 
     def eval_blocking(self, source: str, keys: list[str], args: list[Any],
                       acks: ReplicaAcks | None = None) -> Any:
@@ -175,27 +181,40 @@ class Connections:
                         if attempt:
                             raise
                 else:
+                    wait = self._wait(acks)
                     with client.pipeline(transaction=False) as pipe:
                         pipe.execute_command(*command)
-                        pipe.execute_command("WAIT", *acks)
-                        result, acked = pipe.execute(raise_on_error=False)
+                        pipe.execute_command(*wait)
+                        pipe.execute_command("ROLE")
+                        result, acked, role = pipe.execute(raise_on_error=False)
                     if attempt or not isinstance(result, redis_errors.NoScriptError):
-                        return self._acknowledged(result, acked, acks)
+                        return self._acknowledged(result, acked, role, wait)
                 client.script_load(source)
         except UNAVAILABLE as exc:
             raise self.unavailable(exc) from exc
         raise AssertionError("unreachable")
 
-    def _acknowledged(self, result: Any, acked: Any, acks: ReplicaAcks) -> Any:
+    def _wait(self, acks: ReplicaAcks) -> tuple[str, int, int]:
+        """The ``WAIT`` after a write: every replica the master had at the last write,
+        and at least ``REDIS_WAIT_REPLICAS`` (Sentinel promotes the replica with the
+        highest replication offset *it last saw*, which may be seconds old: a write
+        only some replicas acknowledged can be lost in a failover)."""
+        return "WAIT", max(acks[0], self.replicas_connected), acks[1]
+
+    def _acknowledged(self, result: Any, acked: Any, role: Any,
+                      wait: tuple[str, int, int]) -> Any:
         """The script's result; a failed WAIT or too few replicas are logged, not raised:
-        the write is done on the master, and raising would invite a retry that repeats it."""
+        the write is done on the master, and raising would invite a retry that repeats it.
+        ``role`` (the master's ``ROLE``) says how many replicas the next write waits for."""
         if isinstance(result, Exception):
             raise result
-        if isinstance(acked, Exception) or int(acked) < acks[0]:
+        if isinstance(role, list) and len(role) > 2 and role[0] == "master":
+            self.replicas_connected = len(role[2])
+        if isinstance(acked, Exception) or int(acked) < wait[1]:
             metrics.store_error()
             logger.warning("Redis at %s: %s of %s replicas acknowledged a write within %s ms; "
                            "a failover now could lose it", self.host.describe(),
-                           acked if isinstance(acked, Exception) else int(acked), *acks)
+                           acked if isinstance(acked, Exception) else int(acked), *wait[1:])
         return result
 
     async def run(self, awaitable: Awaitable[T]) -> T:

@@ -158,3 +158,23 @@ async def test_memory_store_membership_expires():
     assert await store.count_members("x") == 1
     await asyncio.sleep(0.1)
     assert await store.count_members("x") == 0
+
+
+@pytest.mark.parametrize("argv, warns", [
+    (["/srv/mysite/manage.py", "shell"], True),
+    (["/venv/bin/django-admin", "import_rows", "x.csv"], True),
+    (["/venv/lib/python3.12/site-packages/django/__main__.py", "shell"], True),
+    (["/venv/bin/celery", "-A", "mysite", "worker"], True),
+    (["/srv/mysite/manage.py", "runserver"], False),
+    (["/venv/bin/daphne", "mysite.asgi:application"], False),
+    (["/venv/lib/python3.12/site-packages/uvicorn/__main__.py", "mysite.asgi:app"], False),
+    (["/venv/bin/pytest"], False),
+])
+def test_in_memory_store_outside_a_server_says_nothing_will_arrive(argv, warns, caplog):
+    """A new user's first try is often ``manage.py shell`` with the default layer: what
+    it sends reaches no server, and the log says so (once, when the store is built)."""
+    from django_sse_exec.store import warn_if_no_server_here
+
+    with caplog.at_level("WARNING", logger="django_sse_exec"):
+        assert warn_if_no_server_here(argv) is warns
+    assert ("reach no server and no browser" in caplog.text) is warns

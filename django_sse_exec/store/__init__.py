@@ -7,6 +7,9 @@ Redis hosts for everything; see :mod:`.hosts`) and memory otherwise. The instanc
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
@@ -26,6 +29,11 @@ BACKENDS = {
 
 _store: Store | None = None
 _lock = threading.Lock()
+
+logger = logging.getLogger("django_sse_exec")
+
+#: Management commands that serve streams themselves: the in-memory store is theirs.
+SERVING_COMMANDS = {"runserver", "runworker", "testserver"}
 
 
 def backend_path() -> str:
@@ -61,7 +69,29 @@ def get_store() -> Store:
                     closed_ttl=float(sse_settings.CLOSED_TTL),
                     member_ttl=3 * heartbeat,
                 )
+                if path == BACKENDS["memory"]:
+                    warn_if_no_server_here(sys.argv)
     return _store
+
+
+def warn_if_no_server_here(argv: list[str]) -> bool:
+    """Log once (True) when the in-memory store is built in a process that serves no
+    streams: ``manage.py shell``, a project's own command, a Celery worker. What it
+    sends stays in this process, and no browser ever sees it."""
+    path = argv[0] if argv else ""
+    program = os.path.basename(path)
+    if path.endswith(os.sep + "__main__.py"):  # python -m django / python -m celery
+        program = os.path.basename(os.path.dirname(path))
+    if program == "celery" or (
+            program in ("manage.py", "django-admin", "django")
+            and len(argv) > 1 and argv[1] not in SERVING_COMMANDS):
+        logger.warning(
+            "django_sse_exec: the channel layer is in-memory, so events sent from this "
+            "process (%s) reach no server and no browser; for several processes configure "
+            "channels_redis (CHANNEL_LAYERS BACKEND "
+            "'channels_redis.pubsub.RedisPubSubChannelLayer')", " ".join(argv[:2]))
+        return True
+    return False
 
 
 def reset_store() -> None:

@@ -91,7 +91,8 @@ BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_har
 #: ``@pytest.mark.heavy`` itself.
 HEAVY_MODULES = {"tests.test_chaos", "tests.test_throughput", "tests.test_slow_client_proxies"}
 #: Test modules that measure a server's memory (what it holds depends on how many
-#: requests are in flight at once, so on the machine's load): run last, one at a time.
+#: requests are in flight at once, so on the machine's load): run last, one at a time
+#: (a test of theirs that measures no memory is marked ``heavy`` instead).
 ALONE_MODULES = {"tests.test_leaks"}
 
 
@@ -110,7 +111,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = getattr(item.module, "__name__", "")
         if module in HEAVY_MODULES:
             item.add_marker(pytest.mark.heavy)
-        elif module in ALONE_MODULES:
+        elif module in ALONE_MODULES and item.get_closest_marker("heavy") is None:
             item.add_marker(pytest.mark.alone)
 
 

@@ -79,6 +79,7 @@ async def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.heavy  # counts what is left per execution, not memory: need not run alone
 @pytest.mark.parametrize("kind,fast", [("daphne", False), ("daphne", True), ("uvicorn", True)])
 async def test_streams_on_distinct_executions_leave_no_per_execution_state(
         make_server, url_for, execution_id, kind, fast):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
+from bench.text import fmt
+
 #: Figures that get a ratio against raw's in the same repeat.
 RATIOS = ("server_us_per_event", "p99_ms", "redis_calls_per_event")
 #: Target ratios against raw in the many-executions scenarios.
@@ -55,12 +57,6 @@ def summarise(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _f(value: Any, spec: str = ".0f") -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    return format(value, spec)
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
     out = ["| shape | system | connect s | RSS KB/stream | sent/s | p50 / p99 ms (p99 ×raw) | "
@@ -72,15 +68,15 @@ def table(rows: list[dict[str, Any]]) -> str:
             out.append(f"| {shape} | {r['label']} | failed: {r['error']} ||||||||")
             continue
         out.append(
-            f"| {shape} | {r['label']} | {_f(r.get('connect_s'), '.2f')} | "
-            f"{_f(r.get('rss_kb_per_stream'), '.1f')} | {_f(r.get('send_rate'))} | "
-            f"{_f(r.get('p50_ms'))} / {_f(r.get('p99_ms'))} (×{_f(r.get('p99_ms_ratio'), '.1f')}) | "
+            f"| {shape} | {r['label']} | {fmt(r.get('connect_s'), '.2f')} | "
+            f"{fmt(r.get('rss_kb_per_stream'), '.1f')} | {fmt(r.get('send_rate'))} | "
+            f"{fmt(r.get('p50_ms'))} / {fmt(r.get('p99_ms'))} (×{fmt(r.get('p99_ms_ratio'), '.1f')}) | "
             f"{', '.join(str(x) for x in r['lost_all'])} | "
-            f"{_f(r.get('server_us_per_event'), '.1f')} "
-            f"(×{_f(r.get('server_us_per_event_ratio'), '.2f')}) | "
-            f"{_f(r.get('redis_calls_per_event'), '.2f')} "
-            f"(×{_f(r.get('redis_calls_per_event_ratio'), '.2f')}) | "
-            f"{_f(r.get('redis_us_per_event'), '.1f')} |")
+            f"{fmt(r.get('server_us_per_event'), '.1f')} "
+            f"(×{fmt(r.get('server_us_per_event_ratio'), '.2f')}) | "
+            f"{fmt(r.get('redis_calls_per_event'), '.2f')} "
+            f"(×{fmt(r.get('redis_calls_per_event_ratio'), '.2f')}) | "
+            f"{fmt(r.get('redis_us_per_event'), '.1f')} |")
     return "\n".join(out)
 
 
@@ -96,9 +92,9 @@ def targets(rows: list[dict[str, Any]]) -> str:
         name = f"{r['executions']:,}×{r['per_execution']} {r['system']}"
         cpu, p99 = r.get("server_us_per_event_ratio"), r.get("p99_ms_ratio")
         check(f"{name}: server CPU per delivered event ≤ {MAX_CPU_RATIO}× raw",
-              cpu is not None and cpu <= MAX_CPU_RATIO, f"{_f(cpu, '.2f')}×")
+              cpu is not None and cpu <= MAX_CPU_RATIO, f"{fmt(cpu, '.2f')}×")
         check(f"{name}: p99 ≤ {MAX_P99_RATIO}× raw", p99 is not None and p99 <= MAX_P99_RATIO,
-              f"{_f(p99, '.2f')}× ({_f(r.get('p99_ms'))} ms)")
+              f"{fmt(p99, '.2f')}× ({fmt(r.get('p99_ms'))} ms)")
         check(f"{name}: 0 lost", all(x == 0 for x in r["lost_all"]) and r["ids_in_order"],
               f"lost {r['lost_all']}, ids in order: {r['ids_in_order']}")
     by_system: dict[str, list[dict[str, Any]]] = {}

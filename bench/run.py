@@ -45,6 +45,7 @@ from django.conf import settings  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from bench.client import Sink, close_all, open_streams  # noqa: E402
+from bench.text import fmt  # noqa: E402
 from tests.server import Server, free_port  # noqa: E402
 
 PAD = "x" * 64  # payload padding: a realistic progress event is ~100 bytes of JSON
@@ -485,12 +486,6 @@ def delete_run_keys() -> int:
             deleted += client.delete(*keys[i:i + 1000])
     client.close()
     return deleted
-
-
-def fmt(value: Any, spec: str = ".0f") -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    return format(value, spec)
 
 
 def table(results: list[dict[str, Any]]) -> str:

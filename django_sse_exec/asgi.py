@@ -48,8 +48,9 @@ from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve,
 
 from . import metrics
 from .headers import as_asgi, response_headers
+from .multi import open_feed_stream, open_multi_stream
 from .stream import Outcome, last_event_id_of, open_stream
-from .views import stream_view
+from .views import feed_view, multi_view, stream_view
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -72,14 +73,19 @@ class StreamFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            execution_id = self.match(scope)
-            if execution_id is not None:
-                await serve_stream(scope, receive, send, execution_id)
+            target = self.route(scope)
+            if target is not None:
+                await serve(scope, receive, send, target)
                 return
         await self.django_app(scope, receive, send)
 
     def match(self, scope: Scope) -> str | None:
-        """The execution id if ``scope`` is a request for the stream endpoint, else None."""
+        """The execution id if ``scope`` is a request for one execution's stream, else None."""
+        target = self.route(scope)
+        return target[1].get("execution_id") if target and target[0] is stream_view else None
+
+    def route(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
+        """``(view, kwargs)`` if ``scope`` is a request for a stream endpoint, else None."""
         shape = self._stream_shape()
         if shape is None:
             return None
@@ -92,9 +98,9 @@ class StreamFastPath:
             match = resolve(path)
         except Resolver404:
             return None
-        if match.func is not stream_view:
+        if match.func not in _OPENERS:
             return None
-        return match.kwargs.get("execution_id")
+        return match.func, match.kwargs
 
     def _stream_shape(self) -> tuple[str, str] | None:
         """Where the app's URLs are mounted, found once with ``reverse()``."""
@@ -108,9 +114,10 @@ class StreamFastPath:
                 url = None
             if url is not None:
                 # reverse() includes the script prefix; paths are matched without it.
+                # Every stream URL starts where the app is mounted and ends in /events.
                 url = "/" + url.removeprefix(get_script_prefix())
                 prefix, _, suffix = url.partition(marker)
-                self._shape = (prefix, suffix)
+                self._shape = (prefix.removesuffix("executions/"), suffix)
             self._shape_known = True
         return self._shape
 
@@ -154,14 +161,42 @@ async def _respond(send: Send, status: int, body: bytes = b"",
     await send({"type": "http.response.body", "body": body})
 
 
+def _open_single(request: ASGIRequest, execution_id: str) -> Awaitable[Outcome]:
+    last_event_id = last_event_id_of(request.headers.get("Last-Event-ID"),
+                                     request.GET.get("last_event_id"))
+    return open_stream(request, execution_id, last_event_id, entry_point="fast")
+
+
+def _open_multi(request: ASGIRequest) -> Awaitable[Outcome]:
+    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    return open_multi_stream(request, request.GET.get("ids"), position, entry_point="fast")
+
+
+def _open_feed(request: ASGIRequest, feed: str) -> Awaitable[Outcome]:
+    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    return open_feed_stream(request, feed, position, entry_point="fast")
+
+
+#: How each stream view's connect is made here (the same function the view calls).
+_OPENERS: dict[Any, Callable[..., Awaitable[Outcome]]] = {
+    stream_view: _open_single, multi_view: _open_multi, feed_view: _open_feed,
+}
+
+
 async def serve_stream(scope: Scope, receive: Receive, send: Send, execution_id: str) -> None:
+    """Answer one request for an execution's stream with ASGI messages."""
+    await serve(scope, receive, send, (stream_view, {"execution_id": execution_id}))
+
+
+async def serve(scope: Scope, receive: Receive, send: Send,
+                target: tuple[Any, dict[str, Any]]) -> None:
     """Answer one stream request with ASGI messages (same statuses and bytes as the view)."""
+    view, kwargs = target
     try:
         request = _build_request(scope)
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the view
         # Parsing the query may raise TooManyFieldsSent: a 400, as Django gives the view.
-        last_event_id = last_event_id_of(request.headers.get("Last-Event-ID"),
-                                         request.GET.get("last_event_id"))
+        opening = _OPENERS[view](request, **kwargs)
     except SuspiciousOperation:  # DisallowedHost, TooManyFieldsSent, ...
         await _respond(send, 400, b"Bad Request")
         return
@@ -169,10 +204,10 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send, execution_id:
         await _respond(send, 400, b"Bad Request")
         return
     try:
-        outcome = await open_stream(request, execution_id, last_event_id, entry_point="fast")
+        outcome = await opening
     except Exception:
         metrics.connected("fast", 500)
-        logger.exception("could not open the stream of execution %s", execution_id)
+        logger.exception("could not open the stream %s %s", scope.get("path"), kwargs)
         await _respond(send, 500, b"Internal Server Error")
         return
     metrics.connected("fast", outcome.status)
@@ -230,4 +265,4 @@ async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
         await body.aclose()
 
 
-__all__ = ["StreamFastPath", "serve_stream", "wrap"]
+__all__ = ["StreamFastPath", "serve", "serve_stream", "wrap"]

@@ -54,13 +54,18 @@ def make_token(execution_id: str, user: Any = None, max_age: float | None = None
     to no user would be wider than asked).
     """
     validate_execution_id(execution_id)
+    return sign_grant({"e": execution_id}, user, max_age, SALT)
+
+
+def sign_grant(claims: dict[str, Any], user: Any, max_age: float | None, salt: str) -> str:
+    """A signed, expiring token of ``claims``, bound to ``user`` if given (see :func:`make_token`)."""
     age = token_age(max_age)
-    payload: dict[str, Any] = {"e": execution_id, "x": math.ceil(time.time() + age)}
+    payload: dict[str, Any] = {**claims, "x": math.ceil(time.time() + age)}
     if user is not None:
         if getattr(user, "is_anonymous", False) or getattr(user, "pk", user) is None:
             raise ValueError("cannot bind a stream token to an anonymous user")
         payload["u"] = str(getattr(user, "pk", user))
-    return signing.dumps(payload, salt=SALT, compress=True)
+    return signing.dumps(payload, salt=salt, compress=True)
 
 
 def token_age(max_age: Any = None) -> float:
@@ -84,18 +89,24 @@ def token_age(max_age: Any = None) -> float:
 
 def _grant(token: str | None, execution_id: str) -> dict[str, Any]:
     """The payload of a valid, unexpired token for ``execution_id``; else PermissionDenied."""
+    payload = load_grant(token, SALT)
+    if payload.get("e") != execution_id:
+        raise PermissionDenied("token is for another execution")
+    return payload
+
+
+def load_grant(token: str | None, salt: str, max_length: int = MAX_TOKEN_LENGTH) -> dict[str, Any]:
+    """The payload of a valid, unexpired token signed with ``salt``; else PermissionDenied."""
     if not token:
         raise PermissionDenied("missing token")
-    if len(token) > MAX_TOKEN_LENGTH:
+    if len(token) > max_length:
         raise PermissionDenied("invalid token")
     try:
-        payload = signing.loads(token, salt=SALT)
+        payload = signing.loads(token, salt=salt)
     except signing.BadSignature:
         raise PermissionDenied("invalid token") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("x"), int):
         raise PermissionDenied("invalid token")
-    if payload.get("e") != execution_id:
-        raise PermissionDenied("token is for another execution")
     now = time.time()
     if payload["x"] <= now:
         raise PermissionDenied("expired token")
@@ -105,7 +116,7 @@ def _grant(token: str | None, execution_id: str) -> dict[str, Any]:
     return payload
 
 
-def _check_user(payload: dict[str, Any], user_pk: Any) -> None:
+def check_user(payload: dict[str, Any], user_pk: Any) -> None:
     """Raise PermissionDenied unless the token is unbound or bound to ``user_pk``."""
     bound = payload.get("u")
     if bound is None:
@@ -123,7 +134,7 @@ def check_token(token: str | None, execution_id: str, user_pk: Any = None) -> st
     only consulted for tokens bound to a user.
     """
     try:
-        _check_user(_grant(token, execution_id), user_pk)
+        check_user(_grant(token, execution_id), user_pk)
     except PermissionDenied as exc:
         return str(exc)
     return None
@@ -166,14 +177,23 @@ async def signed_token(request: HttpRequest, execution_id: str) -> bool:
     A repeated ``token`` parameter is refused rather than guessing which one a
     proxy or firewall in front of the app looked at.
     """
+    await check_bound_user(request, _grant(only_token(request), execution_id))
+    return True
+
+
+def only_token(request: HttpRequest) -> str | None:
+    """The request's one ``?token=``; PermissionDenied if it is repeated."""
     tokens = request.GET.getlist("token")
     if len(tokens) > 1:
         raise PermissionDenied("repeated token")
-    payload = _grant(tokens[0] if tokens else None, execution_id)
+    return tokens[0] if tokens else None
+
+
+async def check_bound_user(request: HttpRequest, payload: dict[str, Any]) -> None:
+    """PermissionDenied unless the token is unbound or bound to the request's user."""
     if "u" in payload:
         user = await _user(request)
-        _check_user(payload, user.pk if user.is_authenticated else None)
-    return True
+        check_user(payload, user.pk if user.is_authenticated else None)
 
 
 async def authenticated_user(request: HttpRequest, execution_id: str) -> bool:
@@ -276,6 +296,7 @@ async def authorize(request: HttpRequest, execution_id: str) -> str | None:
 
 
 __all__ = [
-    "allow_any", "authenticated_user", "authorize", "check_token", "get_policy",
-    "load_user", "make_token", "signed_token", "staff_only", "token_age",
+    "allow_any", "authenticated_user", "authorize", "check_bound_user", "check_token",
+    "check_user", "get_policy", "load_grant", "load_user", "make_token", "only_token",
+    "sign_grant", "signed_token", "staff_only", "token_age",
 ]

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_TTL": 24 * 3600,
     # Seconds a closed execution's log is kept (for late replays and the 204 rule).
     "CLOSED_TTL": 3600,
+    # Executions one multi stream (multi_stream_url) or feed stream may carry.
+    "MULTI_STREAM_MAX": 100,
     # Seconds of silence after which a stream sends ": keepalive".
     "KEEPALIVE": 15.0,
     # Milliseconds sent as "retry:" at stream start (EventSource reconnect delay).

@@ -38,10 +38,11 @@ READ_CONCURRENCY = 16
 class Group:
     """Local state of one execution: its streams and how far the hub has delivered."""
 
-    __slots__ = ("subscribers", "joined", "lock", "seen", "known", "suspect", "wanted",
+    __slots__ = ("execution_id", "subscribers", "joined", "lock", "seen", "known", "suspect", "wanted",
                  "catching_up", "pending")
 
-    def __init__(self) -> None:
+    def __init__(self, execution_id: str = "") -> None:
+        self.execution_id = execution_id
         self.subscribers: set[Subscriber] = set()
         self.joined = False
         self.lock = asyncio.Lock()
@@ -142,7 +143,7 @@ class Fanout:
     def _flush(group: Group) -> None:
         events, group.pending = group.pending, []
         if events:
-            batch = Batch(events)
+            batch = Batch(events, group.execution_id)
             for sub in group.subscribers:
                 sub.push(batch)
 

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from .coalesce import Coalescer
@@ -103,8 +104,12 @@ class Hub:
 
     # -- streams -----------------------------------------------------------
 
-    async def subscribe(self, execution_id: str) -> Subscriber:
-        """Register a local stream; when this returns, it receives every later event."""
+    async def subscribe(self, execution_id: str, *more: str) -> Subscriber:
+        """Register a local stream; when this returns, it receives every later event.
+
+        ``more`` are further executions for a stream that carries several (see
+        :mod:`django_sse_exec.multi`); :meth:`join` adds executions later.
+        """
         await self.start()
         sub = Subscriber(execution_id, f"{self.channel}#{next(self._counter)}",
                          int(sse_settings.CLIENT_BUFFER), int(sse_settings.CLIENT_BUFFER_BYTES))
@@ -115,26 +120,49 @@ class Hub:
             sub.expires_at = asyncio.get_running_loop().time() + lifetime
         if self.closing:
             sub.end_reason = "shutdown"
-        group = self.groups.get(execution_id)
-        if group is None:
-            group = self.groups[execution_id] = Group()
-        group.subscribers.add(sub)
         try:
-            async with group.lock:
-                if not group.joined:
-                    await self._joins.submit(group_name(execution_id))
-                    group.joined = True
-            async with self._store_gate:
-                await self.store.add_member(execution_id, sub.member)
+            await self.join(sub, (execution_id, *more))
         except BaseException:
             await asyncio.shield(self.unsubscribe(sub))
             raise
         return sub
 
+    async def join(self, sub: Subscriber, execution_ids: Iterable[str]) -> None:
+        """Make ``sub`` receive the events of ``execution_ids`` too, from now on.
+
+        The groups of one loop turn are joined together and the memberships
+        written together, so a stream of a hundred executions costs about the
+        round trips of one. On failure the caller unsubscribes ``sub``.
+        """
+        have = set(sub.execution_ids)
+        new = [e for e in dict.fromkeys(execution_ids) if e not in have]
+        sub.execution_ids.extend(new)
+        groups = []
+        for execution_id in new:
+            group = self.groups.get(execution_id)
+            if group is None:
+                group = self.groups[execution_id] = Group(execution_id)
+            group.subscribers.add(sub)
+            groups.append(group)
+        await asyncio.gather(*(self._join_group(group) for group in groups))
+        await asyncio.gather(*(self._add_member(e, sub.member) for e in new))
+
+    async def _join_group(self, group: Group) -> None:
+        async with group.lock:
+            if not group.joined:
+                await self._joins.submit(group_name(group.execution_id))
+                group.joined = True
+
+    async def _add_member(self, execution_id: str, member: str) -> None:
+        async with self._store_gate:
+            await self.store.add_member(execution_id, member)
+
     async def unsubscribe(self, sub: Subscriber) -> None:
-        """Remove a local stream; leave the group when it was the last one."""
+        """Remove a local stream; leave each group it was the last one of."""
         sub.close()
-        execution_id = sub.execution_id
+        await asyncio.gather(*(self._leave(sub, e) for e in sub.execution_ids))
+
+    async def _leave(self, sub: Subscriber, execution_id: str) -> None:
         try:
             await self.store.remove_member(execution_id, sub.member)
         except Exception:
@@ -181,8 +209,8 @@ class Hub:
         return len(self.groups)
 
     def subscribers(self) -> list[Subscriber]:
-        """Every local stream."""
-        return [sub for group in self.groups.values() for sub in group.subscribers]
+        """Every local stream, once (a multi stream is in several groups)."""
+        return list(dict.fromkeys(sub for group in self.groups.values() for sub in group.subscribers))
 
     def end(self, sub: Subscriber, reason: str) -> None:
         """Make a stream end at its next step (it sends a retry hint and returns)."""

@@ -118,7 +118,8 @@ async def restore(hub: Hub) -> None:
     """
     await hub.rejoin_groups()
     for sub in hub.subscribers():
-        await hub.store.add_member(sub.execution_id, sub.member)
+        for execution_id in sub.execution_ids:
+            await hub.store.add_member(execution_id, sub.member)
     for execution_id, channel_name in list(hub.registered):
         await hub.store.add_member(execution_id, channel_name)
     hub.restore_needed = False

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,9 +128,9 @@ def retry_ms() -> int:
 _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
-async def stream_events(execution_id: str, after: int | None, scope: Any = None,
-                        head: LogSlice | None = None, render: Render = JSON,
-                        entry_point: str = "view") -> AsyncGenerator[bytes, None]:
+def stream_events(execution_id: str, after: int | None, scope: Any = None,
+                  head: LogSlice | None = None, render: Render = JSON,
+                  entry_point: str = "view") -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -142,29 +142,45 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
     ``head`` is a read of the log made before (to decide the connect); it
     saves reading it again. ``render`` turns events into bytes
     (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
+    """
+    return deliver([execution_id], lambda hub, sub: _events(hub, sub, execution_id, after,
+                                                            head, render),
+                   scope=scope, entry_point=entry_point, on_end=render.close)
 
-    Cleans up in ``finally``: Django cancels this generator when the client goes.
+
+async def deliver(execution_ids: list[str],
+                  events: Callable[[Hub, Subscriber], AsyncIterator[bytes]], *,
+                  scope: Any = None, entry_point: str = "view",
+                  on_end: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
+    """Subscribe to ``execution_ids`` and write what ``events`` yields, as every stream does.
+
+    This is what a stream of one execution and a stream of many
+    (:mod:`django_sse_exec.multi`) share: the preamble, pieces of at most
+    ``PIECE_BYTES``, the pause while the client's unsent bytes are over the
+    limit, the rejoin hint of a stream ended on purpose, its tally, and the
+    clean-up in ``finally`` (Django cancels this generator when the client goes).
     Errors after the headers are sent end the stream cleanly (the client
     reconnects with its Last-Event-ID) instead of hanging the connection.
     """
     set_home_loop(asyncio.get_running_loop())
     hub = get_hub()
+    label = execution_ids[0] if len(execution_ids) == 1 else f"{execution_ids[0]}+{len(execution_ids) - 1}"
     try:
-        sub = await hub.subscribe(execution_id)
+        sub = await hub.subscribe(*execution_ids)
     except Exception as exc:  # e.g. the store timed out in a connect storm
         outage = unavailable("event store", exc)
         if outage is None:
-            logger.exception("could not subscribe a stream of execution %s; ending it", execution_id)
+            logger.exception("could not subscribe a stream of execution %s; ending it", label)
         # A clean, empty stream: the client comes back after retry.
         yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
     sub.backlog = find_backlog(scope)
-    tally = StreamTally(execution_id, entry_point)
+    tally = StreamTally(label, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in _events(hub, sub, execution_id, after, head, render):
+        async for chunk in events(hub, sub):
             for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                 backlog = sub.backlog
                 if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
@@ -179,10 +195,11 @@ async def stream_events(execution_id: str, after: int | None, scope: Any = None,
         raise
     except Exception:
         tally.failed = True
-        logger.exception("stream of execution %s failed; ending it", execution_id)
+        logger.exception("stream of execution %s failed; ending it", label)
     finally:
         tally.ended(sub.end_reason)
-        render.close()
+        if on_end is not None:
+            on_end()
         await asyncio.shield(hub.unsubscribe(sub))
 
 
@@ -203,7 +220,6 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
     if sub.end_reason is not None:
         return
     store = hub.store
-    keepalive = float(sse_settings.KEEPALIVE)
     cursor = Cursor(execution_id, after or 0, render)
     if after:
         if head is None:
@@ -214,11 +230,25 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             # epoch, or a log that expired and restarted). Start over.
             yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
-    async for chunk in _replay(store, cursor, hub=hub):
+    async for chunk in replay(store, cursor, hub=hub):
         yield chunk
+    async for chunk in follow(hub, sub, {execution_id: cursor}, render):
+        yield chunk
+
+
+async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: Render = JSON,
+                 grow: Callable[[], AsyncIterator[bytes]] | None = None) -> AsyncIterator[bytes]:
+    """Live events of the executions of ``cursors`` (by id), with keepalives and gap repair.
+
+    Ends when every cursor is done (its execution closed) and ``grow`` is None,
+    or when the hub ends the stream. ``render.flush`` runs before each write;
+    ``grow`` (a feed stream's) runs after each, to start on executions that joined.
+    """
+    store = hub.store
+    keepalive = float(sse_settings.KEEPALIVE)
     loop = asyncio.get_running_loop()
     written_at = 0.0
-    while not cursor.done and sub.end_reason is None:
+    while sub.end_reason is None and (grow is not None or not all(c.done for c in cursors.values())):
         if not await sub.wait(keepalive):
             yield KEEPALIVE
             continue
@@ -235,24 +265,31 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
         batches, catch_up, overflowed = sub.take()
         out: list[bytes] = []
         for batch in batches:
-            if batch.first > cursor.last_sent + 1:  # a gap: fill it from the log
+            cursor = cursors.get(batch.execution_id)
+            if cursor is None:
+                continue
+            if batch.first > cursor.last_sent + 1 and not cursor.done:  # a gap: fill it from the log
                 await render.flush(out)
                 if out:
                     yield b"".join(out)
                     out = []
-                async for chunk in _replay(store, cursor, upto=batch.first - 1):
+                async for chunk in replay(store, cursor, upto=batch.first - 1):
                     yield chunk
                 cursor.jump(batch.first, out)
             cursor.take_batch(batch, out)
         await render.flush(out)
         if out:
             yield b"".join(out)
-        if not cursor.done and (overflowed or catch_up > cursor.last_sent):
-            async for chunk in _replay(store, cursor):
+        for cursor in cursors.values() if overflowed or catch_up else ():
+            if not cursor.done and (overflowed or catch_up > cursor.last_sent):
+                async for chunk in replay(store, cursor):
+                    yield chunk
+        if grow is not None:
+            async for chunk in grow():
                 yield chunk
 
 
-async def _replay(store: Store, cursor: Cursor, upto: int | None = None,
+async def replay(store: Store, cursor: Cursor, upto: int | None = None,
                   hub: Hub | None = None) -> AsyncIterator[bytes]:
     """The log past ``cursor`` (up to ``upto``), one page read and written at a time.
 
@@ -272,4 +309,5 @@ async def _replay(store: Store, cursor: Cursor, upto: int | None = None,
             return
 
 
-__all__ = ["HEADERS", "Outcome", "last_event_id_of", "open_stream", "stream_events"]
+__all__ = ["HEADERS", "Outcome", "deliver", "last_event_id_of", "open_stream", "follow", "replay", "retry_ms",
+           "stream_events"]

@@ -29,9 +29,11 @@ class Batch:
     another representation of it (:mod:`django_sse_exec.formats`).
     """
 
-    __slots__ = ("first", "last", "data", "events", "closing")
+    __slots__ = ("execution_id", "first", "last", "data", "events", "closing")
 
-    def __init__(self, events: list[Entry]) -> None:
+    def __init__(self, events: list[Entry], execution_id: str = "") -> None:
+        #: The execution the events belong to (a multi stream takes many executions' batches).
+        self.execution_id = execution_id
         self.events = events
         self.first = events[0][0]
         self.last = events[-1][0]
@@ -53,13 +55,16 @@ class Subscriber:
     unsent bytes where the server lets us measure it.
     """
 
-    __slots__ = ("execution_id", "member", "limit", "max_bytes", "buffered", "pending_events", "items", "overflowed",
+    __slots__ = ("execution_id", "execution_ids", "member", "limit", "max_bytes", "buffered", "pending_events", "items", "overflowed",
                  "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
     def __init__(self, execution_id: str, member: str, limit: int,
                  max_bytes: int = 1 << 20) -> None:
+        #: The execution it was opened for (a multi stream: the first of its set).
         self.execution_id = execution_id
+        #: Every execution whose events it receives (more than one for a multi stream).
+        self.execution_ids: list[str] = []
         self.member = member
         #: Most events, and about the most bytes, buffered before catching up instead.
         self.limit = limit

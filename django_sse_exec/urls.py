@@ -3,11 +3,13 @@
 from django.urls import path
 
 from .refresh import progress_view
-from .views import stream_view
+from .views import feed_view, multi_view, stream_view
 
 app_name = "django_sse_exec"
 
 urlpatterns = [
     path("executions/<str:execution_id>/events", stream_view, name="stream"),
+    path("executions/events", multi_view, name="multi"),
+    path("feeds/<str:feed>/events", feed_view, name="feed"),
     path("executions/<str:execution_id>/progress", progress_view, name="progress"),
 ]

@@ -14,22 +14,23 @@ from django.views.decorators.csrf import csrf_exempt
 from . import metrics
 from .deployment import refuse_wsgi
 from .headers import response_headers
-from .stream import last_event_id_of, open_stream
+from .multi import open_feed_stream, open_multi_stream
+from .stream import Outcome, last_event_id_of, open_stream
 
 
-@csrf_exempt  # GET only; exempt so other methods get a clean 405 instead of a CSRF 403
-async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse | StreamingHttpResponse:
-    """``GET .../executions/<execution_id>/events``: the execution's event stream."""
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """The answer to a request no stream can serve: through WSGI, or not a GET."""
     refusal = refuse_wsgi(request)
     if refusal is not None:
         return refusal
     if request.method != "GET":
         return HttpResponse("method not allowed", status=405,
                             headers={**response_headers(405), "Allow": "GET"})
-    last_event_id = last_event_id_of(
-        request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")
-    )
-    outcome = await open_stream(request, execution_id, last_event_id)
+    return None
+
+
+def _response(request: HttpRequest, outcome: Outcome) -> HttpResponse | StreamingHttpResponse:
+    """The response for a connect's outcome (the same statuses and headers as the fast path)."""
     metrics.connected("view", outcome.status)
     if outcome.status == 204:
         response = HttpResponse(status=204, headers=outcome.headers)
@@ -41,3 +42,35 @@ async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse |
     # when the request accepts gzip, so make this request not say so.
     request.META.pop("HTTP_ACCEPT_ENCODING", None)
     return StreamingHttpResponse(outcome.body, headers=outcome.headers)
+
+
+@csrf_exempt  # GET only; exempt so other methods get a clean 405 instead of a CSRF 403
+async def stream_view(request: HttpRequest, execution_id: str) -> HttpResponse | StreamingHttpResponse:
+    """``GET .../executions/<execution_id>/events``: the execution's event stream."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    last_event_id = last_event_id_of(
+        request.headers.get("Last-Event-ID"), request.GET.get("last_event_id")
+    )
+    return _response(request, await open_stream(request, execution_id, last_event_id))
+
+
+@csrf_exempt
+async def multi_view(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """``GET .../executions/events?ids=a,b,c``: one stream of a fixed set of executions."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    return _response(request, await open_multi_stream(request, request.GET.get("ids"), position))
+
+
+@csrf_exempt
+async def feed_view(request: HttpRequest, feed: str) -> HttpResponse | StreamingHttpResponse:
+    """``GET .../feeds/<feed>/events``: one stream of every execution of a feed."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    return _response(request, await open_feed_stream(request, feed, position))

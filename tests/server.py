@@ -155,6 +155,12 @@ class Server:
         resp.raise_for_status()
         return resp.json()["id"]
 
+    def feed_add(self, feed: str, execution_id: str) -> int:
+        resp = httpx.post(self.base_url + "/control/feed-add", timeout=30,
+                          json={"feed": feed, "execution_id": execution_id})
+        resp.raise_for_status()
+        return resp.json()["id"]
+
     def count(self, execution_id: str) -> int:
         return httpx.get(f"{self.base_url}/control/count/{execution_id}", timeout=30).json()["count"]
 

@@ -76,8 +76,15 @@ class SSEParser:
                 events.append(event)
         return events
 
+    def __post_init__(self) -> None:
+        #: As in browsers: an ``id:`` line fills a buffer that becomes the last
+        #: event id only when its event is dispatched (at the blank line), so a
+        #: connection cut inside an event does not move the id.
+        self._id_buffer = self.last_event_id
+
     def _line(self, line: str) -> SSEEvent | None:
         if line == "":
+            self.last_event_id = self._id_buffer
             if not self._data:
                 self._event = ""
                 return None
@@ -95,7 +102,7 @@ class SSEParser:
         elif name == "data":
             self._data.append(value)
         elif name == "id" and "\0" not in value:
-            self.last_event_id = value
+            self._id_buffer = value
         elif name == "retry" and value.isdigit():
             self.retry = int(value)
         return None

@@ -42,6 +42,15 @@ def sync_send(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_exempt
+async def feed_add(request: HttpRequest) -> JsonResponse:
+    """Add ``execution_id`` to ``feed``; return the entry's id."""
+    from django_sse_exec.feeds import aadd_to_feed
+
+    body = _body(request)
+    return JsonResponse({"id": await aadd_to_feed(body["feed"], body["execution_id"])})
+
+
+@csrf_exempt
 async def close(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": await sse.aclose_sse_connections(_body(request)["execution_id"])})
 

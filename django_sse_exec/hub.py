@@ -188,11 +188,11 @@ class Hub:
         return await group_add_many(self.layer, groups, self.channel)
 
     def local_count(self, execution_id: str | None = None) -> int:
-        """Streams open in this hub (for one execution, or all)."""
+        """Streams open in this hub (of one execution, or all: a multi stream counts once)."""
         if execution_id is not None:
             group = self.groups.get(execution_id)
             return len(group.subscribers) if group else 0
-        return sum(len(g.subscribers) for g in self.groups.values())
+        return len(self.subscribers())
 
     def note_seen(self, execution_id: str, event_id: int) -> None:
         """Record that a stream read the log up to ``event_id`` (saves a repair read).

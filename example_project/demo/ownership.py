@@ -12,11 +12,14 @@ of ``SECRET_KEY`` can mint one.
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 COOKIE = "demo_executions"
+#: The browser's own feed (anonymous visitors): ``browser:<this cookie's value>``.
+FEED_COOKIE = "demo_feed"
 #: Most execution ids one cookie remembers (the oldest are forgotten first).
 REMEMBERED = 20
 #: Seconds the cookie lives.
@@ -52,3 +55,27 @@ def remember(response: HttpResponse, request: HttpRequest, user: Any, ids: list[
 def user_of_token(user: Any) -> Any:
     """What to bind stream tokens to: the logged-in user, else nobody."""
     return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def feed_of(request: HttpRequest, user: Any) -> tuple[str, bool]:
+    """The feed this browser's executions join, and whether its cookie is new.
+
+    A logged-in user's executions join ``user:<pk>`` (every browser of theirs
+    sees them); an anonymous visitor's join ``browser:<random>``, kept in a
+    signed cookie, so the recent list is live on every tab of that browser.
+    """
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.pk}", False
+    value = request.get_signed_cookie(FEED_COOKIE, default=None, salt=FEED_COOKIE,
+                                      max_age=COOKIE_AGE)
+    if isinstance(value, str) and len(value) == 24 and value.isalnum():
+        return f"browser:{value}", False
+    value = request.META.setdefault("demo.new_feed", secrets.token_hex(12))
+    return f"browser:{value}", True
+
+
+def remember_feed(response: HttpResponse, request: HttpRequest, feed: str) -> None:
+    """Keep a new anonymous feed in this browser's cookie."""
+    response.set_signed_cookie(FEED_COOKIE, feed.partition(":")[2], salt=FEED_COOKIE,
+                               max_age=COOKIE_AGE, httponly=True, samesite="Strict",
+                               secure=request.is_secure())

@@ -4,7 +4,8 @@
   browser started (a finished one is replayed from its log, a running one
   continues live); ``&token=<stream token>`` opens one shared with a link.
 * ``POST /demo/executions`` ``{"tasks", "delayMs", "failRate"}`` — start one (201).
-* ``GET /demo/executions`` — recent executions this browser started.
+* ``GET /demo/executions`` — recent executions this browser started (the page
+  itself follows them live over one feed stream: :func:`.ownership.feed_of`).
 * ``GET /demo/executions/<id>`` — its status and how many streams watch it.
 * ``POST /demo/executions/<id>/cancel`` — cancel it (``execution-cancelled``).
 
@@ -32,6 +33,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from django_sse_exec import aget_sse_client_count, stream_url
 from django_sse_exec.auth import check_token
+from django_sse_exec.feeds import aadd_to_feed, feed_stream_url
 from django_sse_exec.wire import is_valid_execution_id
 
 from . import executor, ownership
@@ -110,7 +112,9 @@ def index(request: HttpRequest) -> HttpResponse:
     granted = bool(execution_id) and (execution_id in ids or check_token(
         request.GET.get("token"), execution_id,
         user.pk if user.is_authenticated else None) is None)
+    feed, new_feed = ownership.feed_of(request, user)
     response = render(request, "demo/index.html", {
+        "feed_url": feed_stream_url(feed, user=ownership.user_of_token(user)),
         "execution_id": execution_id if granted else "",
         "token_user": ownership.user_of_token(user),
         "invalid_execution": bool(requested) and not execution_id,
@@ -119,6 +123,8 @@ def index(request: HttpRequest) -> HttpResponse:
     })
     if granted and execution_id not in ids:
         ownership.remember(response, request, user, ids, execution_id)
+    if new_feed:
+        ownership.remember_feed(response, request, feed)
     return response
 
 
@@ -145,6 +151,8 @@ async def executions(request: HttpRequest) -> JsonResponse:
         return _error(f"{MAX_RUNNING} executions are running; try again when one ends", 429,
                       **{"Retry-After": "10"})
     execution_id = executor.new_execution_id()
+    feed, new_feed = ownership.feed_of(request, user)
+    await aadd_to_feed(feed, execution_id)  # before its first event: the recent list shows it all
     executor.start(execution_id, **options)
     response = JsonResponse({
         "executionId": execution_id,
@@ -152,6 +160,8 @@ async def executions(request: HttpRequest) -> JsonResponse:
     }, status=201)
     add_never_cache_headers(response)
     ownership.remember(response, request, user, ids, execution_id)
+    if new_feed:
+        ownership.remember_feed(response, request, feed)
     return response
 
 

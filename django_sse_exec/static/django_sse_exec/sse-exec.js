@@ -19,6 +19,21 @@
  *   });
  *   stream.on("execution-complete", showSummary);   // add handlers any time
  *   stream.lastEventId; stream.state; stream.close();
+ *
+ * SSEExec.connectMany(url, options) reads a stream of many executions (a
+ * multi_stream_url or feed_stream_url): handlers get (data, meta) with
+ * meta.executionId and meta.id (the event's id in its execution), data being
+ * the event's own data; "execution-added" announces an execution of a feed.
+ * With {shareTabs: true} every tab of the browser showing the same stream
+ * shares ONE connection (the first tab holds it, the others get its events
+ * through a BroadcastChannel, and another tab takes over, from the exact
+ * cursor, when that one closes), so a page open in many tabs stays within the
+ * browser's six connections per host. Tabs that share register the same events.
+ *
+ *   var many = SSEExec.connectMany(feedUrl, {shareTabs: true, handlers: {
+ *     "execution-added": (data, meta) => addRow(meta.executionId),
+ *     "task-complete": (data, meta) => advance(meta.executionId, data),
+ *   }});
  */
 (function (root, factory) {
   "use strict";
@@ -189,10 +204,231 @@
     }
   };
 
+  var EXECUTION_ADDED = "execution-added";
+  /** Events a shared stream's tabs keep for tabs that open later. */
+  var SHARED_HISTORY = 10000;
+  /** Milliseconds a new tab waits for the history of the tab holding the stream. */
+  var SYNC_WAIT_MS = 1500;
+
+  function withParam(url, name, value) {
+    var bare = url.replace(new RegExp("([?&])" + name + "=[^&]*&?"), "$1").replace(/[?&]$/, "");
+    return bare + (bare.indexOf("?") < 0 ? "?" : "&") + name + "=" + encodeURIComponent(value);
+  }
+
+  /**
+   * A stream of many executions. Use SSEExec.connectMany(url, options).
+   * options: as for connect(), plus shareTabs bool and shareKey string (tabs
+   * share a stream by URL without its token unless given a key).
+   */
+  function Many(url, options) {
+    this.url = url;
+    this.options = options || {};
+    this.state = "connecting";
+    this.lastEventId = null;
+    this.handlers = {};
+    this.source = null;
+    this.leader = false;
+    this._listening = {};
+    this._positions = {};
+    this._added = {};
+    this._history = [];
+    this._pending = null;
+    this._channel = null;
+    this._release = null;
+    this._tab = Math.random().toString(36).slice(2);
+    var handlers = this.options.handlers || {};
+    for (var name in handlers) {
+      if (Object.prototype.hasOwnProperty.call(handlers, name)) {
+        this.on(name, handlers[name]);
+      }
+    }
+    var nav = root.navigator;
+    if (this.options.shareTabs && root.BroadcastChannel && nav && nav.locks) {
+      this._share();
+    } else {
+      this._open();
+    }
+  }
+
+  Many.prototype.on = Stream.prototype.on;
+  Many.prototype.off = Stream.prototype.off;
+  Many.prototype._setState = Stream.prototype._setState;
+  Many.prototype._call = Stream.prototype._call;
+
+  Many.prototype._listen = function (event) {
+    this._listening[event] = true;
+    if (!this.source) {
+      return;
+    }
+    var self = this;
+    this.source.addEventListener(event, function (e) { self._received(event, e.data, e.lastEventId); });
+  };
+
+  /** Open the connection (this tab holds the stream), resuming at the last cursor. */
+  Many.prototype._open = function () {
+    var Source = this.options.EventSource || root.EventSource;
+    if (typeof Source !== "function") {
+      this._setState("closed");
+      report(this, new Error("EventSource is not available"), "connect");
+      return;
+    }
+    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
+    this.source = new Source(url, {withCredentials: !!this.options.withCredentials});
+    var self = this;
+    this.source.onopen = function () { self._state("live"); };
+    this.source.onerror = function () {
+      if (self.state !== "closed") {
+        self._state(self.source.readyState === 2 ? "closed" : "reconnecting");
+      }
+    };
+    this.source.onmessage = function (e) { self._received("message", e.data, e.lastEventId); };
+    var names = [STREAM_CLOSED, STREAM_RESET, EXECUTION_ADDED].concat(Object.keys(this._listening));
+    this._listening = {};
+    for (var i = 0; i < names.length; i++) {
+      if (names[i] !== "message" && !this._listening[names[i]]) {
+        this._listen(names[i]);
+      }
+    }
+  };
+
+  /** An event off the connection: deliver it here and to the other tabs. */
+  Many.prototype._received = function (event, raw, cursor) {
+    if (this._channel) {
+      this._channel.postMessage({type: "event", item: [event, raw, cursor]});
+    }
+    this._deliver(event, raw, cursor);
+  };
+
+  Many.prototype._state = function (state) {
+    if (this._channel) {
+      this._channel.postMessage({type: "state", state: state});
+    }
+    this._setState(state);
+  };
+
+  /** Hand one event to the handlers, once per execution and id. */
+  Many.prototype._deliver = function (event, raw, cursor) {
+    if (this.state === "closed" && !this._channel) {
+      return;
+    }
+    if (this._channel) {
+      this._history.push([event, raw, cursor]);
+      if (this._history.length > SHARED_HISTORY) {
+        this._history.shift();
+      }
+    }
+    if (cursor) {
+      this.lastEventId = cursor;
+    }
+    var body = parse(raw);
+    var wrapped = body && typeof body === "object" && typeof body.executionId === "string";
+    var executionId = wrapped ? body.executionId : null;
+    var data = body;
+    var id = null;
+    if (event === EXECUTION_ADDED) {
+      if (this._added[executionId]) {
+        return;
+      }
+      this._added[executionId] = true;
+    } else if (event === STREAM_RESET) {
+      delete this._positions[executionId];  // its ids start again where history begins
+    } else if (wrapped && typeof body.id === "number") {
+      if (this._positions[executionId] >= body.id) {
+        return;  // seen already (a tab's history overlapping what came live)
+      }
+      this._positions[executionId] = body.id;
+      data = body.data;
+      id = body.id;
+    }
+    var meta = {executionId: executionId, id: id, event: event, cursor: cursor || null, raw: raw};
+    if (event === STREAM_RESET && typeof this.options.onReset === "function") {
+      this._call(this.options.onReset, data, meta);
+    }
+    var list = (this.handlers[event] || []).slice();
+    for (var i = 0; i < list.length; i++) {
+      this._call(list[i], data, meta);
+    }
+  };
+
+  /** Share one connection between the tabs showing this stream. */
+  Many.prototype._share = function () {
+    var key = "sse-exec:" + (this.options.shareKey || this.url.replace(/([?&])token=[^&]*&?/, "$1"));
+    var self = this;
+    this._channel = new root.BroadcastChannel(key);
+    this._pending = [];
+    this._channel.onmessage = function (e) { self._heard(e.data); };
+    this._channel.postMessage({type: "hello", from: this._tab});
+    setTimeout(function () { self._synced(); }, SYNC_WAIT_MS);
+    root.navigator.locks.request(key, function () {
+      if (self._closed) {
+        return null;
+      }
+      self.leader = true;
+      self._synced();
+      self._open();
+      return new Promise(function (resolve) { self._release = resolve; });
+    });
+  };
+
+  Many.prototype._heard = function (msg) {
+    if (!msg || this._closed) {
+      return;
+    }
+    if (msg.type === "hello" && this.leader) {
+      this._channel.postMessage({type: "history", to: msg.from, items: this._history.slice(),
+                                 state: this.state});
+    } else if (msg.type === "history" && msg.to === this._tab && this._pending) {
+      var live = this._pending;
+      this._pending = null;
+      for (var i = 0; i < msg.items.length; i++) {
+        this._deliver.apply(this, msg.items[i]);
+      }
+      for (var j = 0; j < live.length; j++) {
+        this._deliver.apply(this, live[j]);
+      }
+      this._setState(msg.state);
+    } else if (msg.type === "event" && !this.leader) {
+      if (this._pending) {
+        this._pending.push(msg.item);  // until the history arrives, to keep the order
+      } else {
+        this._deliver.apply(this, msg.item);
+      }
+    } else if (msg.type === "state" && !this.leader) {
+      this._setState(msg.state);
+    }
+  };
+
+  Many.prototype._synced = function () {
+    var live = this._pending;
+    this._pending = null;
+    for (var i = 0; live && i < live.length; i++) {
+      this._deliver.apply(this, live[i]);
+    }
+  };
+
+  /** Stop for good in this tab (another tab sharing the stream takes it over). */
+  Many.prototype.close = function () {
+    this._closed = true;
+    if (this.source) {
+      this.source.close();
+    }
+    if (this._release) {
+      this._release();
+    }
+    if (this._channel) {
+      this._channel.close();
+      this._channel = null;
+    }
+    this._setState("closed");
+  };
+
   return {
     STATES: STATES,
     Stream: Stream,
+    Many: Many,
     /** Open a stream: SSEExec.connect(url, options) -> Stream. */
     connect: function (url, options) { return new Stream(url, options); },
+    /** Open a stream of many executions: SSEExec.connectMany(url, options) -> Many. */
+    connectMany: function (url, options) { return new Many(url, options); },
   };
 });

@@ -148,7 +148,6 @@
     });
     setStatus(data.status);
     render();
-    loadRecent();
   }
 
   var handlers = {
@@ -257,29 +256,83 @@
     });
   }
 
-  function loadRecent() {
-    fetch("/demo/executions").then(function (resp) { return resp.json(); }).then(function (body) {
-      var list = $("recent");
-      if (!body.executions.length) { return; }
-      list.replaceChildren.apply(list, body.executions.map(function (e) {
-        var li = el("li");
-        var a = el("a");
-        a.href = "?execution=" + encodeURIComponent(e.executionId);
-        a.dataset.executionId = e.executionId;
-        var left = el("span");
-        left.appendChild(el("code", "", e.executionId));
-        left.appendChild(el("span", "meta", e.completed + " of " + e.total + " tasks · " +
-          new Date(e.created).toLocaleTimeString([], {hour12: false})));
-        a.appendChild(left);
-        a.appendChild(el("span", "badge badge-" + e.status, STATUS_LABELS[e.status] || e.status));
-        li.appendChild(a);
-        return li;
-      }));
-      markCurrent();
-    }).catch(function () {});
+  /* The recent list: every execution of this browser's feed, live over ONE
+   * connection shared by all its tabs (SSEExec.connectMany, shareTabs). */
+  var recent = {rows: new Map(), stream: null};
+  view.recent = recent;
+
+  function recentRow(executionId) {
+    var row = recent.rows.get(executionId);
+    if (row) { return row; }
+    row = {executionId: executionId, total: 0, completed: 0, failed: 0, status: "pending",
+           li: el("li")};
+    row.li.dataset.executionId = executionId;
+    var a = el("a");
+    a.href = "?execution=" + encodeURIComponent(executionId);
+    a.dataset.executionId = executionId;
+    var left = el("span", "recent-left");
+    left.appendChild(el("code", "", executionId));
+    row.meta = left.appendChild(el("span", "meta", ""));
+    var bar = left.appendChild(el("span", "mini-progress"));
+    row.bar = bar.appendChild(el("span", "mini-bar"));
+    a.appendChild(left);
+    row.badge = a.appendChild(el("span", "badge", ""));
+    row.li.appendChild(a);
+    recent.rows.set(executionId, row);
+    var list = $("recent");
+    var placeholder = list.querySelector(".muted");
+    if (placeholder) { placeholder.remove(); }
+    list.insertBefore(row.li, list.firstChild);  // newest first
+    renderRow(row);
+    markCurrent();
+    return row;
   }
 
-  // -- controls ---------------------------------------------------------------
+  function renderRow(row) {
+    var pct = row.total ? Math.round(100 * row.completed / row.total) : 0;
+    row.bar.style.width = pct + "%";
+    row.li.dataset.status = row.status;
+    row.li.dataset.progress = String(pct);
+    row.meta.textContent = row.completed + " of " + row.total + " tasks" +
+      (row.failed ? " · " + row.failed + " failed" : "");
+    row.badge.className = "badge badge-" + row.status;
+    row.badge.textContent = STATUS_LABELS[row.status] || row.status;
+  }
+
+  function onRow(update) {
+    return function (data, meta) {
+      var row = recentRow(meta.executionId);
+      update(row, data || {});
+      renderRow(row);
+    };
+  }
+
+  function rowProgress(row, data) {
+    if (typeof data.total === "number") { row.total = data.total; }
+    if (typeof data.progress === "number") { row.completed = Math.max(row.completed, data.progress); }
+    if (row.status === "pending") { row.status = "running"; }
+  }
+
+  function rowEnded(row, data) {
+    row.status = data.status || row.status;
+    if (typeof data.completed === "number") { row.completed = data.completed; }
+    if (typeof data.total === "number") { row.total = data.total; }
+    if (typeof data.failed === "number") { row.failed = data.failed; }
+  }
+
+  function followRecent(url) {
+    if (!url || !window.SSEExec || !SSEExec.connectMany) { return; }
+    recent.stream = SSEExec.connectMany(url, {shareTabs: true, handlers: {
+      "execution-added": onRow(function () {}),
+      "execution-start": onRow(function (row, data) { row.total = data.totalTasks; row.status = "running"; }),
+      "task-start": onRow(rowProgress),
+      "task-complete": onRow(rowProgress),
+      "task-fail": onRow(function (row, data) { rowProgress(row, data); row.failed++; }),
+      "execution-complete": onRow(rowEnded),
+      "execution-cancelled": onRow(rowEnded),
+      "stream-reset": onRow(function (row) { row.completed = 0; row.failed = 0; }),
+    }});
+  }
 
   $("fail-rate").addEventListener("input", function (e) {
     $("fail-rate-out").textContent = e.target.value + "\u00a0%";
@@ -304,7 +357,6 @@
     }).then(function (body) {
       history.pushState(null, "", "?execution=" + encodeURIComponent(body.executionId));
       open(body.executionId, body.streamUrl);
-      loadRecent();
     }).catch(function (err) {
       showMessage(String(err.message || err));
     }).finally(function () {
@@ -330,8 +382,8 @@
 
   // -- start ------------------------------------------------------------------
 
-  loadRecent();
   var initial = document.body.dataset;
+  followRecent(initial.feedUrl);
   if (initial.executionId && initial.streamUrl) {
     open(initial.executionId, initial.streamUrl);
   }

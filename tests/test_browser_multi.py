@@ -1,0 +1,75 @@
+"""Many executions over one connection, in real headless Chromium against a real daphne.
+
+The demo's "Recent executions" list follows the browser's feed with
+``SSEExec.connectMany(..., {shareTabs: true})``: every execution started there
+appears and advances without a reload, over one connection for all tabs of
+the browser — eight tabs, more than the six connections per host a browser
+allows, all keep working, and when the tab holding the connection closes
+another takes over where it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import wait_until_sync
+from tests.test_browser import browser, dashboards  # noqa: F401  (fixtures)
+
+ROWS_JS = """() => Array.from(document.querySelectorAll('#recent li[data-execution-id]'))
+                     .map(li => [li.dataset.executionId, li.dataset.status, li.dataset.progress])"""
+
+
+def start(tab: Any, tasks: int, delay_ms: int = 100) -> str:
+    """Start an execution from ``tab``'s browser without opening it (as another page would)."""
+    return tab.page.evaluate("""([tasks, delayMs]) => fetch("/demo/executions", {
+        method: "POST", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({tasks: tasks, delayMs: delayMs, failRate: 0})})
+        .then(r => r.json()).then(b => b.executionId)""", [tasks, delay_ms])
+
+
+def wait_all_done(tab: Any, ids: list[str], timeout: float = 30_000) -> None:
+    tab.page.wait_for_function(
+        """ids => ids.every(id => {
+            const li = document.querySelector(`#recent li[data-execution-id="${id}"]`);
+            return li && li.dataset.status === "success" && li.dataset.progress === "100"; })""",
+        arg=ids, timeout=timeout)
+
+
+def feed_streams(server: Any) -> int:
+    return server.hub()["streams"]
+
+
+def test_recent_list_is_live_over_one_connection(server, dashboards):
+    tab = dashboards(server.base_url).open()
+    tab.page.wait_for_function("() => dashboard.recent.stream && dashboard.recent.stream.state === 'live'")
+    ids = [start(tab, tasks=3 + i) for i in range(3)]
+    wait_all_done(tab, ids)
+    rows = tab.page.evaluate(ROWS_JS)
+    assert [r[0] for r in rows] == ids[::-1]  # newest first, each once
+    # No reload happened, and the page holds one stream for all of them.
+    wait_until_sync(lambda: feed_streams(server) == 1, 10, f"one stream: {server.hub()}")
+    assert tab.page.locator("#recent li[data-execution-id] .meta").first.inner_text() == "5 of 5 tasks"
+
+
+def test_eight_tabs_share_one_connection_and_survive_its_tab_closing(server, dashboards):
+    first = dashboards(server.base_url).open()
+    tabs = [first] + [dashboards(server.base_url, same_browser_as=first).open() for _ in range(7)]
+    for tab in tabs:
+        tab.page.wait_for_function("() => dashboard.recent.stream && dashboard.recent.stream.state === 'live'")
+    ids = [start(first, tasks=4) for _ in range(4)]
+    for tab in tabs:
+        wait_all_done(tab, ids)
+    # Eight tabs, one connection (six per host would have stalled the seventh tab).
+    assert feed_streams(server) == 1
+    leaders = [t for t in tabs if t.page.evaluate("() => dashboard.recent.stream.leader")]
+    assert len(leaders) == 1
+    leader = leaders[0]
+    leader.page.close()
+    rest = [t for t in tabs if t is not leader]
+    more = [start(rest[0], tasks=3) for _ in range(2)]
+    for tab in rest:
+        wait_all_done(tab, ids + more)
+        rows = tab.page.evaluate(ROWS_JS)
+        assert sorted(r[0] for r in rows) == sorted(ids + more)  # each once
+    assert sum(t.page.evaluate("() => dashboard.recent.stream.leader") for t in rest) == 1
+    wait_until_sync(lambda: feed_streams(server) == 1, 10, "one stream after the hand-over")

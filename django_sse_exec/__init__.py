@@ -8,6 +8,9 @@ Public API (each sync helper has an ``a``-prefixed async twin)::
     get_sse_client_count(execution_id) -> int
     close_sse_connections(execution_id) -> int
     stream_url(execution_id, *, user=None, max_age=None, format="json") -> str
+    multi_stream_url(execution_ids, *, user=None, max_age=None) -> str   # many on one stream
+    add_to_feed(feed, execution_id) -> int    # feeds: "user:42" follows its executions
+    feed_stream_url(feed, *, user=None, max_age=None) -> str
     get_execution_state(execution_id) -> ExecutionState   # rebuilt from the log
     ExecutionReporter(execution_id, ...)   # progress in the orchestrator's vocabulary
     hold_lease(execution_id) -> Lease      # bare helpers: end as "lost" if this process dies
@@ -28,6 +31,7 @@ from .api import (
     unregister_sse_client,
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
+from .feeds import aadd_to_feed, add_to_feed, feed_stream_url, multi_stream_url
 from .leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
 from .reporter import ExecutionReporter
 from .snapshot import aget_execution_state, get_execution_state
@@ -43,18 +47,22 @@ __all__ = [
     "SSEExecError",
     "StoreUnavailable",
     "TaskState",
+    "aadd_to_feed",
     "aclose_sse_connections",
     "aget_execution_state",
     "aget_sse_client_count",
+    "add_to_feed",
     "ahold_lease",
     "areap_lost_executions",
     "aregister_sse_client",
     "asend_sse_event",
     "aunregister_sse_client",
     "close_sse_connections",
+    "feed_stream_url",
     "get_execution_state",
     "get_sse_client_count",
     "hold_lease",
+    "multi_stream_url",
     "reap_lost_executions",
     "register_sse_client",
     "send_sse_event",

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Task, signals
@@ -50,6 +51,8 @@ from celery.exceptions import Retry
 from . import celery_reports as reports
 from .api import close_sse_connections
 from .celery_reports import RESULT_MAX_BYTES, TITLE_HEADER, iter_tasks
+from .feeds import add_to_feed
+from .multiwire import validate_feed_name
 from .reporter import ExecutionState
 from .wire import validate_execution_id
 
@@ -61,19 +64,22 @@ EXECUTION_HEADER = "sse_execution_id"
 PROGRESS_INTERVAL = 0.25
 
 
-def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
+def start_execution(sig: Signature, execution_id: str, *, feeds: Iterable[str] = (),
+                    **options: Any) -> Any:
     """Run ``sig`` as the execution ``execution_id``, reported to its stream; returns the AsyncResult.
 
     Every task in ``sig`` should use :class:`ExecutionTask` (others run but are
     not reported, and the execution then never completes). ``options`` go to
     ``sig.apply_async``. Give a task a title with
-    ``sig.set(headers={TITLE_HEADER: "Fetch the data"})``.
+    ``sig.set(headers={TITLE_HEADER: "Fetch the data"})``. ``feeds`` are feeds the
+    execution joins before it starts (see :func:`~django_sse_exec.add_to_feed`).
 
     Synchronous (it publishes to the broker): from async code, call it through
     ``asgiref.sync.sync_to_async``. If publishing fails the execution is ended
     as failed and closed, and the error is raised.
     """
     validate_execution_id(execution_id)
+    feeds = [validate_feed_name(feed) for feed in feeds]
     tasks = list(iter_tasks(sig))
     if not tasks:
         raise ValueError(f"{sig!r} has no task to run")
@@ -82,6 +88,8 @@ def start_execution(sig: Signature, execution_id: str, **options: Any) -> Any:
         headers[EXECUTION_HEADER] = execution_id
         task.set(headers=headers)
     state = ExecutionState(execution_id, total=len(tasks))
+    for feed in feeds:
+        add_to_feed(feed, execution_id)
     reports.send(execution_id, state.start())
     try:
         return sig.apply_async(**options)

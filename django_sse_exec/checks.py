@@ -67,7 +67,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 
 def check_operations() -> list[CheckMessage]:
-    """Lease timings must be positive numbers; a multiprocess metrics directory must exist."""
+    """Lease timings must be positive numbers, MULTI_STREAM_MAX a sane count, and a
+    multiprocess metrics directory must exist."""
     from .metrics import multiprocess_dir_problem
 
     messages: list[CheckMessage] = []
@@ -80,6 +81,14 @@ def check_operations() -> list[CheckMessage]:
                 hint=f"Remove it (default {DEFAULTS[key]:g}) or give a positive number.",
                 id="django_sse_exec.E005",
             ))
+    cap = sse_settings.MULTI_STREAM_MAX
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 1000:
+        messages.append(Error(
+            f"SSE_EXEC['MULTI_STREAM_MAX'] = {cap!r} is not a whole number from 1 to 1000",
+            hint="Remove it (default 100): a stream's cursor, sent back in a header, "
+                 "grows with its executions, and proxies cap headers at 4-8 KB.",
+            id="django_sse_exec.E012",
+        ))
     problem = multiprocess_dir_problem()
     if problem is not None:
         messages.append(Warning(

@@ -30,6 +30,7 @@ EXECUTION_ADDED = "execution-added"
 FEED_KEY = "f"
 #: Longest cursor accepted from a client (about 100 executions of long histories).
 MAX_CURSOR_LENGTH = 8192
+_BREAKS = ("\r", "\n", "\0")
 _PAIR = re.compile(r"([0-9a-z]{1,12})-([0-9a-z]{1,13})")
 
 
@@ -110,8 +111,8 @@ def key_of(number: int) -> str:
 
 def multi_frame(cursor: str, execution_id: str, event: Event) -> bytes:
     """One event of a multi stream: its own name, wrapped data, the cursor as ``id:``."""
-    if not EXECUTION_ID_RE.fullmatch(execution_id) or "\n" in event.event or "\n" in event.data \
-            or "\r" in event.event or "\r" in event.data:
+    if not EXECUTION_ID_RE.fullmatch(execution_id) or any(
+            c in event.event or c in event.data for c in _BREAKS):
         raise ValueError(f"event {event.id} of {execution_id!r} cannot be framed safely")
     data = f'{{"executionId":"{execution_id}","id":{int(event.id)},"data":{event.data}}}'
     return f"id: {cursor}\nevent: {event.event}\ndata: {data}\n\n".encode()

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from .api import aclose_sse_connections, asend_sse_event
+from .feeds import aadd_to_feed
 from .leases import Lease
+from .multiwire import validate_feed_name
 from .runner import run_sync
 from .state import ExecutionState, Message
 
@@ -51,6 +54,9 @@ class ExecutionReporter:
     the close; an error while sending those is logged, and raised only if the
     block itself succeeded. :meth:`cancel` emits ``execution-cancelled`` instead.
 
+    With ``feeds=["user:42"]`` the execution joins those feeds as it starts, so
+    every page following one (:func:`~django_sse_exec.feed_stream_url`) shows it.
+
     Inside the block the reporter holds a lease on the execution, renewed in the
     background (``lease=False`` opts out): if the process dies before the exit,
     a web process ends the execution with ``execution-complete`` ``status: "lost"``
@@ -58,8 +64,10 @@ class ExecutionReporter:
     """
 
     def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True,
-                 lease: bool = True) -> None:
+                 lease: bool = True, feeds: Iterable[str] = ()) -> None:
         self.state = ExecutionState(execution_id, total)
+        #: Feeds the execution joins when it starts (see :func:`~django_sse_exec.add_to_feed`).
+        self.feeds = [validate_feed_name(feed) for feed in feeds]
         self.close_on_exit = close
         #: Hold a lease while inside ``with``/``async with`` (see :mod:`django_sse_exec.leases`).
         self.use_lease = lease
@@ -76,7 +84,9 @@ class ExecutionReporter:
     # -- async API --------------------------------------------------------------
 
     async def astart(self) -> int:
-        """Emit ``execution-start``; returns its event id."""
+        """Join the reporter's ``feeds``, then emit ``execution-start``; returns its event id."""
+        for feed in self.feeds:
+            await aadd_to_feed(feed, self.execution_id)
         return await self._emit(self.state.start())
 
     async def atask_start(self, task_id: str, title: str | None = None, **extra: Any) -> int:

@@ -5,6 +5,8 @@ Load them with ``{% load sse_exec %}``::
     new EventSource("{% sse_stream_url execution_id %}")
     {% sse_stream_url execution_id user=request.user max_age=600 as url %}
     {% sse_stream_url execution_id format="html" %}      {# HTML fragments for htmx #}
+    {% sse_multi_stream_url ids user=request.user %}     {# many executions, one stream #}
+    {% sse_feed_url "user:42" user=request.user %}       {# every execution of a feed #}
 
     {% sse_exec_scripts %}                  {# htmx and its SSE extension, served by the app #}
     {% sse_exec_progress execution_id %}    {# bar, task list, summary; live over SSE #}
@@ -22,6 +24,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..api import stream_url
+from ..feeds import feed_stream_url, multi_stream_url
 from ..formats import DEFAULT_FORMAT
 from ..snapshot import get_execution_state
 from ..state import ExecutionState
@@ -43,6 +46,19 @@ def sse_stream_url(execution_id: str, user: Any = None, max_age: float | None = 
     ``max_age`` or ``format``, or ``user`` being anonymous.
     """
     return stream_url(execution_id, user=user, max_age=max_age, format=format)
+
+
+@register.simple_tag
+def sse_multi_stream_url(execution_ids: Any, user: Any = None, max_age: float | None = None) -> str:
+    """The signed URL of one stream of ``execution_ids`` (a list, or a comma-separated str)."""
+    ids = execution_ids.split(",") if isinstance(execution_ids, str) else list(execution_ids)
+    return multi_stream_url(ids, user=user, max_age=max_age)
+
+
+@register.simple_tag
+def sse_feed_url(feed: str, user: Any = None, max_age: float | None = None) -> str:
+    """The signed URL of the stream of ``feed``, optionally bound to ``user``."""
+    return feed_stream_url(feed, user=user, max_age=max_age)
 
 
 @register.simple_tag

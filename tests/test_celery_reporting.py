@@ -125,6 +125,29 @@ async def test_five_line_task_streams_a_complete_execution(worker, web, on_redis
         assert lines[-2] == f"{events[-2].id} execution-complete {events[-2].data}"
 
 
+async def test_executions_started_with_feeds_stream_on_the_feed(worker, web, on_redis,
+                                                                execution_id):
+    from django_sse_exec import feed_stream_url
+    from django_sse_exec.celery import start_execution
+
+    feed = f"user:{execution_id}"
+    async with SSEClient(web.base_url + feed_stream_url(feed)) as follower:
+        await follower.read_chunk()
+        ids = [f"{execution_id}-{n}" for n in range(2)]
+        for each in ids:
+            await asyncio.to_thread(start_execution, sig(worker, "count_rows", 3), each,
+                                    feeds=[feed])
+        events = await follower.wait_for(
+            lambda ev: sum(e.event == "stream-closed" for e in ev) == 2, timeout=90)
+    added = [e.json["executionId"] for e in events if e.event == "execution-added"]
+    assert added == ids
+    for each in ids:
+        mine = [e for e in events if e.event != "execution-added" and e.json["executionId"] == each]
+        assert [e.json["id"] for e in mine] == list(range(1, len(mine) + 1))
+        assert mine[0].event == "execution-start" and mine[-1].event == "stream-closed"
+        assert [e.json["data"]["status"] for e in mine if e.event == "execution-complete"] == ["success"]
+
+
 async def test_a_raising_task_still_ends_with_a_failed_summary(worker, web, on_redis,
                                                                execution_id):
     await start(sig(worker, "boom"), execution_id)

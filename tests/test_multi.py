@@ -298,3 +298,38 @@ async def test_streams_leave_no_residue(server, execution_id):
     await wait_until(lambda: server.hub()["streams"] == 0 or all(server.count(e) == 0 for e in ids),
                      10, "memberships gone")
     assert all(server.count(e) == 0 for e in ids)
+
+
+@pytest.fixture(params=["pubsub", "redis"])
+def redis_servers(request, requires_redis, make_server):
+    """Two daphne processes sharing one Redis (each layer); keys removed afterwards."""
+    from tests.workers import delete_keys, redis_env
+
+    env = redis_env(requires_redis, request.param)
+    yield make_server("daphne", env=env), make_server("daphne", env=env)
+    delete_keys(requires_redis, env["TEST_KEY_PREFIX"])
+
+
+async def test_feed_and_set_across_processes_on_redis(redis_servers, execution_id):
+    web, other = redis_servers
+    feed = f"user:{execution_id}"
+    ids = [f"{execution_id}-{i}" for i in range(3)]
+    async with SSEClient(feed_url(web, feed)) as fed, SSEClient(multi_url(web, ids)) as fixed:
+        await fed.read_chunk()
+        await fixed.read_chunk()
+        for e in ids:  # joined and sent through the other process
+            await asyncio.to_thread(other.feed_add, feed, e)
+            await other.asend(e, ("step", 1), ("step", 2))
+        events = await fed.wait_for(lambda ev: len(ev) >= 9, timeout=20)
+        assert [e.json["executionId"] for e in events if e.event == "execution-added"] == ids
+        assert {e: [i for i, _, _ in v] for e, v in by_execution(events).items()} == \
+            {e: [1, 2] for e in ids}
+        events = await fixed.wait_for(lambda ev: len(ev) >= 6, timeout=20)
+        assert {e: [i for i, _, _ in v] for e, v in by_execution(events).items()} == \
+            {e: [1, 2] for e in ids}
+    # A reader of the other process resumes the feed where the first one was.
+    async with SSEClient(feed_url(other, feed), {"Last-Event-ID": fed.parser.last_event_id}) as again:
+        await again.read_chunk()
+        await web.asend(ids[1], ("step", 3))
+        events = await again.wait_for(lambda ev: len(ev) >= 1, timeout=20)
+    assert [(e.json["executionId"], e.json["id"]) for e in events] == [(ids[1], 3)]

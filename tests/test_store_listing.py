@@ -39,6 +39,7 @@ async def test_store_listing_pages_through_every_execution_once(backend, request
         await store.add_member("run-007", "m1")
         await store.add_member("run-007", "m2")
         await store.hold_lease("run-007", 30)
+        await store.append("_fuser_c1", "execution-added", '{"executionId":"run-001"}')  # a feed
         cursor, seen, pages = "0", [], 0
         while True:
             page, cursor = await store.list_executions(cursor, 50)

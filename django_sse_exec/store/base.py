@@ -204,6 +204,7 @@ class Store:
 
         Start with cursor ``"0"``; a returned cursor of ``"0"`` means the last page.
         Pages are in no particular order and hold about ``count`` executions.
+        Feeds' own logs (ids starting with ``_``) are left out.
         """
         raise NotImplementedError
 

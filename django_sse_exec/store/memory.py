@@ -214,8 +214,8 @@ class MemoryStore(Store):
         start = int(cursor) if str(cursor).isdigit() else 0
         with self._lock:
             now = time.monotonic()
-            ids = [e for e, log in self._logs.items()
-                   if search in e and log.history and not self._expired(log, now)]
+            ids = [e for e, log in self._logs.items() if search in e and log.history
+                   and not e.startswith("_") and not self._expired(log, now)]  # not feeds
             page = [self._summary(e, self._logs[e], now) for e in ids[start:start + count]]
         following = start + count
         return page, str(following) if following < len(ids) else "0"

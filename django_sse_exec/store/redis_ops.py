@@ -67,7 +67,8 @@ class RedisOperations:
             host = self.connections[index]
             position, keys = await host.run(host.client().scan(
                 position, match=pattern, count=step))
-            ids.extend(key[head:tail] for key in keys)
+            # Feeds' own logs (ids starting with "_") are not executions.
+            ids.extend(key[head:tail] for key in keys if key[head:head + 1] != "_")
             if position == 0:
                 index, position = index + 1, 0
                 if index == len(self.connections):

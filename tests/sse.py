@@ -20,6 +20,14 @@ class SSEEvent:
     event: str
     data: str
     id: str | None
+    #: What a reconnect sends as Last-Event-ID to resume after this event: its id,
+    #: or on a stream of many executions the stream's cursor (``id`` is then the
+    #: event's id in its execution).
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.resume is None:
+            self.resume = self.id
 
     @property
     def json(self) -> Any:
@@ -108,12 +116,29 @@ class SSEParser:
         return None
 
 
+class StreamURL(str):
+    """A stream URL that carries which execution a test follows on it (``only``)."""
+
+    only: str | None = None
+
+    @classmethod
+    def of(cls, url: str, only: str | None) -> "StreamURL":
+        made = cls(url)
+        made.only = only
+        return made
+
+
 class SSEClient:
     """One streaming connection over real sockets (httpx), parsed as it arrives."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None,
+                 only: str | None = None) -> None:
         self.url = url
         self.headers = headers or {}
+        #: On a stream of many executions: show only this execution's events, as a
+        #: single stream would (default: the URL's own ``only``, see ``StreamURL``).
+        self.only = only or getattr(url, "only", None)
+        self._ended = False
         self.parser = SSEParser()
         self.events: list[SSEEvent] = []
         self.response: httpx.Response | None = None
@@ -132,6 +157,8 @@ class SSEClient:
 
     async def read_chunk(self, timeout: float = 10) -> bytes:
         """The next raw chunk; b"" at the end of the stream."""
+        if self._ended:
+            return b""
         try:
             chunk = await asyncio.wait_for(self._iter.__anext__(), timeout)
         except StopAsyncIteration:
@@ -139,8 +166,27 @@ class SSEClient:
         except asyncio.TimeoutError:  # not the builtin TimeoutError on Python 3.10
             raise TimeoutError(f"no bytes within {timeout} s") from None
         self.raw += chunk
-        self.events.extend(self.parser.feed(chunk))
+        events = self.parser.feed(chunk)
+        self.events.extend(events if self.only is None else self._unwrap(events))
         return chunk
+
+    def _unwrap(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """``only``'s events of a stream of many, as its single stream would send them.
+
+        Its ``stream-closed`` ends the stream for this client (a feed's goes on).
+        """
+        out = []
+        for e in events:
+            body = json.loads(e.data)
+            if e.event == "execution-added" or body.get("executionId") != self.only:
+                continue
+            if e.event == "stream-reset":
+                out.append(SSEEvent(e.event, e.data, None, resume=e.id))
+                continue
+            data = json.dumps(body["data"], separators=(",", ":"), ensure_ascii=False)
+            out.append(SSEEvent(e.event, data, str(body["id"]), resume=e.id))
+            self._ended = self._ended or e.event == "stream-closed"
+        return out
 
     async def wait_for(self, predicate: Any, timeout: float = 10) -> list[SSEEvent]:
         """Read until ``predicate(events)`` is true; return all events so far."""

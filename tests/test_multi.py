@@ -333,3 +333,42 @@ async def test_feed_and_set_across_processes_on_redis(redis_servers, execution_i
         await web.asend(ids[1], ("step", 3))
         events = await again.wait_for(lambda ev: len(ev) >= 1, timeout=20)
     assert [(e.json["executionId"], e.json["id"]) for e in events] == [(ids[1], 3)]
+
+
+async def test_security_headers_and_caps_hold_for_streams_of_many(make_server, execution_id):
+    from tests.test_hardening import assert_secure
+
+    srv = make_server("daphne", sse_exec={"MAX_STREAMS_PER_ADDRESS": 2, "STREAM_CAP_RETRY_AFTER": 7})
+    ids = [f"{execution_id}-{i}" for i in range(2)]
+    url, feed = multi_url(srv, ids), feed_url(srv, f"user:{execution_id}")
+    async with SSEClient(url) as a, SSEClient(feed) as b:
+        for client in (a, b):
+            assert client.response.status_code == 200
+            assert_secure(client.response.headers, vary_cookie=False)
+        async with httpx.AsyncClient() as http:
+            for over in (await http.get(url), await http.get(feed)):  # one connection each: capped
+                assert (over.status_code, over.headers["retry-after"]) == (429, "7")
+                assert_secure(over.headers, vary_cookie=False)
+    async with httpx.AsyncClient() as http:
+        refused = await http.get(url.split("&token=")[0] + "&token=abc")
+        assert refused.status_code == 403
+        assert_secure(refused.headers, vary_cookie=False)
+        assert (await http.post(url)).status_code == 405
+
+
+async def test_streams_of_many_rotate_and_resume_exactly(make_server, execution_id):
+    srv = make_server("daphne", sse_exec={"MAX_STREAM_LIFETIME": 1,
+                                          "MAX_STREAM_LIFETIME_JITTER": 0})
+    ids = [f"{execution_id}-{i}" for i in range(3)]
+    url = multi_url(srv, ids)
+    kept, cursor = [], None
+    for round_ in range(3):
+        async with SSEClient(url, {"Last-Event-ID": cursor} if cursor else {}) as client:
+            for e in ids:
+                await srv.asend(e, ("step", round_))
+            await client.read_until_closed(timeout=10)  # ended by the server after ~1 s
+        assert b": reconnect (lifetime)" in client.raw
+        kept += client.events
+        cursor = client.parser.last_event_id
+    assert {e: [i for i, _, _ in v] for e, v in by_execution(kept).items()} == \
+        {e: [1, 2, 3] for e in ids}

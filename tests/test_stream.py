@@ -1,4 +1,11 @@
-"""The stream endpoint through a real daphne server over real sockets."""
+"""The stream endpoint through a real daphne server over real sockets.
+
+Every test that reads events runs on the three kinds of stream — one
+execution's, a fixed set's (``multi_stream_url``: the execution and a closed
+peer) and a feed's — on both entry points: a stream of many, read for one of its
+executions (``SSEClient(only=...)``), must behave exactly as that execution's
+own stream (ids, order, replay, resume, end), except that a feed never ends.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,38 @@ import gzip
 import httpx
 import pytest
 
-from tests.sse import SSEClient
+from tests.sse import SSEClient, StreamURL
 from tests.tokens import expired_stream_url
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_headers_and_preamble_before_any_event(server, url_for, execution_id):
-    async with SSEClient(url_for(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
+@pytest.fixture(params=["single", "set", "feed"])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def stream_of(kind, url_for):
+    """``stream_of(server, execution_id)``: a URL of this test's kind of stream, for that execution."""
+    from django_sse_exec import feed_stream_url, multi_stream_url
+
+    def make(srv, execution_id):
+        if kind == "single":
+            return StreamURL.of(url_for(srv, execution_id), None)
+        if kind == "set":
+            peer = f"{execution_id}-peer"
+            srv.close(peer)  # the set ends with the execution, and carries a peer's events
+            return StreamURL.of(srv.base_url + multi_stream_url([peer, execution_id]), execution_id)
+        feed = f"t:{execution_id}"
+        srv.feed_add(feed, execution_id)
+        return StreamURL.of(srv.base_url + feed_stream_url(feed), execution_id)
+
+    return make
+
+
+async def test_headers_and_preamble_before_any_event(server, stream_of, execution_id):
+    async with SSEClient(stream_of(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
         resp = client.response
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -27,8 +58,8 @@ async def test_headers_and_preamble_before_any_event(server, url_for, execution_
         assert client.events == []
 
 
-async def test_events_arrive_in_order_with_ids(server, url_for, execution_id):
-    async with SSEClient(url_for(server, execution_id)) as client:
+async def test_events_arrive_in_order_with_ids(server, stream_of, execution_id):
+    async with SSEClient(stream_of(server, execution_id)) as client:
         await client.read_chunk()
         ids = await server.asend(execution_id, *[("step", {"n": i, "text": "héllo"}) for i in range(20)])
         assert ids == list(range(1, 21))
@@ -36,14 +67,14 @@ async def test_events_arrive_in_order_with_ids(server, url_for, execution_id):
         assert [e.int_id for e in events] == ids
         assert [e.json["n"] for e in events] == list(range(20))
         assert events[0].json["text"] == "héllo"
-        assert b'data: {"n":0,"text":"h\xc3\xa9llo"}\n' in client.raw  # compact, ensure_ascii=False
+        assert b'{"n":0,"text":"h\xc3\xa9llo"}' in client.raw  # compact, ensure_ascii=False
 
 
-async def test_two_clients_share_and_other_execution_gets_nothing(server, url_for, execution_id):
+async def test_two_clients_share_and_other_execution_gets_nothing(server, stream_of, execution_id):
     other = execution_id + "-other"
-    async with SSEClient(url_for(server, execution_id)) as a, \
-            SSEClient(url_for(server, execution_id)) as b, \
-            SSEClient(url_for(server, other)) as c:
+    async with SSEClient(stream_of(server, execution_id)) as a, \
+            SSEClient(stream_of(server, execution_id)) as b, \
+            SSEClient(stream_of(server, other)) as c:
         for client in (a, b, c):
             await client.read_chunk()
         await server.asend(execution_id, *[("tick", i) for i in range(5)])
@@ -55,9 +86,9 @@ async def test_two_clients_share_and_other_execution_gets_nothing(server, url_fo
         assert c.events == []
 
 
-async def test_disconnect_is_uncounted_and_others_continue(server, url_for, execution_id):
-    a = SSEClient(url_for(server, execution_id))
-    b = SSEClient(url_for(server, execution_id))
+async def test_disconnect_is_uncounted_and_others_continue(server, stream_of, execution_id):
+    a = SSEClient(stream_of(server, execution_id))
+    b = SSEClient(stream_of(server, execution_id))
     await a.connect()
     await b.connect()
     await a.read_chunk()
@@ -80,15 +111,15 @@ async def test_disconnect_is_uncounted_and_others_continue(server, url_for, exec
     assert server.count(execution_id) == 0
 
 
-async def test_late_joiner_gets_whole_history(server, url_for, execution_id):
+async def test_late_joiner_gets_whole_history(server, stream_of, execution_id):
     await server.asend(execution_id, *[("e", i) for i in range(10)])
-    async with SSEClient(url_for(server, execution_id)) as client:
+    async with SSEClient(stream_of(server, execution_id)) as client:
         events = await client.wait_for(lambda ev: len(ev) >= 10)
         assert [e.int_id for e in events] == list(range(1, 11))
 
 
 @pytest.mark.parametrize("via", ["header", "query"])
-async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, url_for, execution_id, via):
+async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, stream_of, execution_id, via):
     """Events keep coming while the client drops and reconnects: each id exactly once."""
     total = 300
 
@@ -102,13 +133,13 @@ async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, url_for,
     seen: list[int] = []
     last = None
     while len(seen) < total:
-        url = url_for(server, execution_id)
+        url = stream_of(server, execution_id)
         headers = {}
         if last is not None:
             if via == "header":
-                headers["Last-Event-ID"] = str(last)
+                headers["Last-Event-ID"] = last
             else:
-                url += f"&last_event_id={last}"
+                url = StreamURL.of(f"{url}&last_event_id={last}", url.only)
         client = SSEClient(url, headers)
         await client.connect()
         try:
@@ -116,13 +147,13 @@ async def test_reconnect_with_last_event_id_no_gap_no_duplicate(server, url_for,
         finally:
             await client.close()
         seen.extend(e.int_id for e in client.events)
-        last = seen[-1] if seen else None
+        last = client.events[-1].resume if client.events else last
     await task
     assert seen == list(range(1, total + 1))
 
 
-async def test_close_then_end_then_204(server, url_for, execution_id):
-    async with SSEClient(url_for(server, execution_id)) as client:
+async def test_close_then_end_then_204(server, stream_of, execution_id, kind):
+    async with SSEClient(stream_of(server, execution_id)) as client:
         await client.read_chunk()
         await server.asend(execution_id, *[("e", i) for i in range(50)])
         close_id = server.close(execution_id)
@@ -132,14 +163,17 @@ async def test_close_then_end_then_204(server, url_for, execution_id):
         assert events[-1].event == "stream-closed"
         assert events[-1].json == {"executionId": execution_id, "lastEventId": 51}
     # A reload replays everything and ends.
-    async with SSEClient(url_for(server, execution_id)) as client:
+    async with SSEClient(stream_of(server, execution_id)) as client:
         events = await client.read_until_closed()
         assert [e.int_id for e in events] == list(range(1, 52))
-    # A reconnect that has seen everything gets 204 so EventSource stops.
-    resp = httpx.get(url_for(server, execution_id), headers={"Last-Event-ID": "51"})
-    assert resp.status_code == 204 and resp.content == b""
+    # A reconnect that has seen everything gets 204 so EventSource stops (a feed
+    # goes on: it only has nothing more of this execution).
+    seen_all, missed_two = events[-1].resume, events[-3].resume
+    if kind != "feed":
+        resp = httpx.get(stream_of(server, execution_id), headers={"Last-Event-ID": seen_all})
+        assert resp.status_code == 204 and resp.content == b""
     # A reconnect that missed the tail gets just the tail.
-    async with SSEClient(url_for(server, execution_id), {"Last-Event-ID": "49"}) as client:
+    async with SSEClient(stream_of(server, execution_id), {"Last-Event-ID": missed_two}) as client:
         events = await client.read_until_closed()
         assert [e.int_id for e in events] == [50, 51]
     # Sending after close is refused.
@@ -167,16 +201,18 @@ async def test_404_for_malformed_execution_id(server, bad_id):
     assert resp.status_code == 404
 
 
-async def test_keepalive_after_silence(make_server, url_for, execution_id):
+async def test_keepalive_after_silence(make_server, stream_of, execution_id):
     srv = make_server("daphne", sse_exec={"KEEPALIVE": 0.3})
-    async with SSEClient(url_for(srv, execution_id)) as client:
+    async with SSEClient(stream_of(srv, execution_id)) as client:
         await client.read_chunk()
         chunk = await client.read_chunk(timeout=3)
+        if client.only is not None and not chunk.startswith(b":"):
+            chunk = await client.read_chunk(timeout=3)  # after the replay of the peer or feed
         assert chunk == b": keepalive\n\n"
 
 
-async def test_sync_helpers_from_a_sync_view(server, url_for, execution_id):
-    async with SSEClient(url_for(server, execution_id)) as client:
+async def test_sync_helpers_from_a_sync_view(server, stream_of, execution_id):
+    async with SSEClient(stream_of(server, execution_id)) as client:
         await client.read_chunk()
         ids = server.send(execution_id, *[("s", i) for i in range(10)], sync=True)
         assert ids == list(range(1, 11))
@@ -184,14 +220,14 @@ async def test_sync_helpers_from_a_sync_view(server, url_for, execution_id):
         assert [e.json for e in events] == list(range(10))
 
 
-async def test_gzip_is_not_applied_even_when_accepted(server, url_for, execution_id):
+async def test_gzip_is_not_applied_even_when_accepted(server, stream_of, execution_id):
     await server.asend(execution_id, ("x", "y" * 500))
-    async with SSEClient(url_for(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
+    async with SSEClient(stream_of(server, execution_id), {"Accept-Encoding": "gzip"}) as client:
         events = await client.wait_for(lambda ev: len(ev) >= 1)
         assert events[0].json == "y" * 500
         with pytest.raises(gzip.BadGzipFile):
             gzip.decompress(client.raw)
 
 
-async def test_method_not_allowed(server, url_for, execution_id):
-    assert httpx.post(url_for(server, execution_id)).status_code == 405
+async def test_method_not_allowed(server, stream_of, execution_id):
+    assert httpx.post(stream_of(server, execution_id)).status_code == 405

@@ -28,7 +28,7 @@ from .caps import OverCap, admit
 from .conf import sse_settings
 from .cursor import Cursor
 from .failures import ServiceUnavailable, guard, retry_body
-from .formats import Render
+from .formats import JSON, Render
 from .grants import authorize_feed, authorize_set
 from .headers import session_read
 from .hub import Hub
@@ -88,6 +88,21 @@ class MultiRender(Render):
     def start(self, cursor: Cursor) -> None:
         """Put the execution's starting position into the cursor (before any frame)."""
         self.mux.cursor(self.key, cursor.last_sent)
+
+
+class AllRenders(Render):
+    """Flushes the render of every execution of a stream (HTML adds each one's state)."""
+
+    def __init__(self, cursors: dict[str, Cursor]) -> None:
+        self.cursors = cursors
+
+    async def flush(self, out: list[bytes]) -> None:
+        for cursor in list(self.cursors.values()):
+            await cursor.render.flush(out)
+
+    def close(self) -> None:
+        for cursor in self.cursors.values():
+            cursor.render.close()
 
 
 class FeedRender(MultiRender):
@@ -155,10 +170,17 @@ async def _connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Ou
 
 async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | None,
                             entry_point: str = "view") -> Outcome:
-    """Connect a stream of the fixed set ``?ids=`` (404 malformed, 403, 204 all closed)."""
+    """Connect a stream of the fixed set ``?ids=`` (404 malformed, 403, 204 all closed).
+
+    ``?format=html`` sends each execution's state as HTML (:mod:`.multihtml`).
+    """
     execution_ids = parse_ids(ids, multi_max())
     if execution_ids is None:
         return Outcome(404, f"ids must be 1-{multi_max()} distinct, valid execution ids")
+    formats = request.GET.getlist("format") if hasattr(request, "GET") else []
+    if formats not in ([], ["json"], ["html"]):
+        return Outcome(400, "unknown format")
+    html = formats == ["html"]
 
     async def decide() -> Outcome:
         reason = await authorize_set(request, execution_ids)
@@ -172,7 +194,8 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
         if given and all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
             return Outcome(204)
         return Outcome(200, body=deliver(
-            execution_ids, lambda hub, sub: _set_events(hub, sub, execution_ids, positions, heads),
+            execution_ids, lambda hub, sub: _set_events(hub, sub, execution_ids, positions, heads,
+                                                        html),
             scope=getattr(request, "scope", None), entry_point=entry_point))
 
     return await _connect(request, decide)
@@ -213,20 +236,29 @@ async def _start(hub: Hub, render: MultiRender, cursor: Cursor,
 
 
 async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], positions: list[int],
-                      heads: list[LogSlice]) -> AsyncIterator[bytes]:
+                      heads: list[LogSlice], html: bool = False) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     mux = Mux()
     cursors: dict[str, Cursor] = {}
-    renders = [MultiRender(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
+    kind: type[MultiRender] = MultiRender
+    if html:
+        from .multihtml import MultiHtmlRender  # templates only for streams that ask for them
+
+        kind = MultiHtmlRender
+    renders = [kind(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
     for render, position in zip(renders, positions):
         cursor = cursors[render.execution_id] = Cursor(render.execution_id, position, render)
         render.start(cursor)
-    for render, head in zip(renders, heads):
-        async for chunk in _start(hub, render, cursors[render.execution_id], head):
+    everyone = AllRenders(cursors)
+    try:
+        for render, head in zip(renders, heads):
+            async for chunk in _start(hub, render, cursors[render.execution_id], head):
+                yield chunk
+        async for chunk in follow(hub, sub, cursors, everyone if html else JSON):
             yield chunk
-    async for chunk in follow(hub, sub, cursors):
-        yield chunk
+    finally:
+        everyone.close()
 
 
 async def _feed_events(hub: Hub, sub: Subscriber, feed: str,

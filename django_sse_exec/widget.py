@@ -105,4 +105,29 @@ def progress_context(state: ExecutionState, *, user: Any = None, max_age: float 
     return context
 
 
-__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "progress_context", "state_context"]
+def many_context(states: list[ExecutionState], *, user: Any = None,
+                 max_age: float | None = None) -> dict[str, Any]:
+    """What ``progress_many.html`` is rendered with: each widget, and one stream for all.
+
+    The stream (a set's, HTML format) resumes every execution after the state
+    shown; it is None when every execution has ended.
+    """
+    from .feeds import multi_stream_url
+    from .multiwire import cursor_pair, key_of
+
+    widgets = []
+    for state in states:
+        widget = state_context(state)
+        widget["swap_event"] = f"state:{state.execution_id}"
+        widgets.append(widget)
+    stream = None
+    if not all(w["finished"] for w in widgets):
+        pairs = (cursor_pair(key_of(i), s.last_event_id) for i, s in enumerate(states))
+        cursor = ".".join(p for p in pairs if p)
+        stream = multi_stream_url([s.execution_id for s in states], user=user, max_age=max_age)
+        stream += "&format=html" + (f"&last_event_id={cursor}" if cursor else "")
+    return {"widgets": widgets, "stream_url": stream}
+
+
+__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "many_context", "progress_context",
+           "state_context"]

@@ -73,3 +73,33 @@ def test_eight_tabs_share_one_connection_and_survive_its_tab_closing(server, das
         assert sorted(r[0] for r in rows) == sorted(ids + more)  # each once
     assert sum(t.page.evaluate("() => dashboard.recent.stream.leader") for t in rest) == 1
     wait_until_sync(lambda: feed_streams(server) == 1, 10, "one stream after the hand-over")
+
+
+def test_many_htmx_widgets_live_over_one_connection(server, browser, execution_id):  # noqa: F811
+    from tests.test_htmx_browser import Run, Tab
+
+    ids = [f"{execution_id}-{n}" for n in range(4)]
+    done = Run(server, ids[3], tasks=2, delay=0.01)  # one ended before the page: no stream for it
+    done.start()
+    done.finish()
+    tab = Tab(browser, f"{server.base_url}/test/htmx-many/{','.join(ids)}").open()
+    try:
+        statuses = "() => Array.from(document.querySelectorAll('.sse-exec__body')).map(b => b.dataset.status)"
+        assert tab.page.evaluate(statuses) == ["pending", "pending", "pending", "success"]
+        tab.page.wait_for_function("() => document.querySelector('.sse-exec-many')['htmx-internal-data']"
+                                   "?.sseEventSource?.readyState === 1")
+        runs = [Run(server, e, tasks=4 + n, delay=0.03, fail=(2,) if n == 1 else ()) for n, e in
+                enumerate(ids[:3])]
+        for run in runs:
+            run.start()
+        tab.page.wait_for_function(f"() => ({statuses})().join() === 'success,failed,success,success'",
+                                   timeout=30_000)
+        for run in runs:
+            run.finish()
+        percents = tab.page.eval_on_selector_all(".sse-exec__percent", "els => els.map(e => e.textContent)")
+        assert [p.replace("\u00a0", " ") for p in percents] == ["100 %"] * 4
+        assert len(tab.streams) == 1  # four widgets, one connection
+        wait_until_sync(lambda: server.hub()["streams"] == 0, 10, "the stream to end with the last execution")
+        assert tab.errors == []
+    finally:
+        tab.close()

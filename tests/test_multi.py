@@ -372,3 +372,27 @@ async def test_streams_of_many_rotate_and_resume_exactly(make_server, execution_
         cursor = client.parser.last_event_id
     assert {e: [i for i, _, _ in v] for e, v in by_execution(kept).items()} == \
         {e: [1, 2, 3] for e in ids}
+
+
+async def test_html_format_sends_each_executions_state_and_resumes(server, execution_id):
+    ids = [f"{execution_id}-{i}" for i in range(2)]
+    url = multi_url(server, ids) + "&format=html"
+    await server.asend(ids[0], ("execution-start", {"executionId": ids[0], "totalTasks": 1}))
+    async with SSEClient(url) as client:
+        events = await client.wait_for(lambda ev: len(ev) >= 1)
+        assert events[0].event == f"state:{ids[0]}" and 'data-status="running"' in events[0].data
+        cursor = client.parser.last_event_id
+        await server.asend(ids[1], ("execution-start", {"executionId": ids[1], "totalTasks": 2}))
+        events = await client.wait_for(lambda ev: len(ev) >= 2)
+        assert events[1].event == f"state:{ids[1]}"
+    await server.asend(ids[0], ("task-start", {"taskId": "a"}))
+    async with SSEClient(url, {"Last-Event-ID": cursor}) as client:  # missed ids[1]'s start
+        events = await client.wait_for(lambda ev: len(ev) >= 2)
+    assert sorted(e.event for e in events) == sorted(f"state:{e}" for e in ids)
+    for e in ids:
+        await asyncio.to_thread(server.close, e)
+    async with SSEClient(url) as client:
+        events = await client.read_until_closed()  # ends when both closed, with no stream-closed
+    assert all(e.event.startswith("state:") for e in events)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(multi_url(server, ids) + "&format=xml")).status_code == 400

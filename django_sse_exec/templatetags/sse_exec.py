@@ -10,6 +10,7 @@ Load them with ``{% load sse_exec %}``::
 
     {% sse_exec_scripts %}                  {# htmx and its SSE extension, served by the app #}
     {% sse_exec_progress execution_id %}    {# bar, task list, summary; live over SSE #}
+    {% sse_exec_progress_many ids %}        {# a widget each, all live over ONE stream #}
 
 The URL's characters (path of a validated id, ``?token=`` and URL-safe base64)
 need no escaping in HTML attributes or JavaScript string literals.
@@ -28,7 +29,7 @@ from ..feeds import feed_stream_url, multi_stream_url
 from ..formats import DEFAULT_FORMAT
 from ..snapshot import get_execution_state
 from ..state import ExecutionState
-from ..widget import progress_context
+from ..widget import many_context, progress_context
 
 register = template.Library()
 
@@ -83,6 +84,22 @@ def sse_exec_progress(execution: "str | ExecutionState", user: Any = None,
     state = execution if isinstance(execution, ExecutionState) else get_execution_state(execution)
     return render_to_string("django_sse_exec/progress.html",
                             progress_context(state, user=user, max_age=max_age))
+
+
+@register.simple_tag
+def sse_exec_progress_many(executions: Any, user: Any = None,
+                           max_age: float | None = None) -> SafeString:
+    """Progress widgets of several executions, all live over one connection.
+
+    ``executions`` is a list of execution ids (or a comma-separated str; states
+    are read from the log, so call it from sync views) or of
+    :class:`~django_sse_exec.ExecutionState` (async views). At most
+    ``MULTI_STREAM_MAX`` of them; ``user`` and ``max_age`` bind the token.
+    """
+    items = executions.split(",") if isinstance(executions, str) else list(executions)
+    states = [e if isinstance(e, ExecutionState) else get_execution_state(e) for e in items]
+    return render_to_string("django_sse_exec/progress_many.html",
+                            many_context(states, user=user, max_age=max_age))
 
 
 @register.filter

@@ -124,6 +124,11 @@ def htmx_page(request: HttpRequest, execution_id: str) -> HttpResponse:
     return render(request, "testapp/htmx.html", {"execution_id": execution_id})
 
 
+def htmx_many_page(request: HttpRequest, ids: str) -> HttpResponse:
+    """Progress widgets of the comma-separated ``ids``, all over one stream."""
+    return render(request, "testapp/htmx-many.html", {"ids": ids})
+
+
 def htmx4_page(request: HttpRequest, execution_id: str) -> HttpResponse:
     """The HTML stream under htmx 4's built-in ``hx-sse:connect`` (no extension of htmx 2)."""
     return render(request, "testapp/htmx4.html",

@@ -47,8 +47,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 
 from . import metrics
+from .feedstream import open_feed_stream
 from .headers import as_asgi, response_headers
-from .multi import open_feed_stream, open_multi_stream
+from .multi import open_multi_stream
 from .stream import Outcome, last_event_id_of, open_stream
 from .views import feed_view, multi_view, stream_view
 

@@ -7,8 +7,8 @@ executions; a feed stream carries every execution that joins a named feed
 (:mod:`django_sse_exec.feeds`), announcing each with ``execution-added``.
 
 Both follow the single stream's rules, per execution, with the very same code
-(:func:`~django_sse_exec.stream.deliver`, :class:`~django_sse_exec.cursor.Cursor`,
-:func:`~django_sse_exec.stream.follow`): replay past the client's position,
+(:func:`~django_sse_exec.streaming.deliver`, :class:`~django_sse_exec.cursor.Cursor`,
+:func:`~django_sse_exec.streaming.follow`): replay past the client's position,
 ``stream-reset`` where history is gone, gap repair, ``stream-closed``. Only the
 framing differs (:mod:`django_sse_exec.multiwire`): each frame's ``id:`` is a
 cursor of every execution's position, built as the frame is written, so a
@@ -19,8 +19,6 @@ executions have closed (a reconnect then gets 204); a feed's never ends.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,25 +27,21 @@ from .conf import sse_settings
 from .cursor import Cursor
 from .failures import ServiceUnavailable, guard, retry_body
 from .formats import JSON, Render
-from .grants import authorize_feed, authorize_set
+from .grants import authorize_set
 from .headers import session_read
 from .hub import Hub
 from .multiwire import (
-    EXECUTION_ADDED,
-    FEED_KEY,
-    added_frame,
     cursor_pair,
-    feed_log_id,
     key_of,
     multi_frame,
     parse_cursor,
     parse_ids,
-    validate_feed_name,
 )
 from .store import LogSlice, get_store
-from .stream import Outcome, deliver, follow, replay, retry_ms
+from .stream import Outcome
+from .streaming import deliver, follow, replay, retry_ms
 from .subscriber import Batch, Entry, Subscriber
-from .wire import Event, is_valid_execution_id
+from .wire import Event
 
 
 class Mux:
@@ -105,52 +99,14 @@ class AllRenders(Render):
             cursor.render.close()
 
 
-class FeedRender(MultiRender):
-    """Frames of a feed's own log: ``execution-added``, once per execution that is not gone."""
-
-    def __init__(self, mux: Mux, feed: str, gone: set[str]) -> None:
-        super().__init__(mux, FEED_KEY, feed_log_id(feed))
-        self.feed = feed
-        self.gone = gone
-        #: Executions of the stream (announced or known), and those to start on.
-        self.members: set[str] = set()
-        self.added: list[tuple[str, str]] = []
-
-    def frame(self, event: Event) -> bytes:
-        cursor = self.mux.cursor(self.key, event.id)
-        execution_id = added_execution(event)
-        if execution_id is None or execution_id in self.members or execution_id in self.gone:
-            return b""
-        self.members.add(execution_id)
-        self.added.append((key_of(event.id), execution_id))
-        return added_frame(cursor, self.feed, execution_id)
-
-
-def added_execution(event: Event) -> str | None:
-    """The execution an entry of a feed's log added (None for anything else)."""
-    entry = added_entry(event)
-    return entry[0] if entry else None
-
-
-def added_entry(event: Event) -> tuple[str, float] | None:
-    """``(execution id, when it was added)`` of an entry of a feed's log, or None."""
-    if event.event != EXECUTION_ADDED:
-        return None
-    try:
-        data = json.loads(event.data)
-        execution_id, at = data.get("executionId"), float(data.get("at", 0))
-    except (ValueError, AttributeError, TypeError):
-        return None
-    return (execution_id, at) if is_valid_execution_id(execution_id) else None
-
-
 def multi_max() -> int:
     """``MULTI_STREAM_MAX``: executions one multi stream, or one feed stream, may carry."""
     return int(sse_settings.MULTI_STREAM_MAX)
 
 
-async def _connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
-    """The connect rules every stream shares, around ``decide`` (403/204 or a body)."""
+async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """The connect rules every stream of many shares, around ``decide`` (its 403/204/body):
+    caps (429), and an outage as a 200 whose body only says when to retry."""
     try:
         outcome = await decide()
         if outcome.status != 200:
@@ -198,30 +154,10 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
                                                         html),
             scope=getattr(request, "scope", None), entry_point=entry_point))
 
-    return await _connect(request, decide)
+    return await connect(request, decide)
 
 
-async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
-                           entry_point: str = "view") -> Outcome:
-    """Connect a stream of ``feed`` (404 malformed name, 403)."""
-    try:
-        validate_feed_name(feed)
-    except ValueError:
-        return Outcome(404, "unknown feed")
-
-    async def decide() -> Outcome:
-        reason = await authorize_feed(request, feed)
-        if reason is not None:
-            return Outcome(403, reason)
-        given = parse_cursor(last_event_id) or {}
-        return Outcome(200, body=deliver(
-            [feed_log_id(feed)], lambda hub, sub: _feed_events(hub, sub, feed, given),
-            scope=getattr(request, "scope", None), entry_point=entry_point))
-
-    return await _connect(request, decide)
-
-
-async def _start(hub: Hub, render: MultiRender, cursor: Cursor,
+async def start_one(hub: Hub, render: MultiRender, cursor: Cursor,
                  head: LogSlice) -> AsyncIterator[bytes]:
     """One execution's start in a multi stream: a reset if its position is gone, its replay."""
     if cursor.last_sent and not head.holds(cursor.last_sent):
@@ -253,7 +189,7 @@ async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], posit
     everyone = AllRenders(cursors)
     try:
         for render, head in zip(renders, heads):
-            async for chunk in _start(hub, render, cursors[render.execution_id], head):
+            async for chunk in start_one(hub, render, cursors[render.execution_id], head):
                 yield chunk
         async for chunk in follow(hub, sub, cursors, everyone if html else JSON):
             yield chunk
@@ -261,69 +197,4 @@ async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], posit
         everyone.close()
 
 
-async def _feed_events(hub: Hub, sub: Subscriber, feed: str,
-                       given: dict[str, int]) -> AsyncIterator[bytes]:
-    """A feed stream: its known executions resumed, new ones announced and started."""
-    if sub.end_reason is not None:
-        return
-    store = hub.store
-    log_id = feed_log_id(feed)
-    entries = [(event.id, *entry) async for page in store.pages(log_id)
-               for event in page.events if (entry := added_entry(event))]
-    entries = entries[-multi_max():]
-    gone = await _gone(hub, entries)
-    mux = Mux()
-    render = FeedRender(mux, feed, gone)
-    feed_cursor = Cursor(log_id, given.get(FEED_KEY, 0), render)
-    head = await store.read(log_id, upto=0)
-    if feed_cursor.last_sent and not head.holds(feed_cursor.last_sent):
-        yield render.reset(log_id, feed_cursor.last_sent, head.first_id)
-        feed_cursor.last_sent = 0
-    render.start(feed_cursor)
-    # Executions the client has heard of: resume each where it is.
-    for entry_id, execution_id, _ in entries:
-        if entry_id <= feed_cursor.last_sent and execution_id not in render.members | gone:
-            render.members.add(execution_id)
-            render.added.append((key_of(entry_id), execution_id))
-    cursors: dict[str, Cursor] = {log_id: feed_cursor}
-
-    async def grow() -> AsyncIterator[bytes]:
-        """Start on the executions announced since the last call."""
-        added, render.added = render.added, []
-        if not added:
-            return
-        await hub.join(sub, [execution_id for _, execution_id in added])
-        renders = [MultiRender(mux, key, execution_id) for key, execution_id in added]
-        for each in renders:
-            cursor = cursors[each.execution_id] = Cursor(each.execution_id, given.get(each.key, 0), each)
-            each.start(cursor)
-        heads = await asyncio.gather(*(store.read(each.execution_id, upto=0) for each in renders))
-        for each, exec_head in zip(renders, heads):
-            async for chunk in _start(hub, each, cursors[each.execution_id], exec_head):
-                yield chunk
-
-    async for chunk in grow():
-        yield chunk
-    async for chunk in replay(store, feed_cursor, hub=hub):
-        yield chunk
-    async for chunk in grow():  # executions the replay announced
-        yield chunk
-    async for chunk in follow(hub, sub, cursors, grow=grow):
-        yield chunk
-
-
-async def _gone(hub: Hub, entries: list[tuple[int, str, float]]) -> set[str]:
-    """Executions that left the feed: their log expired (``CLOSED_TTL`` after they closed).
-
-    One with no log that joined less than ``CLOSED_TTL`` ago has not sent its
-    first event yet: it stays.
-    """
-    if not entries:
-        return set()
-    last = await hub.store.last_ids({execution_id for _, execution_id, _ in entries})
-    joined = {execution_id: at for _, execution_id, at in entries}
-    old = time.time() - float(sse_settings.CLOSED_TTL)
-    return {e for e, last_id in last.items() if not last_id and joined.get(e, 0) < old}
-
-
-__all__ = ["FeedRender", "MultiRender", "Mux", "open_feed_stream", "open_multi_stream"]
+__all__ = ["AllRenders", "MultiRender", "Mux", "connect", "multi_max", "open_multi_stream", "start_one"]

@@ -55,8 +55,9 @@ class Subscriber:
     unsent bytes where the server lets us measure it.
     """
 
-    __slots__ = ("execution_id", "execution_ids", "member", "limit", "max_bytes", "buffered", "pending_events", "items", "overflowed",
-                 "catch_up_to", "_waiter", "_loop", "_timer", "_deadline", "end_reason", "expires_at",
+    __slots__ = ("execution_id", "execution_ids", "member", "limit", "max_bytes", "buffered",
+                 "pending_events", "items", "overflowed", "catch_up_to", "_waiter", "_loop",
+                 "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
 
     def __init__(self, execution_id: str, member: str, limit: int,

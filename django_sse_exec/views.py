@@ -13,8 +13,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import metrics
 from .deployment import refuse_wsgi
+from .feedstream import open_feed_stream
 from .headers import response_headers
-from .multi import open_feed_stream, open_multi_stream
+from .multi import open_multi_stream
 from .stream import Outcome, last_event_id_of, open_stream
 
 

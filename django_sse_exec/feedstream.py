@@ -1,0 +1,156 @@
+"""The stream of a feed: every execution that joins it, announced and resumed exactly.
+
+A feed (:mod:`django_sse_exec.feeds`) is a log of ``execution-added`` entries.
+Its stream reads that log, resumes each execution the client has heard of at
+the client's position (the cursor keys an execution by the id of the entry
+that added it), announces the ones added since with ``execution-added``, and
+starts on each as it is announced: subscribe first, then replay its log, as
+every stream does. Executions whose log expired (``CLOSED_TTL`` after they
+closed) have left the feed; a feed's stream never ends by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .conf import sse_settings
+from .cursor import Cursor
+from .grants import authorize_feed
+from .hub import Hub
+from .multi import MultiRender, Mux, connect, multi_max, start_one
+from .multiwire import EXECUTION_ADDED, FEED_KEY, added_frame, feed_log_id, key_of, parse_cursor, validate_feed_name
+from .stream import Outcome
+from .streaming import deliver, follow, replay
+from .subscriber import Subscriber
+from .wire import Event, is_valid_execution_id
+
+
+class FeedRender(MultiRender):
+    """Frames of a feed's own log: ``execution-added``, once per execution that is not gone."""
+
+    def __init__(self, mux: Mux, feed: str, gone: set[str]) -> None:
+        super().__init__(mux, FEED_KEY, feed_log_id(feed))
+        self.feed = feed
+        self.gone = gone
+        #: Executions of the stream (announced or known), and those to start on.
+        self.members: set[str] = set()
+        self.added: list[tuple[str, str]] = []
+
+    def frame(self, event: Event) -> bytes:
+        cursor = self.mux.cursor(self.key, event.id)
+        execution_id = added_execution(event)
+        if execution_id is None or execution_id in self.members or execution_id in self.gone:
+            return b""
+        self.members.add(execution_id)
+        self.added.append((key_of(event.id), execution_id))
+        return added_frame(cursor, self.feed, execution_id)
+
+
+def added_execution(event: Event) -> str | None:
+    """The execution an entry of a feed's log added (None for anything else)."""
+    entry = added_entry(event)
+    return entry[0] if entry else None
+
+
+def added_entry(event: Event) -> tuple[str, float] | None:
+    """``(execution id, when it was added)`` of an entry of a feed's log, or None."""
+    if event.event != EXECUTION_ADDED:
+        return None
+    try:
+        data = json.loads(event.data)
+        execution_id, at = data.get("executionId"), float(data.get("at", 0))
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return (execution_id, at) if is_valid_execution_id(execution_id) else None
+
+
+async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
+                           entry_point: str = "view") -> Outcome:
+    """Connect a stream of ``feed`` (404 malformed name, 403)."""
+    try:
+        validate_feed_name(feed)
+    except ValueError:
+        return Outcome(404, "unknown feed")
+
+    async def decide() -> Outcome:
+        reason = await authorize_feed(request, feed)
+        if reason is not None:
+            return Outcome(403, reason)
+        given = parse_cursor(last_event_id) or {}
+        return Outcome(200, body=deliver(
+            [feed_log_id(feed)], lambda hub, sub: _feed_events(hub, sub, feed, given),
+            scope=getattr(request, "scope", None), entry_point=entry_point))
+
+    return await connect(request, decide)
+
+
+async def _feed_events(hub: Hub, sub: Subscriber, feed: str,
+                       given: dict[str, int]) -> AsyncIterator[bytes]:
+    """A feed stream: its known executions resumed, new ones announced and started."""
+    if sub.end_reason is not None:
+        return
+    store = hub.store
+    log_id = feed_log_id(feed)
+    entries = [(event.id, *entry) async for page in store.pages(log_id)
+               for event in page.events if (entry := added_entry(event))]
+    entries = entries[-multi_max():]
+    gone = await _gone(hub, entries)
+    mux = Mux()
+    render = FeedRender(mux, feed, gone)
+    feed_cursor = Cursor(log_id, given.get(FEED_KEY, 0), render)
+    head = await store.read(log_id, upto=0)
+    if feed_cursor.last_sent and not head.holds(feed_cursor.last_sent):
+        yield render.reset(log_id, feed_cursor.last_sent, head.first_id)
+        feed_cursor.last_sent = 0
+    render.start(feed_cursor)
+    # Executions the client has heard of: resume each where it is.
+    for entry_id, execution_id, _ in entries:
+        if entry_id <= feed_cursor.last_sent and execution_id not in render.members | gone:
+            render.members.add(execution_id)
+            render.added.append((key_of(entry_id), execution_id))
+    cursors: dict[str, Cursor] = {log_id: feed_cursor}
+
+    async def grow() -> AsyncIterator[bytes]:
+        """Start on the executions announced since the last call."""
+        added, render.added = render.added, []
+        if not added:
+            return
+        await hub.join(sub, [execution_id for _, execution_id in added])
+        renders = [MultiRender(mux, key, execution_id) for key, execution_id in added]
+        for each in renders:
+            cursor = cursors[each.execution_id] = Cursor(each.execution_id, given.get(each.key, 0), each)
+            each.start(cursor)
+        heads = await asyncio.gather(*(store.read(each.execution_id, upto=0) for each in renders))
+        for each, exec_head in zip(renders, heads):
+            async for chunk in start_one(hub, each, cursors[each.execution_id], exec_head):
+                yield chunk
+
+    async for chunk in grow():
+        yield chunk
+    async for chunk in replay(store, feed_cursor, hub=hub):
+        yield chunk
+    async for chunk in grow():  # executions the replay announced
+        yield chunk
+    async for chunk in follow(hub, sub, cursors, grow=grow):
+        yield chunk
+
+
+async def _gone(hub: Hub, entries: list[tuple[int, str, float]]) -> set[str]:
+    """Executions that left the feed: their log expired (``CLOSED_TTL`` after they closed).
+
+    One with no log that joined less than ``CLOSED_TTL`` ago has not sent its
+    first event yet: it stays.
+    """
+    if not entries:
+        return set()
+    last = await hub.store.last_ids({execution_id for _, execution_id, _ in entries})
+    joined = {execution_id: at for _, execution_id, at in entries}
+    old = time.time() - float(sse_settings.CLOSED_TTL)
+    return {e for e, last_id in last.items() if not last_id and joined.get(e, 0) < old}
+
+
+__all__ = ["FeedRender", "added_entry", "open_feed_stream"]

@@ -227,22 +227,33 @@ def get_cache() -> FragmentCache:
     return cache
 
 
-class HtmlRender(Render):
-    """One stream's ``?format=html`` representation, backed by the loop's cache."""
+class UsesCache:
+    """A render of one execution's fragments: it holds the loop's cache while it streams."""
 
-    format = "html"
-
-    def __init__(self, execution_id: str) -> None:
-        self.execution_id = execution_id
-        self.cache: FragmentCache | None = None
-        self.pending: list[Event] = []
-        self.closing = b""  # the stream-closed frame, once rendered
+    execution_id: str
+    cache: "FragmentCache | None" = None
 
     def _cache(self) -> FragmentCache:
         if self.cache is None:
             self.cache = get_cache()
             self.cache.acquire(self.execution_id)
         return self.cache
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.release(self.execution_id)
+            self.cache = None
+
+
+class HtmlRender(UsesCache, Render):
+    """One stream's ``?format=html`` representation, backed by the loop's cache."""
+
+    format = "html"
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self.pending: list[Event] = []
+        self.closing = b""  # the stream-closed frame, once rendered
 
     def frame(self, event: Event) -> bytes:
         self.pending.append(event)
@@ -274,10 +285,5 @@ class HtmlRender(Render):
         else:
             out.append(state)
 
-    def close(self) -> None:
-        if self.cache is not None:
-            self.cache.release(self.execution_id)
-            self.cache = None
 
-
-__all__ = ["FragmentCache", "HtmlRender", "get_cache"]
+__all__ = ["FragmentCache", "HtmlRender", "UsesCache", "get_cache"]

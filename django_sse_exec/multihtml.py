@@ -14,27 +14,20 @@ connection under htmx); the stream ends when every execution has closed.
 
 from __future__ import annotations
 
-from .fragments import FragmentCache, get_cache
+from .fragments import UsesCache
 from .multi import MultiRender
 from .subscriber import Batch, Entry
 from .wire import Event
 
 
-class MultiHtmlRender(MultiRender):
+class MultiHtmlRender(UsesCache, MultiRender):
     """One execution of a multi stream as state fragments named ``state:<id>``."""
 
     format = "html"
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
-        self.cache: FragmentCache | None = None
         self.pending: list[Event] = []
-
-    def _cache(self) -> FragmentCache:
-        if self.cache is None:
-            self.cache = get_cache()
-            self.cache.acquire(self.execution_id)
-        return self.cache
 
     def frame(self, event: Event) -> bytes:
         self.pending.append(event)  # its state goes out at the flush
@@ -60,11 +53,6 @@ class MultiHtmlRender(MultiRender):
         cursor = self.mux.cursor(self.key, events[-1].id)
         if state:
             out.append(f"id: {cursor}\nevent: state:{self.execution_id}\n".encode() + state)
-
-    def close(self) -> None:
-        if self.cache is not None:
-            self.cache.release(self.execution_id)
-            self.cache = None
 
 
 __all__ = ["MultiHtmlRender"]

@@ -76,21 +76,34 @@
    * onReset fn(data), onError fn(error, context), withCredentials bool,
    * EventSource (a constructor, for tests).
    */
-  function Stream(url, options) {
-    this.url = url;
-    this.options = options || {};
-    this.state = "connecting";
-    this.lastEventId = null;
-    this.handlers = {};
-    this.source = null;
-    this._listening = {};
-    var Source = this.options.EventSource || root.EventSource;
+  /** What every stream object starts with (Stream and Many). */
+  function init(stream, url, options) {
+    stream.url = url;
+    stream.options = options || {};
+    stream.state = "connecting";
+    stream.lastEventId = null;
+    stream.handlers = {};
+    stream.source = null;
+    stream._listening = {};
+  }
+
+  /** A new EventSource for `stream`, or null (then the stream is closed and says why). */
+  function openSource(stream, url) {
+    var Source = stream.options.EventSource || root.EventSource;
     if (typeof Source !== "function") {
-      this._setState("closed");
-      report(this, new Error("EventSource is not available"), "connect");
+      stream._setState("closed");
+      report(stream, new Error("EventSource is not available"), "connect");
+      return null;
+    }
+    return new Source(url, {withCredentials: !!stream.options.withCredentials});
+  }
+
+  function Stream(url, options) {
+    init(this, url, options);
+    this.source = openSource(this, url);
+    if (!this.source) {
       return;
     }
-    this.source = new Source(url, {withCredentials: !!this.options.withCredentials});
     var self = this;
     this.source.onopen = function () { self._setState("live"); };
     this.source.onerror = function () { self._onError(); };
@@ -221,14 +234,8 @@
    * share a stream by URL without its token unless given a key).
    */
   function Many(url, options) {
-    this.url = url;
-    this.options = options || {};
-    this.state = "connecting";
-    this.lastEventId = null;
-    this.handlers = {};
-    this.source = null;
+    init(this, url, options);
     this.leader = false;
-    this._listening = {};
     this._positions = {};
     this._added = {};
     this._history = [];
@@ -266,14 +273,11 @@
 
   /** Open the connection (this tab holds the stream), resuming at the last cursor. */
   Many.prototype._open = function () {
-    var Source = this.options.EventSource || root.EventSource;
-    if (typeof Source !== "function") {
-      this._setState("closed");
-      report(this, new Error("EventSource is not available"), "connect");
+    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
+    this.source = openSource(this, url);
+    if (!this.source) {
       return;
     }
-    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
-    this.source = new Source(url, {withCredentials: !!this.options.withCredentials});
     var self = this;
     this.source.onopen = function () { self._state("live"); };
     this.source.onerror = function () {

@@ -18,6 +18,8 @@ from .wire import STREAM_CLOSED
 class Cursor:
     """What one stream has sent so far, and how to turn log reads into bytes."""
 
+    __slots__ = ("execution_id", "last_sent", "done", "render")
+
     def __init__(self, execution_id: str, after: int, render: Render = JSON) -> None:
         self.execution_id = execution_id
         self.last_sent = after

@@ -11,7 +11,6 @@ closed) have left the feed; a feed's stream never ends by itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from .conf import sse_settings
 from .cursor import Cursor
 from .grants import authorize_feed
 from .hub import Hub
-from .multi import MultiRender, Mux, connect, multi_max, start_one
+from .multi import MultiRender, Mux, connect, first_pages, multi_max, start_one
 from .multiwire import EXECUTION_ADDED, FEED_KEY, added_frame, feed_log_id, key_of, parse_cursor, validate_feed_name
 from .stream import Outcome
 from .streaming import deliver, follow, replay
@@ -124,9 +123,9 @@ async def _feed_events(hub: Hub, sub: Subscriber, feed: str,
         for each in renders:
             cursor = cursors[each.execution_id] = Cursor(each.execution_id, given.get(each.key, 0), each)
             each.start(cursor)
-        heads = await asyncio.gather(*(store.read(each.execution_id, upto=0) for each in renders))
-        for each, exec_head in zip(renders, heads):
-            async for chunk in start_one(hub, each, cursors[each.execution_id], exec_head):
+        pages = await first_pages(store, [cursors[each.execution_id] for each in renders])
+        for each, page in zip(renders, pages):
+            async for chunk in start_one(hub, each, cursors[each.execution_id], page):
                 yield chunk
 
     async for chunk in grow():

@@ -35,6 +35,7 @@ class Render:
     """The JSON representation: frames built once per event and shared by every stream."""
 
     format = "json"
+    __slots__ = ()  # a stream of many executions holds one render per execution
 
     def frame(self, event: Event) -> bytes:
         """The bytes of a logged event (replay, gap repair)."""

@@ -37,7 +37,7 @@ from .multiwire import (
     parse_cursor,
     parse_ids,
 )
-from .store import LogSlice, get_store
+from .store import LogSlice, Store, get_store
 from .stream import Outcome
 from .streaming import deliver, follow, replay, retry_ms
 from .subscriber import Batch, Entry, Subscriber
@@ -46,6 +46,8 @@ from .wire import Event
 
 class Mux:
     """Where one multi stream is in each of its logs, as the cursor its frames carry."""
+
+    __slots__ = ("_pairs",)
 
     def __init__(self) -> None:
         self._pairs: dict[str, str] = {}
@@ -64,6 +66,7 @@ class MultiRender(Render):
     """Frames of one execution of a multi stream: wrapped data, the stream's cursor as id."""
 
     format = "multi"
+    __slots__ = ("mux", "key", "execution_id")
 
     def __init__(self, mux: Mux, key: str, execution_id: str) -> None:
         self.mux = mux
@@ -143,36 +146,63 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
         if reason is not None:
             return Outcome(403, reason)
         given = parse_cursor(last_event_id) or {}
-        store = get_store()
-        heads = await guard("event store", asyncio.gather(
-            *(store.read(e, upto=0) for e in execution_ids)))
         positions = [given.get(key_of(i), 0) for i in range(len(execution_ids))]
-        if given and all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
-            return Outcome(204)
+        if given:  # only a client that has seen events can be told "no more"
+            store = get_store()
+            heads = await guard("event store", asyncio.gather(
+                *(store.read(e, upto=0) for e in execution_ids)))
+            if all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
+                return Outcome(204)
         return Outcome(200, body=deliver(
-            execution_ids, lambda hub, sub: _set_events(hub, sub, execution_ids, positions, heads,
-                                                        html),
+            execution_ids, lambda hub, sub: _set_events(hub, sub, execution_ids, positions, html),
             scope=getattr(request, "scope", None), entry_point=entry_point))
 
     return await connect(request, decide)
 
 
+async def first_pages(store: Store, cursors: list[Cursor]) -> list[LogSlice]:
+    """The first page of each execution's log past its cursor, read together.
+
+    Read after subscribing (the seam between replay and live, see
+    :mod:`.streaming`); a stream of a hundred executions makes one round of
+    concurrent reads to start, not a hundred in a row.
+    """
+    return await asyncio.gather(*(store.read(c.execution_id, after=c.last_sent,
+                                             limit=store.page_events, max_bytes=store.page_bytes)
+                                  for c in cursors))
+
+
 async def start_one(hub: Hub, render: MultiRender, cursor: Cursor,
-                 head: LogSlice) -> AsyncIterator[bytes]:
-    """One execution's start in a multi stream: a reset if its position is gone, its replay."""
-    if cursor.last_sent and not head.holds(cursor.last_sent):
-        yield render.reset(cursor.execution_id, cursor.last_sent, head.first_id)
+                    first: LogSlice) -> AsyncIterator[bytes]:
+    """One execution's start: a reset if its position is gone, then its replay.
+
+    ``first`` is the first page past the cursor (:func:`first_pages`); the rest
+    of the log, if any, is read page by page.
+    """
+    page: LogSlice | None = first
+    if cursor.last_sent and not first.holds(cursor.last_sent):
+        yield render.reset(cursor.execution_id, cursor.last_sent, first.first_id)
         cursor.last_sent = 0
+        page = None  # read from the start of what is retained
     render.start(cursor)
-    if head.closed and cursor.last_sent == head.last_id:
-        cursor.done = True  # closed, and the client has seen its end
-        return
-    async for chunk in replay(hub.store, cursor, hub=hub):
+    if page is not None:
+        if page.closed and cursor.last_sent == page.last_id:
+            cursor.done = True  # closed, and the client has seen its end
+            return
+        hub.note_seen(cursor.execution_id, page.last_id)
+        out: list[bytes] = []
+        cursor.take_slice(page, out)
+        await render.flush(out)
+        if out:
+            yield b"".join(out)
+        if cursor.done or not page.events or page.events[-1].id >= page.last_id:
+            return
+    async for chunk in replay(hub.store, cursor):
         yield chunk
 
 
 async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], positions: list[int],
-                      heads: list[LogSlice], html: bool = False) -> AsyncIterator[bytes]:
+                      html: bool = False) -> AsyncIterator[bytes]:
     if sub.end_reason is not None:
         return
     mux = Mux()
@@ -188,13 +218,16 @@ async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], posit
         render.start(cursor)
     everyone = AllRenders(cursors)
     try:
-        for render, head in zip(renders, heads):
-            async for chunk in start_one(hub, render, cursors[render.execution_id], head):
+        pages = await first_pages(hub.store, list(cursors.values()))
+        for render, page in zip(renders, pages):
+            async for chunk in start_one(hub, render, cursors[render.execution_id], page):
                 yield chunk
+        del pages  # a page each: not needed for the stream's lifetime
         async for chunk in follow(hub, sub, cursors, everyone if html else JSON):
             yield chunk
     finally:
         everyone.close()
 
 
-__all__ = ["AllRenders", "MultiRender", "Mux", "connect", "multi_max", "open_multi_stream", "start_one"]
+__all__ = ["AllRenders", "MultiRender", "Mux", "connect", "first_pages", "multi_max", "open_multi_stream",
+           "start_one"]

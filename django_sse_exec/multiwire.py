@@ -16,9 +16,11 @@ are built from data that was validated when it was sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import sys
 
 from .wire import EXECUTION_ID_RE, Event, is_valid_execution_id
 
@@ -57,7 +59,7 @@ def parse_ids(value: object, limit: int) -> list[str] | None:
     """A fixed set's ``?ids=a,b,c``: distinct valid ids in order, or None if invalid."""
     if not isinstance(value, str) or not value:
         return None
-    ids = value.split(",")
+    ids = [sys.intern(i) for i in value.split(",")]  # shared by every stream of the id
     if len(ids) > limit or len(set(ids)) != len(ids) or not all(map(is_valid_execution_id, ids)):
         return None
     return ids
@@ -104,6 +106,7 @@ def parse_cursor(value: str | None) -> dict[str, int] | None:
     return positions or None
 
 
+@functools.lru_cache(maxsize=4096)
 def key_of(number: int) -> str:
     """The cursor key of an index or a feed entry id."""
     return _b36(number)

@@ -2,8 +2,8 @@
 
 A run reaches 100 % with its summary; a reload mid-run loses and repeats no
 task; two tabs show "3 watching" (their two streams and the recent list's);
-Cancel ends the run; a server restart mid-run is survived. Screenshots of the finished dashboard (desktop and phone) are saved
-under ``test-artifacts/``.
+Cancel ends the run; a server restart mid-run is survived. Screenshots of the
+finished dashboard (desktop and phone) are saved under ``test-artifacts/``.
 """
 
 from __future__ import annotations

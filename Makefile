@@ -74,6 +74,7 @@ bench: $(VENV)/.bench-installed
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.run $(BENCH_ARGS)
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.realistic $(REALISTIC_ARGS)
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.multi
 
 # Only the realistic scenario (REALISTIC_ARGS=--quick: about three minutes).
 bench-realistic: $(VENV)/.bench-installed

@@ -17,7 +17,9 @@ path, daphne with the view; the pub/sub layer on the local Redis):
 
 Each row: connect time, server RSS per stream and per stream and execution, server
 CPU per delivered event, p50/p99 latency from send to arrival, and events lost.
-Each setup runs on a fresh server process, so RSS is not left over from another.
+Each setup runs on a fresh server process, so RSS is not left over from another;
+streams connect 5 at a time (``BENCH_CONNECT_CONCURRENCY``), so RSS is what the
+open streams hold rather than a connect storm's peak.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from bench.run import System, cpu_seconds, delete_run_keys, pct, rss, settle, wa
 from bench.text import fmt
 
 SERVERS = [("fast-daphne", "fast"), ("view-daphne", "view")]
+#: Streams connecting at once. RSS is measured once they are all open: a storm of
+#: connects leaves its transient memory (a read and a join per execution) in RSS.
+CONNECT_CONCURRENCY = int(os.environ.get("BENCH_CONNECT_CONCURRENCY", "5"))
 
 
 def page_urls(system: System, executions: list[str], per_page: int) -> list[str]:
@@ -61,7 +66,7 @@ async def measure(system: System, executions: int, per_page: int, seconds: float
         urls = urls[:1] * copies
     before = rss(system.pid)
     sink = Sink()
-    streams, connect_s = await open_streams(urls, sink, concurrency=int(os.environ.get("BENCH_CONCURRENCY", len(urls))))
+    streams, connect_s = await open_streams(urls, sink, concurrency=CONNECT_CONCURRENCY)
     ok = sum(1 for s in streams if s.status == 200 and not s.closed)
     await wait_streams(system, ok)
     await asyncio.sleep(1.0)

@@ -50,6 +50,18 @@ def recipe_send(request):
     return _HttpResponse("sent")
 
 
+def recipe_many_page(request):
+    """The README's page of many executions."""
+    template = _engines["django"].from_string(MANY_PAGE)
+    return _HttpResponse(template.render({{}}, request))
+
+
+def recipe_many_send(request):
+    """The README's snippet that runs an execution of a feed, as the body of a sync view."""
+{many_send}
+    return _HttpResponse("sent")
+
+
 def recipe_emit(request):
     """Send one event to ?execution=<id> (named ?event=) and return its id."""
     from django_sse_exec import send_sse_event
@@ -75,12 +87,16 @@ class RecipeProject:
         with open(package / "urls.py", "a") as f:
             f.write("\n" + snippet("urls"))
         send = textwrap.indent(snippet("send"), "    ")
+        many_send = textwrap.indent(snippet("many-send"), "    ")
         (package / "recipe_views.py").write_text(
-            f"PAGE = {snippet('page')!r}\n" + HARNESS.format(send=send))
+            f"PAGE = {snippet('page')!r}\nMANY_PAGE = {snippet('many-page')!r}\n"
+            + HARNESS.format(send=send, many_send=many_send))
         with open(package / "urls.py", "a") as f:
             f.write("\nfrom mysite import recipe_views\n"
                     "urlpatterns += [path('recipe/page', recipe_views.recipe_page),\n"
                     "                path('recipe/send', recipe_views.recipe_send),\n"
+                    "                path('recipe/many', recipe_views.recipe_many_page),\n"
+                    "                path('recipe/many-send', recipe_views.recipe_many_send),\n"
                     "                path('recipe/emit', recipe_views.recipe_emit)]\n")
 
     @property

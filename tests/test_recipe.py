@@ -4,7 +4,7 @@ A project made with ``django-admin startproject``, with the README's settings,
 URL, send and page snippets applied (read from README.md, see tests/recipe.py),
 passes ``manage.py check``, serves the page and ``sse-exec.js`` under plain
 daphne (in development and, after ``collectstatic``, with ``DEBUG`` off), and
-streams an execution. Then the README's nginx configuration, run by a real nginx
+streams an execution; the README's page of many executions follows a feed. Then the README's nginx configuration, run by a real nginx
 in front of that daphne: events arrive one by one, keepalives outlive a short
 ``proxy_read_timeout``, and a reconnect resumes after ``Last-Event-ID``.
 """
@@ -71,6 +71,23 @@ async def test_the_three_steps_stream_an_execution(project):
         assert events[0].json == {"taskId": "task-1", "progress": 1, "total": 5}
         again = await http.get(stream, headers={"Last-Event-ID": events[-1].id})
         assert again.status_code == 204 and "content-type" not in again.headers
+    project.stop()
+
+
+async def test_the_page_of_many_executions_follows_a_feed(project):
+    base = project.daphne()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        page = await http.get("/recipe/many")
+        assert page.status_code == 200 and "SSEExec.connectMany" in page.text
+        stream = re.search(r'data-stream="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+        assert stream.startswith("/sse/feeds/team:7/events?token=")
+        async with SSEClient(base + stream) as client:
+            assert client.response.status_code == 200
+            assert (await http.get("/recipe/many-send")).text == "sent"
+            events = await client.wait_for(lambda ev: len(ev) >= 3, timeout=30)
+        assert [e.event for e in events] == ["execution-added", "task-start", "stream-closed"]
+        assert events[1].json == {"executionId": "import-1", "id": 1, "data": {
+            "taskId": "rows", "progress": 1, "total": 3}}
     project.stop()
 
 

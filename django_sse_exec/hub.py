@@ -144,6 +144,10 @@ class Hub:
                 group = self.groups[execution_id] = Group(execution_id)
             group.subscribers.add(sub)
             groups.append(group)
+        if len(new) == 1:  # a single stream: no tasks to gather (a connect storm's CPU)
+            await self._join_group(groups[0])
+            await self._add_member(new[0], sub.member)
+            return
         await asyncio.gather(*(self._join_group(group) for group in groups))
         await asyncio.gather(*(self._add_member(e, sub.member) for e in new))
 
@@ -160,7 +164,10 @@ class Hub:
     async def unsubscribe(self, sub: Subscriber) -> None:
         """Remove a local stream; leave each group it was the last one of."""
         sub.close()
-        await asyncio.gather(*(self._leave(sub, e) for e in sub.execution_ids))
+        if len(sub.execution_ids) == 1:
+            await self._leave(sub, sub.execution_ids[0])
+        else:
+            await asyncio.gather(*(self._leave(sub, e) for e in sub.execution_ids))
 
     async def _leave(self, sub: Subscriber, execution_id: str) -> None:
         try:

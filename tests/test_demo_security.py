@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
@@ -59,6 +60,12 @@ def cancel(client: httpx.Client, execution_id: str) -> httpx.Response:
     return client.post(f"/demo/executions/{execution_id}/cancel", json={})
 
 
+def feed_of(page: str) -> str:
+    """The feed whose stream the page's recent list follows."""
+    url = re.search(r'data-feed-url="([^"]+)"', page).group(1)
+    return unquote(url.split("/sse/feeds/")[1].split("/events")[0])
+
+
 def token_payload(stream_url: str) -> dict[str, Any]:
     token = parse_qs(urlsplit(stream_url).query)["token"][0]
     return signing.loads(token, salt=SALT)
@@ -76,7 +83,7 @@ async def test_an_execution_sent_by_another_process_gets_no_stream_url(demo):
         detail = client.get(f"/demo/executions/{execution_id}")
         assert detail.status_code == 404 and "token" not in detail.text
         page = client.get(f"/?execution={execution_id}")
-        assert page.status_code == 200 and "token=" not in page.text
+        assert page.status_code == 200 and f"executions/{execution_id}/events" not in page.text
         assert 'data-stream-url=""' in page.text
         assert cancel(client, execution_id).status_code == 404
         # a valid stream token in a shared link does open it (only SECRET_KEY mints one)
@@ -100,7 +107,11 @@ async def test_one_browser_cannot_see_or_cancel_another_browsers_execution(demo)
             assert execution_id not in [e["executionId"] for e in
                                         mallory.get("/demo/executions").json()["executions"]]
             assert mallory.get(f"/demo/executions/{execution_id}").status_code == 404
-            assert "token=" not in mallory.get(f"/?execution={execution_id}").text
+            page = mallory.get(f"/?execution={execution_id}").text
+            assert f"executions/{execution_id}/events" not in page
+            # Each browser's recent list follows a feed of its own: the other's is not in it.
+            feeds = [feed_of(client.get("/").text) for client in (alice, mallory)]
+            assert feeds[0] != feeds[1] and all(f.startswith("browser:") for f in feeds)
             assert cancel(mallory, execution_id).status_code == 404
             assert alice.get(f"/demo/executions/{execution_id}").status_code == 200
         finally:

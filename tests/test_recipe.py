@@ -4,8 +4,9 @@ A project made with ``django-admin startproject``, with the README's settings,
 URL, send and page snippets applied (read from README.md, see tests/recipe.py),
 passes ``manage.py check``, serves the page and ``sse-exec.js`` under plain
 daphne (in development and, after ``collectstatic``, with ``DEBUG`` off), and
-streams an execution; the README's page of many executions follows a feed. Then the README's nginx configuration, run by a real nginx
-in front of that daphne: events arrive one by one, keepalives outlive a short
+streams an execution; the README's page of many executions follows a feed.
+Then the README's nginx configuration, run by a real nginx in front of that
+daphne: events arrive one by one, keepalives outlive a short
 ``proxy_read_timeout``, and a reconnect resumes after ``Last-Event-ID``.
 """
 

@@ -1,8 +1,8 @@
-"""Membership writes of one event loop, coalesced into pipelined round trips.
+"""Membership writes and log reads of one event loop, coalesced into pipelined round trips.
 
 A connect storm of thousands of streams would otherwise cost one Redis round
-trip per stream for its membership entry (and queue on the pool past its
-timeout). See :class:`WriteBatcher`.
+trip per stream for its membership entry and another for its first log read
+(and queue on the pool past its timeout). See :class:`WriteBatcher`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from ..coalesce import Coalescer
-from .scripts import TOUCH_MEMBER
+from .scripts import READ, TOUCH_MEMBER
 
 #: Errors that mean Redis is unreachable (reported as StoreUnavailable).
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, asyncio.TimeoutError,
@@ -21,9 +21,9 @@ UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, asyncio.
 
 
 class WriteBatcher:
-    """Membership writes of one event loop, sent as one pipelined round trip per batch.
+    """Membership writes and log reads of one event loop, one pipelined round trip per batch.
 
-    A write is queued with a future for its caller; every write made in the
+    A command is queued with a future for its caller; every command made in the
     same loop iteration goes along, and the writes queued while a batch is in
     flight form the next batch (:class:`~django_sse_exec.coalesce.Coalescer`).
     Order is kept (one FIFO, one connection per batch): a stream's remove is
@@ -46,9 +46,10 @@ class WriteBatcher:
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         results = await self._execute(commands)
         if any(isinstance(r, redis_errors.NoScriptError) for r in results):
-            # Redis lost its script cache (restart, SCRIPT FLUSH): load it and
+            # Redis lost its script cache (restart, SCRIPT FLUSH): load them and
             # resend the batch (sent again in order, it leaves the same state).
-            await self.store.client().script_load(TOUCH_MEMBER)
+            for script in (TOUCH_MEMBER, READ):
+                await self.store.client().script_load(script)
             results = await self._execute(commands)
         return results
 

@@ -126,7 +126,7 @@ class RedisStore(RedisOperations, Store):
                                            for index, batch in by_host.items())))
 
     def _batched(self, execution_id: str, *command: Any) -> asyncio.Future[Any]:
-        """Queue a membership write on the running loop's :class:`WriteBatcher` of the host."""
+        """Queue a membership write or a read on the loop's :class:`WriteBatcher` of the host."""
         loop = asyncio.get_running_loop()
         index = self.host_of(execution_id)
         batchers = self._batchers.setdefault(loop, {})
@@ -228,11 +228,12 @@ class RedisStore(RedisOperations, Store):
 
     async def read(self, execution_id: str, after: int = 0, upto: int | None = None,
                    limit: int | None = None, max_bytes: int | None = None) -> LogSlice:
-        host = self.on(execution_id)
-        last, closed, first, items, epoch = await host.eval(
-            scripts.READ, self._log_keys(execution_id),
-            [int(after), -1 if upto is None else int(upto),
-             -1 if limit is None else int(limit), 2**62 if max_bytes is None else int(max_bytes)])
+        host = self.on(execution_id)  # reads of one loop turn share a round trip (batcher)
+        keys = self._log_keys(execution_id)
+        last, closed, first, items, epoch = await self._batched(
+            execution_id, "EVALSHA", self.redis.script(scripts.READ).sha, len(keys), *keys,
+            int(after), -1 if upto is None else int(upto), -1 if limit is None else int(limit),
+            2**62 if max_bytes is None else int(max_bytes))
         self._note_epoch(host, epoch)
         events = [self._decode(execution_id, entry) for entry in items]
         return LogSlice(events, int(last), int(first), bool(closed))

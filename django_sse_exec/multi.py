@@ -26,80 +26,21 @@ from .caps import OverCap, admit
 from .conf import sse_settings
 from .cursor import Cursor
 from .failures import ServiceUnavailable, guard, retry_body
-from .formats import JSON, Render
+from .formats import JSON
 from .grants import authorize_set
 from .headers import session_read
 from .hub import Hub
+from .multihtml import MultiHtmlRender
+from .multirender import AllRenders, MultiRender, Mux
 from .multiwire import (
-    cursor_pair,
     key_of,
-    multi_frame,
     parse_cursor,
     parse_ids,
 )
 from .store import LogSlice, Store, get_store
 from .stream import Outcome
 from .streaming import deliver, follow, replay, retry_ms
-from .subscriber import Batch, Entry, Subscriber
-from .wire import Event
-
-
-class Mux:
-    """Where one multi stream is in each of its logs, as the cursor its frames carry."""
-
-    __slots__ = ("_pairs",)
-
-    def __init__(self) -> None:
-        self._pairs: dict[str, str] = {}
-
-    def cursor(self, key: str, position: int) -> str:
-        """The cursor once the log of ``key`` is at ``position``."""
-        pair = cursor_pair(key, position)
-        if pair:
-            self._pairs[key] = pair
-        else:
-            self._pairs.pop(key, None)
-        return ".".join(self._pairs.values())
-
-
-class MultiRender(Render):
-    """Frames of one execution of a multi stream: wrapped data, the stream's cursor as id."""
-
-    format = "multi"
-    __slots__ = ("mux", "key", "execution_id")
-
-    def __init__(self, mux: Mux, key: str, execution_id: str) -> None:
-        self.mux = mux
-        self.key = key
-        self.execution_id = execution_id
-
-    def frame(self, event: Event) -> bytes:
-        return multi_frame(self.mux.cursor(self.key, event.id), self.execution_id, event)
-
-    def batch(self, batch: Batch) -> bytes:
-        return b"".join([self.frame(entry[3]) for entry in batch.events])
-
-    def entry(self, entry: Entry) -> bytes:
-        return self.frame(entry[3])
-
-    def start(self, cursor: Cursor) -> None:
-        """Put the execution's starting position into the cursor (before any frame)."""
-        self.mux.cursor(self.key, cursor.last_sent)
-
-
-class AllRenders(Render):
-    """Flushes the render of every execution of a stream (HTML adds each one's state)."""
-
-    def __init__(self, cursors: dict[str, Cursor]) -> None:
-        self.cursors = cursors
-
-    async def flush(self, out: list[bytes]) -> None:
-        for cursor in list(self.cursors.values()):
-            await cursor.render.flush(out)
-
-    def close(self) -> None:
-        for cursor in self.cursors.values():
-            cursor.render.close()
+from .subscriber import Subscriber
 
 
 def multi_max() -> int:
@@ -207,11 +148,7 @@ async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], posit
         return
     mux = Mux()
     cursors: dict[str, Cursor] = {}
-    kind: type[MultiRender] = MultiRender
-    if html:
-        from .multihtml import MultiHtmlRender  # templates only for streams that ask for them
-
-        kind = MultiHtmlRender
+    kind: type[MultiRender] = MultiHtmlRender if html else MultiRender
     renders = [kind(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
     for render, position in zip(renders, positions):
         cursor = cursors[render.execution_id] = Cursor(render.execution_id, position, render)
@@ -229,5 +166,4 @@ async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], posit
         everyone.close()
 
 
-__all__ = ["AllRenders", "MultiRender", "Mux", "connect", "first_pages", "multi_max", "open_multi_stream",
-           "start_one"]
+__all__ = ["connect", "first_pages", "multi_max", "open_multi_stream", "start_one"]

@@ -15,7 +15,7 @@ connection under htmx); the stream ends when every execution has closed.
 from __future__ import annotations
 
 from .fragments import UsesCache
-from .multi import MultiRender
+from .multirender import MultiRender
 from .subscriber import Batch, Entry
 from .wire import Event
 

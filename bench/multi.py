@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import time
 import uuid
 from typing import Any
 
-from bench.client import Sink, close_all, open_streams
-from bench.run import System, cpu_seconds, delete_run_keys, pct, rss, settle, wait_streams, warm_up
+from bench.client import close_all
+from bench.run import System, cpu_seconds, delete_run_keys, open_measured, pct, settle, warm_up
 from bench.text import fmt
 
 SERVERS = [("fast-daphne", "fast"), ("view-daphne", "view")]
@@ -57,20 +56,14 @@ async def measure(system: System, executions: int, per_page: int, seconds: float
                   copies: int = 1) -> dict[str, Any]:
     """One setup. ``copies`` > 1: that many streams of the same first page (shared executions)."""
     await warm_up(system)
-    gc.collect()
     run = uuid.uuid4().hex[:8]
     ids = [f"m-{run}-{i}" for i in range(executions)]
     urls = page_urls(system, ids, per_page)
     if copies > 1:
         ids = ids[:per_page]
         urls = urls[:1] * copies
-    before = rss(system.pid)
-    sink = Sink()
-    streams, connect_s = await open_streams(urls, sink, concurrency=CONNECT_CONCURRENCY)
-    ok = sum(1 for s in streams if s.status == 200 and not s.closed)
-    await wait_streams(system, ok)
-    await asyncio.sleep(1.0)
-    after = rss(system.pid)
+    opened = await open_measured(system, urls, CONNECT_CONCURRENCY)
+    streams, sink, ok = opened.streams, opened.sink, opened.ok
     # Every execution sends 1 event/s, spread evenly over each second.
     loop = asyncio.get_running_loop()
     rounds = int(seconds)
@@ -91,9 +84,9 @@ async def measure(system: System, executions: int, per_page: int, seconds: float
     if copies > 1:
         setup = f"{copies} × one execution" if per_page == 1 else f"{copies} × the same {per_page}"
     return {"setup": setup,
-            "streams": len(urls), "ok": ok, "connect_s": connect_s,
-            "kb_per_stream": (after - before) / max(ok, 1) / 1024,
-            "kb_per_execution": (after - before) / (len(ids) * copies) / 1024,
+            "streams": len(urls), "ok": ok, "connect_s": opened.seconds,
+            "kb_per_stream": opened.rss_growth / max(ok, 1) / 1024,
+            "kb_per_execution": opened.rss_growth / (len(ids) * copies) / 1024,
             "us_per_event": cpu / max(sink.events, 1) * 1e6,
             "p50_ms": pct(sink.latencies, 0.5) * 1000, "p99_ms": pct(sink.latencies, 0.99) * 1000,
             "lost": expected - sink.events}

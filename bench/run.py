@@ -275,22 +275,40 @@ async def warm_up(system: System) -> None:
     await asyncio.sleep(0.5)
 
 
-async def scenario_idle(system: System, clients: int) -> dict[str, Any]:
-    """``clients`` streams on as many executions: time to connect all, RSS per stream."""
+@dataclass
+class Opened:
+    """Streams opened on a server: what they receive, how long it took, its RSS growth."""
+
+    streams: list[Any]
+    sink: Sink
+    seconds: float
+    ok: int
+    rss_growth: int
+
+
+async def open_measured(system: System, urls: list[str], concurrency: int) -> Opened:
+    """Open a stream per url (``concurrency`` at a time), wait until the server counts
+    them, and measure the server's RSS growth once they are open."""
     gc.collect()
     before = rss(system.pid)
-    run = uuid.uuid4().hex[:8]
-    urls = [system.url(f"idle-{run}-{i}") for i in range(clients)]
     sink = Sink()
-    streams, seconds = await open_streams(urls, sink, concurrency=clients)
+    streams, seconds = await open_streams(urls, sink, concurrency=concurrency)
     ok = sum(1 for s in streams if s.status == 200 and not s.closed)
     await wait_streams(system, ok)
     await asyncio.sleep(1.0)
-    after = rss(system.pid)
+    return Opened(streams, sink, seconds, ok, rss(system.pid) - before)
+
+
+async def scenario_idle(system: System, clients: int) -> dict[str, Any]:
+    """``clients`` streams on as many executions: time to connect all, RSS per stream."""
+    run = uuid.uuid4().hex[:8]
+    urls = [system.url(f"idle-{run}-{i}") for i in range(clients)]
+    opened = await open_measured(system, urls, clients)
+    streams, seconds, ok = opened.streams, opened.seconds, opened.ok
     close_all(streams)
     await asyncio.sleep(1.0)
     return {"idle_clients": clients, "idle_ok": ok, "idle_connect_s": seconds,
-            "idle_rss_per_conn_kb": (after - before) / max(ok, 1) / 1024}
+            "idle_rss_per_conn_kb": opened.rss_growth / max(ok, 1) / 1024}
 
 
 async def scenario_paced_and_burst(system: System, clients: int, rate: float, seconds: float,

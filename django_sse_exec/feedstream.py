@@ -80,63 +80,73 @@ async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
         reason = await authorize_feed(request, feed)
         if reason is not None:
             return Outcome(403, reason)
-        given = parse_cursor(last_event_id) or {}
-        return Outcome(200, body=deliver(
-            [feed_log_id(feed)], lambda hub, sub: _feed_events(hub, sub, feed, given),
-            scope=getattr(request, "scope", None), entry_point=entry_point))
+        plan = FeedStream(feed, parse_cursor(last_event_id) or {})
+        return Outcome(200, body=deliver([plan.log_id], plan.phases,
+                                         scope=getattr(request, "scope", None),
+                                         entry_point=entry_point))
 
     return await connect(request, decide)
 
 
-async def _feed_events(hub: Hub, sub: Subscriber, feed: str,
-                       given: dict[str, int]) -> AsyncIterator[bytes]:
-    """A feed stream: its known executions resumed, new ones announced and started."""
-    if sub.end_reason is not None:
-        return
-    store = hub.store
-    log_id = feed_log_id(feed)
-    entries = [(event.id, *entry) async for page in store.pages(log_id)
-               for event in page.events if (entry := added_entry(event))]
-    entries = entries[-multi_max():]
-    gone = await _gone(hub, entries)
-    mux = Mux()
-    render = FeedRender(mux, feed, gone)
-    feed_cursor = Cursor(log_id, given.get(FEED_KEY, 0), render)
-    head = await store.read(log_id, upto=0)
-    if feed_cursor.last_sent and not head.holds(feed_cursor.last_sent):
-        yield render.reset(log_id, feed_cursor.last_sent, head.first_id)
-        feed_cursor.last_sent = 0
-    render.start(feed_cursor)
-    # Executions the client has heard of: resume each where it is.
-    for entry_id, execution_id, _ in entries:
-        if entry_id <= feed_cursor.last_sent and execution_id not in render.members | gone:
-            render.members.add(execution_id)
-            render.added.append((key_of(entry_id), execution_id))
-    cursors: dict[str, Cursor] = {log_id: feed_cursor}
+class FeedStream:
+    """One feed stream's state: the feed's cursor, then one cursor per execution it starts."""
 
-    async def grow() -> AsyncIterator[bytes]:
-        """Start on the executions announced since the last call."""
-        added, render.added = render.added, []
-        if not added:
+    def __init__(self, feed: str, given: dict[str, int]) -> None:
+        self.feed = feed
+        self.given = given
+        self.log_id = feed_log_id(feed)
+        self.mux = Mux()
+        self.cursors: dict[str, Cursor] = {}
+        self.render = FeedRender(self.mux, feed, set())
+        self.hub: Hub | None = None
+        self.sub: Subscriber | None = None
+
+    def phases(self, hub: Hub, sub: Subscriber) -> tuple[AsyncIterator[bytes], AsyncIterator[bytes]]:
+        self.hub, self.sub = hub, sub
+        return self._start(hub, sub), follow(hub, sub, self.cursors, grow=self.grow)
+
+    async def _start(self, hub: Hub, sub: Subscriber) -> AsyncIterator[bytes]:
+        """The executions the client has heard of, resumed; those added since, announced."""
+        if sub.end_reason is not None:
             return
-        await hub.join(sub, [execution_id for _, execution_id in added])
-        renders = [MultiRender(mux, key, execution_id) for key, execution_id in added]
+        store, log_id, render = hub.store, self.log_id, self.render
+        entries = [(event.id, *entry) async for page in store.pages(log_id)
+                   for event in page.events if (entry := added_entry(event))]
+        entries = entries[-multi_max():]
+        render.gone = gone = await _gone(hub, entries)
+        feed_cursor = self.cursors[log_id] = Cursor(log_id, self.given.get(FEED_KEY, 0), render)
+        head = await store.read(log_id, upto=0)
+        if feed_cursor.last_sent and not head.holds(feed_cursor.last_sent):
+            yield render.reset(log_id, feed_cursor.last_sent, head.first_id)
+            feed_cursor.last_sent = 0
+        render.start(feed_cursor)
+        for entry_id, execution_id, _ in entries:
+            if entry_id <= feed_cursor.last_sent and execution_id not in render.members | gone:
+                render.members.add(execution_id)
+                render.added.append((key_of(entry_id), execution_id))
+        async for chunk in self.grow():
+            yield chunk
+        async for chunk in replay(store, feed_cursor, hub=hub):
+            yield chunk
+        async for chunk in self.grow():  # executions the replay announced
+            yield chunk
+
+    async def grow(self) -> AsyncIterator[bytes]:
+        """Start on the executions announced since the last call: join, then replay each."""
+        added, self.render.added = self.render.added, []
+        if not added or self.hub is None or self.sub is None:
+            return
+        hub, cursors = self.hub, self.cursors
+        await hub.join(self.sub, [execution_id for _, execution_id in added])
+        renders = [MultiRender(self.mux, key, execution_id) for key, execution_id in added]
         for each in renders:
-            cursor = cursors[each.execution_id] = Cursor(each.execution_id, given.get(each.key, 0), each)
+            cursor = cursors[each.execution_id] = Cursor(each.execution_id,
+                                                         self.given.get(each.key, 0), each)
             each.start(cursor)
-        pages = await first_pages(store, [cursors[each.execution_id] for each in renders])
+        pages = await first_pages(hub.store, [cursors[each.execution_id] for each in renders])
         for each, page in zip(renders, pages):
             async for chunk in start_one(hub, each, cursors[each.execution_id], page):
                 yield chunk
-
-    async for chunk in grow():
-        yield chunk
-    async for chunk in replay(store, feed_cursor, hub=hub):
-        yield chunk
-    async for chunk in grow():  # executions the replay announced
-        yield chunk
-    async for chunk in follow(hub, sub, cursors, grow=grow):
-        yield chunk
 
 
 async def _gone(hub: Hub, entries: list[tuple[int, str, float]]) -> set[str]:
@@ -153,4 +163,4 @@ async def _gone(hub: Hub, entries: list[tuple[int, str, float]]) -> set[str]:
     return {e for e, last_id in last.items() if not last_id and joined.get(e, 0) < old}
 
 
-__all__ = ["FeedRender", "added_entry", "open_feed_stream"]
+__all__ = ["FeedRender", "FeedStream", "added_entry", "open_feed_stream"]

@@ -94,9 +94,10 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
                 *(store.read(e, upto=0) for e in execution_ids)))
             if all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
                 return Outcome(204)
-        return Outcome(200, body=deliver(
-            execution_ids, lambda hub, sub: _set_events(hub, sub, execution_ids, positions, html),
-            scope=getattr(request, "scope", None), entry_point=entry_point))
+        plan = SetStream(execution_ids, positions, html)
+        return Outcome(200, body=deliver(execution_ids, plan.phases, on_end=plan.close,
+                                         scope=getattr(request, "scope", None),
+                                         entry_point=entry_point))
 
     return await connect(request, decide)
 
@@ -142,28 +143,34 @@ async def start_one(hub: Hub, render: MultiRender, cursor: Cursor,
         yield chunk
 
 
-async def _set_events(hub: Hub, sub: Subscriber, execution_ids: list[str], positions: list[int],
-                      html: bool = False) -> AsyncIterator[bytes]:
-    if sub.end_reason is not None:
-        return
-    mux = Mux()
-    cursors: dict[str, Cursor] = {}
-    kind: type[MultiRender] = MultiHtmlRender if html else MultiRender
-    renders = [kind(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
-    for render, position in zip(renders, positions):
-        cursor = cursors[render.execution_id] = Cursor(render.execution_id, position, render)
-        render.start(cursor)
-    everyone = AllRenders(cursors)
-    try:
-        pages = await first_pages(hub.store, list(cursors.values()))
-        for render, page in zip(renders, pages):
-            async for chunk in start_one(hub, render, cursors[render.execution_id], page):
+class SetStream:
+    """One set stream's cursors and renders (built with no I/O), and its phases."""
+
+    def __init__(self, execution_ids: list[str], positions: list[int], html: bool) -> None:
+        mux = Mux()
+        kind: type[MultiRender] = MultiHtmlRender if html else MultiRender
+        self.renders = [kind(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
+        self.cursors: dict[str, Cursor] = {}
+        for render, position in zip(self.renders, positions):
+            cursor = self.cursors[render.execution_id] = Cursor(render.execution_id, position, render)
+            render.start(cursor)
+        self.everyone = AllRenders(self.cursors)
+        self.html = html
+
+    def phases(self, hub: Hub, sub: Subscriber) -> tuple[AsyncIterator[bytes], AsyncIterator[bytes]]:
+        return self._start(hub, sub), follow(hub, sub, self.cursors,
+                                             self.everyone if self.html else JSON)
+
+    async def _start(self, hub: Hub, sub: Subscriber) -> AsyncIterator[bytes]:
+        if sub.end_reason is not None:
+            return
+        pages = await first_pages(hub.store, list(self.cursors.values()))
+        for render, page in zip(self.renders, pages):
+            async for chunk in start_one(hub, render, self.cursors[render.execution_id], page):
                 yield chunk
-        del pages  # a page each: not needed for the stream's lifetime
-        async for chunk in follow(hub, sub, cursors, everyone if html else JSON):
-            yield chunk
-    finally:
-        everyone.close()
+
+    def close(self) -> None:
+        self.everyone.close()
 
 
-__all__ = ["connect", "first_pages", "multi_max", "open_multi_stream", "start_one"]
+__all__ = ["SetStream", "connect", "first_pages", "multi_max", "open_multi_stream", "start_one"]

@@ -119,17 +119,18 @@ def stream_events(execution_id: str, after: int | None, scope: Any = None,
     saves reading it again. ``render`` turns events into bytes
     (:mod:`django_sse_exec.formats`: JSON frames, or HTML fragments and state).
     """
-    return deliver([execution_id], lambda hub, sub: _events(hub, sub, execution_id, after,
-                                                            head, render),
-                   scope=scope, entry_point=entry_point, on_end=render.close)
+    cursor = Cursor(execution_id, after or 0, render)
+    return deliver([execution_id], lambda hub, sub: (
+        _start(hub, sub, cursor, after, head), follow(hub, sub, {execution_id: cursor}, render)),
+        scope=scope, entry_point=entry_point, on_end=render.close)
 
 
-async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | None,
-                  head: LogSlice | None, render: Render = JSON) -> AsyncIterator[bytes]:
+async def _start(hub: Hub, sub: Subscriber, cursor: Cursor, after: int | None,
+                 head: LogSlice | None) -> AsyncIterator[bytes]:
+    """What a stream sends before live events: a reset if its position is gone, the replay."""
     if sub.end_reason is not None:
         return
-    store = hub.store
-    cursor = Cursor(execution_id, after or 0, render)
+    store, execution_id, render = hub.store, cursor.execution_id, cursor.render
     if after:
         if head is None:
             head = await store.read(execution_id, upto=0)
@@ -140,8 +141,6 @@ async def _events(hub: Hub, sub: Subscriber, execution_id: str, after: int | Non
             yield render.reset(execution_id, after, head.first_id)
             cursor.last_sent = 0
     async for chunk in replay(store, cursor, hub=hub):
-        yield chunk
-    async for chunk in follow(hub, sub, {execution_id: cursor}, render):
         yield chunk
 
 

@@ -61,11 +61,19 @@ def _pieces(chunk: bytes) -> list[bytes]:
     return [chunk[i:i + PIECE_BYTES] for i in range(0, len(chunk), PIECE_BYTES)]
 
 
-async def deliver(execution_ids: list[str],
-                  events: Callable[[Hub, Subscriber], AsyncIterator[bytes]], *,
+#: A stream's phases once subscribed: what comes before live events (a reset, the
+#: replay), then the live events (usually :func:`follow`).
+Phases = Callable[[Hub, Subscriber], tuple[AsyncIterator[bytes], AsyncIterator[bytes]]]
+
+
+async def deliver(execution_ids: list[str], phases: Phases, *,
                   scope: Any = None, entry_point: str = "view",
                   on_end: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
-    """Subscribe to ``execution_ids`` and write what ``events`` yields, as every stream does.
+    """Subscribe to ``execution_ids`` and write what ``phases`` yield, as every stream does.
+
+    ``phases(hub, sub)`` gives the start (reset, replay) and the live part; they
+    are written one after the other, so that for the stream's lifetime only this
+    generator and the live one are held (a stream costs its memory for hours).
 
     This is what a stream of one execution and a stream of many
     (:mod:`django_sse_exec.multi`) share: the preamble, pieces of at most
@@ -93,15 +101,16 @@ async def deliver(execution_ids: list[str],
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     try:
         yield preamble(retry)
-        async for chunk in events(hub, sub):
-            for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
-                backlog = sub.backlog
-                if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
-                    return  # ended while its client was not reading: no more bytes
-                sub.writing(len(piece))
-                tally.wrote(piece)
-                yield piece
-                sub.written()
+        for phase in phases(hub, sub):
+            async for chunk in phase:
+                for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
+                    backlog = sub.backlog
+                    if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
+                        return  # ended while its client was not reading: no more bytes
+                    sub.writing(len(piece))
+                    tally.wrote(piece)
+                    yield piece
+                    sub.written()
         if sub.end_reason in _REJOIN_REASONS:
             yield rejoin_hint(retry, sub.end_reason)
     except asyncio.CancelledError:
@@ -189,4 +198,4 @@ async def replay(store: Store, cursor: Cursor, upto: int | None = None,
             return
 
 
-__all__ = ["COALESCE", "PIECE_BYTES", "deliver", "follow", "replay", "retry_ms"]
+__all__ = ["COALESCE", "PIECE_BYTES", "Phases", "deliver", "follow", "replay", "retry_ms"]

@@ -50,7 +50,7 @@ from . import metrics
 from .feedstream import open_feed_stream
 from .headers import as_asgi, response_headers
 from .multi import open_multi_stream
-from .stream import Outcome, last_event_id_of, open_stream
+from .stream import Outcome, last_event_id_of, open_stream, position_of
 from .views import feed_view, multi_view, stream_view
 
 logger = logging.getLogger("django_sse_exec")
@@ -169,13 +169,12 @@ def _open_single(request: ASGIRequest, execution_id: str) -> Awaitable[Outcome]:
 
 
 def _open_multi(request: ASGIRequest) -> Awaitable[Outcome]:
-    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return open_multi_stream(request, request.GET.get("ids"), position, entry_point="fast")
+    return open_multi_stream(request, request.GET.get("ids"), position_of(request),
+                             entry_point="fast")
 
 
 def _open_feed(request: ASGIRequest, feed: str) -> Awaitable[Outcome]:
-    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return open_feed_stream(request, feed, position, entry_point="fast")
+    return open_feed_stream(request, feed, position_of(request), entry_point="fast")
 
 
 #: How each stream view's connect is made here (the same function the view calls).

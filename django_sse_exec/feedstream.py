@@ -20,10 +20,10 @@ from .conf import sse_settings
 from .cursor import Cursor
 from .grants import authorize_feed
 from .hub import Hub
-from .multi import connect, first_pages, multi_max, start_one
+from .multi import first_pages, multi_max, start_one
 from .multirender import MultiRender, Mux
 from .multiwire import EXECUTION_ADDED, FEED_KEY, added_frame, feed_log_id, key_of, parse_cursor, validate_feed_name
-from .stream import Outcome
+from .stream import Outcome, connect
 from .streaming import deliver, follow, replay
 from .subscriber import Subscriber
 from .wire import Event, is_valid_execution_id

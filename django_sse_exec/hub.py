@@ -134,8 +134,10 @@ class Hub:
         written together, so a stream of a hundred executions costs about the
         round trips of one. On failure the caller unsubscribes ``sub``.
         """
-        have = set(sub.execution_ids)
-        new = [e for e in dict.fromkeys(execution_ids) if e not in have]
+        new = list(dict.fromkeys(execution_ids))
+        if sub.execution_ids:  # a feed's stream joining more
+            have = set(sub.execution_ids)
+            new = [e for e in new if e not in have]
         sub.execution_ids.extend(new)
         groups = []
         for execution_id in new:

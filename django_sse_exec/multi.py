@@ -19,16 +19,14 @@ executions have closed (a reconnect then gets 204); a feed's never ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from .caps import OverCap, admit
 from .conf import sse_settings
 from .cursor import Cursor
-from .failures import ServiceUnavailable, guard, retry_body
+from .failures import guard
 from .formats import JSON
 from .grants import authorize_set
-from .headers import session_read
 from .hub import Hub
 from .multihtml import MultiHtmlRender
 from .multirender import AllRenders, MultiRender, Mux
@@ -38,34 +36,14 @@ from .multiwire import (
     parse_ids,
 )
 from .store import LogSlice, Store, get_store
-from .stream import Outcome
-from .streaming import deliver, follow, replay, retry_ms
+from .stream import Outcome, connect
+from .streaming import deliver, follow, replay
 from .subscriber import Subscriber
 
 
 def multi_max() -> int:
     """``MULTI_STREAM_MAX``: executions one multi stream, or one feed stream, may carry."""
     return int(sse_settings.MULTI_STREAM_MAX)
-
-
-async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
-    """The connect rules every stream of many shares, around ``decide`` (its 403/204/body):
-    caps (429), and an outage as a 200 whose body only says when to retry."""
-    try:
-        outcome = await decide()
-        if outcome.status != 200:
-            outcome.vary_cookie = session_read(request)
-            return outcome
-        slot = await guard("stream caps", admit(request))
-    except OverCap as exc:
-        return Outcome(429, str(exc), vary_cookie=session_read(request),
-                       retry_after=exc.retry_after)
-    except ServiceUnavailable as exc:
-        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
-                       vary_cookie=session_read(request))
-    body = outcome.body
-    return Outcome(200, body=slot.hold(body) if slot and body else body,
-                   vary_cookie=session_read(request))
 
 
 async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | None,
@@ -173,4 +151,4 @@ class SetStream:
         self.everyone.close()
 
 
-__all__ = ["SetStream", "connect", "first_pages", "multi_max", "open_multi_stream", "start_one"]
+__all__ = ["SetStream", "first_pages", "multi_max", "open_multi_stream", "start_one"]

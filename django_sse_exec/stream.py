@@ -20,7 +20,7 @@ their reconnects.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,11 @@ class Outcome:
                                 has_body=bool(self.reason), retry_after=self.retry_after)
 
 
+def position_of(request: Any) -> str | None:
+    """A stream of many's client position, unparsed: ``Last-Event-ID``, else ``?last_event_id=``."""
+    return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+
+
 def last_event_id_of(header: str | None, query: str | None) -> int | None:
     """The client's position: the ``Last-Event-ID`` header, else ``?last_event_id=``."""
     parsed = parse_last_event_id(header)
@@ -78,29 +83,47 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     """
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
-    try:
+
+    async def decide() -> Outcome:
         reason = await authorize(request, execution_id)
-        vary = session_read(request)
         if reason is not None:
-            return Outcome(403, reason, vary_cookie=vary)
+            return Outcome(403, reason)
         render = render_for(getattr(request, "GET", None), execution_id)
         if render is None:
-            return Outcome(400, "unknown format", vary_cookie=vary)
+            return Outcome(400, "unknown format")
         head = None
         if last_event_id:  # only a client that has seen events can be told "no more"
             head = await guard("event store", get_store().read(execution_id, upto=0))
             if head.closed and last_event_id == head.last_id:
-                return Outcome(204, vary_cookie=vary)
-        slot = await guard("stream caps", admit(request))  # a per-user cap may read the session too
+                return Outcome(204)
+        return Outcome(200, body=stream_events(
+            execution_id, last_event_id, scope=getattr(request, "scope", None), head=head,
+            render=render, entry_point=entry_point))
+
+    return await connect(request, decide)
+
+
+async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """The connect rules every kind of stream shares, around ``decide`` (its 403/204/body).
+
+    Then the caps (429; a per-user cap may read the session too); an outage
+    anywhere is a 200 whose body only says when to retry; ``Vary: Cookie``
+    whenever the session was read.
+    """
+    try:
+        outcome = await decide()
+        if outcome.status != 200:
+            outcome.vary_cookie = session_read(request)
+            return outcome
+        slot = await guard("stream caps", admit(request))
     except OverCap as exc:
         return Outcome(429, str(exc), vary_cookie=session_read(request),
                        retry_after=exc.retry_after)
     except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
         return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
                        vary_cookie=session_read(request))
-    body = stream_events(execution_id, last_event_id, scope=getattr(request, "scope", None),
-                         head=head, render=render, entry_point=entry_point)
-    return Outcome(200, body=slot.hold(body) if slot else body,
+    body = outcome.body
+    return Outcome(200, body=slot.hold(body) if slot and body else body,
                    vary_cookie=session_read(request))
 
 
@@ -144,4 +167,5 @@ async def _start(hub: Hub, sub: Subscriber, cursor: Cursor, after: int | None,
         yield chunk
 
 
-__all__ = ["HEADERS", "Outcome", "last_event_id_of", "open_stream", "retry_ms", "stream_events"]
+__all__ = ["HEADERS", "Outcome", "connect", "last_event_id_of", "open_stream", "position_of",
+           "retry_ms", "stream_events"]

@@ -16,7 +16,7 @@ from .deployment import refuse_wsgi
 from .feedstream import open_feed_stream
 from .headers import response_headers
 from .multi import open_multi_stream
-from .stream import Outcome, last_event_id_of, open_stream
+from .stream import Outcome, last_event_id_of, open_stream, position_of
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:
@@ -63,8 +63,8 @@ async def multi_view(request: HttpRequest) -> HttpResponse | StreamingHttpRespon
     refusal = _refusal(request)
     if refusal is not None:
         return refusal
-    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return _response(request, await open_multi_stream(request, request.GET.get("ids"), position))
+    return _response(request, await open_multi_stream(request, request.GET.get("ids"),
+                                                      position_of(request)))
 
 
 @csrf_exempt
@@ -73,5 +73,4 @@ async def feed_view(request: HttpRequest, feed: str) -> HttpResponse | Streaming
     refusal = _refusal(request)
     if refusal is not None:
         return refusal
-    position = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-    return _response(request, await open_feed_stream(request, feed, position))
+    return _response(request, await open_feed_stream(request, feed, position_of(request)))

@@ -3,7 +3,7 @@
 import django_eventstream
 from django.urls import include, path
 
-from bench import naive
+from bench import naive, trace  # noqa: F401  (trace: only with BENCH_TRACE set)
 
 urlpatterns = [
     path("es/", include(django_eventstream.urls)),

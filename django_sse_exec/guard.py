@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .conf import sse_settings
@@ -52,10 +53,13 @@ def drop(hub: Hub, sub: Subscriber, reason: str) -> None:
         sub.wake()
 
 
-def sweep(hub: Hub, now: float) -> None:
-    """Rotate streams past their lifetime; drop those whose client stopped reading."""
+def sweep(hub: Hub, now: float, streams: Iterable[Subscriber] | None = None) -> None:
+    """Rotate streams past their lifetime; drop those whose client stopped reading.
+
+    ``streams``: the hub's streams to look at (default: all of them).
+    """
     write_timeout = float(sse_settings.WRITE_TIMEOUT)
-    for sub in hub.subscribers():
+    for sub in hub.subscribers() if streams is None else streams:
         if sub.end_reason is not None:
             continue
         if sub.stalled(now, write_timeout):

@@ -34,6 +34,7 @@ import gc
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,15 +127,22 @@ class Senders:
 
 async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
                   executions: int, per_execution: int, seconds: int,
-                  profile: str | None = None) -> dict[str, Any]:
+                  profile: str | None = None, trace: bool = False) -> dict[str, Any]:
     """One shape on one fresh server: connect, send for ``seconds``, collect the figures.
 
     With ``profile`` (a directory) the server is sampled with py-spy while the
     senders run (``<system>-<executions>x<streams>.txt``, summarised on stderr).
+    With ``trace`` the server times each hop of the events (:mod:`bench.trace`).
     """
     from bench.client import Sink, close_all, open_streams
 
-    system.start()
+    trace_path = Path(tempfile.mkdtemp(prefix="bench-trace-")) / "hops.json" if trace else None
+    if trace_path is not None:
+        os.environ["BENCH_TRACE"] = str(trace_path)  # the server inherits it
+    try:
+        system.start()
+    finally:
+        os.environ.pop("BENCH_TRACE", None)
     try:
         await base.warm_up(system)
         run = uuid.uuid4().hex[:8]
@@ -173,12 +181,18 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
         redis_cpu = base.cpu_seconds(redis.proc.pid) - redis_cpu_before
         delta = stats_delta(stats_before, command_stats(redis_client))
         lost = sent * per_execution - sink.events
+        if trace_path is not None:
+            await asyncio.sleep(2.5)  # the trace is written every 2 s
         close_all(streams)
         await asyncio.sleep(1.0)
     finally:
         system.stop()
     calls = sum(c for c, _ in delta.values())
+    hops = json.loads(trace_path.read_text()) if trace_path and trace_path.exists() else {}
+    if trace_path is not None:
+        shutil.rmtree(trace_path.parent, ignore_errors=True)
     return {
+        **{f"hop_{key}": value for key, value in hops.items() if isinstance(value, float)},
         "system": system.name, "label": system.label,
         "executions": executions, "per_execution": per_execution, "streams": len(urls),
         "connected": ok, "connect_s": connect_s,
@@ -201,7 +215,7 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
 
 async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list[tuple[int, int]],
                   systems: list[str], seconds: int, repeat: int,
-                  profile: str | None = None) -> list[list[dict[str, Any]]]:
+                  profile: str | None = None, trace: bool = False) -> list[list[dict[str, Any]]]:
     """Every shape on every system, ``repeat`` times (in one event loop)."""
     repeats = []
     for run in range(repeat):
@@ -212,7 +226,7 @@ async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list
                       file=sys.stderr, flush=True)
                 try:
                     result = await measure(base, base.SYSTEMS[name], senders, redis,
-                                           executions, per_execution, seconds, profile)
+                                           executions, per_execution, seconds, profile, trace)
                 except Exception as exc:  # one failure must not lose the rest
                     result = {"system": name, "label": base.SYSTEMS[name].label,
                               "executions": executions, "per_execution": per_execution,
@@ -224,7 +238,7 @@ async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list
 
 
 def print_report(rows: list[dict[str, Any]], seconds: int, runs: int) -> None:
-    from bench.realistic_report import table, targets
+    from bench.realistic_report import hops, table, targets
 
     print(f"\nRealistic scenario: {SENDERS} sender processes (sync send_sse_event), 1 event/s per "
           f"execution for {seconds} s; up to {runs} run(s), medians; private Redis; "
@@ -232,6 +246,9 @@ def print_report(rows: list[dict[str, Any]], seconds: int, runs: int) -> None:
     print(table(rows))
     print("\nTargets (ratios against raw in the same run):\n")
     print(targets(rows))
+    if any("hop_receive_p99_ms" in row for row in rows):
+        print("\nWhere the time goes (medians; --trace):\n")
+        print(hops(rows))
 
 
 def main() -> None:
@@ -250,6 +267,8 @@ def main() -> None:
                         help="print the table of saved runs (their repeats pooled), measure nothing")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample each server with py-spy while events are sent; summarise")
+    parser.add_argument("--trace", action="store_true",
+                        help="time each hop of the events in the app's servers (bench/trace.py)")
     args = parser.parse_args()
     if args.report:
         runs = [json.loads(Path(path).read_text()) for path in args.report]
@@ -272,7 +291,7 @@ def main() -> None:
             senders = Senders(SENDERS, env)
             try:
                 repeats = asyncio.run(run_all(base, senders, redis, shapes, args.systems.split(","),
-                                              seconds, args.repeat, args.profile))
+                                              seconds, args.repeat, args.profile, args.trace))
             finally:
                 senders.stop()
         finally:

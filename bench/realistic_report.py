@@ -110,3 +110,18 @@ def targets(rows: list[dict[str, Any]]) -> str:
         check(f"{system}: Redis commands per event independent of executions (within 20 %)",
               spread <= 1.2, detail)
     return "\n".join(lines)
+
+
+def hops(rows: list[dict[str, Any]]) -> str:
+    """Per app row: p50/p99 of sender -> Redis, Redis -> hub, and end to end (``--trace``)."""
+    lines = ["| shape | system | sender → Redis p50 / p99 ms | Redis → hub p50 / p99 ms "
+             "| end to end p50 / p99 ms |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "hop_receive_p99_ms" not in r:
+            continue
+        lines.append(
+            f"| {r['executions']:,} × {r['per_execution']} | {r['label']} "
+            f"| {r['hop_send_p50_ms']:.1f} / {r['hop_send_p99_ms']:.1f} "
+            f"| {r['hop_receive_p50_ms']:.1f} / {r['hop_receive_p99_ms']:.1f} "
+            f"| {r['p50_ms']:.1f} / {r['p99_ms']:.1f} |")
+    return "\n".join(lines)

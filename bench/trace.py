@@ -1,14 +1,20 @@
 """Where a delivered event's time goes, hop by hop, inside a benchmark server.
 
-Set ``BENCH_TRACE=<file>`` in a server's environment (``bench.realistic --trace``
-does) and this module, imported by the benchmark's URLconf, wraps the hub's
-dispatch of channel messages. For every message it records three clocks, all
+Set ``BENCH_TRACE=<file>`` in a server's environment (``python -m bench.realistic
+--trace`` does, and prints the figures under its table) and this module,
+imported by the benchmark's URLconf, wraps the hub's dispatch of channel
+messages. For every message it records three clocks, all
 on this machine: the sender's stamp in the payload (``"t"``, taken before
 ``send_sse_event`` runs), Redis's ``TIME`` when the send's script published it
 (the message's ``"t"``), and when the hub got it. Every two seconds it writes
 the percentiles of the two hops to the file: sender → Redis (the send itself,
 and any wait for the CPU before it), and Redis → hub (the channel layer's
 receive). The client's own latency minus these is the hub → client hop.
+
+It also lists the bursts of slow messages (start, count: a burst a second
+pointed at the repair sweep) and the garbage collector's full collections
+(start, ms); ``BENCH_TRACE_SLOW=<seconds>`` puts the server's event loop in
+debug mode, which logs every callback that runs longer (slow, for finding).
 """
 
 from __future__ import annotations

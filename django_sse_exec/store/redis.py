@@ -49,6 +49,9 @@ T = TypeVar("T")
 #: A delivery for the append script: (Lua tail, its arguments).
 Delivery = tuple[str, list[Any]]
 
+#: Memberships one heartbeat script call refreshes (Redis runs it as one step).
+REFRESH_BATCH = 200
+
 
 class RedisStore(RedisOperations, Store):
     """Event logs and membership in Redis, shared by every process that uses it."""
@@ -272,7 +275,7 @@ class RedisStore(RedisOperations, Store):
     async def add_member(self, execution_id: str, member: str) -> None:
         """Add or refresh a member; concurrent calls share one round trip (``WriteBatcher``)."""
         await self._batched(execution_id, "EVALSHA", self.redis.script(scripts.TOUCH_MEMBER).sha, 5,
-                            *self._member_keys(execution_id), member, self._ttl_ms(), "")
+                            *self._member_keys(execution_id), self._ttl_ms(), "", member)
 
     async def remove_member(self, execution_id: str, member: str) -> None:
         """Remove a member, batched like :meth:`add_member` (and after it, in call order)."""
@@ -283,13 +286,11 @@ class RedisStore(RedisOperations, Store):
         await self.on_each_host(members, lambda pair: pair[0], self._refresh_on)
 
     async def _refresh_on(self, host: Connections, members: list[tuple[str, str]]) -> None:
-        sha, ttl = host.script(scripts.TOUCH_MEMBER).sha, self._ttl_ms()
-        # Make sure the script is cached first: EVALSHA in a pipeline cannot fall back.
-        await host.run(host.client().script_load(scripts.TOUCH_MEMBER))
-        async with host.client().pipeline(transaction=False) as pipe:
-            for execution_id, member in members:
-                pipe.evalsha(sha, 5, *self._member_keys(execution_id), member, ttl, "XX")
-            await host.run(pipe.execute())
+        """One script call per :data:`REFRESH_BATCH` memberships (not one per stream)."""
+        for start in range(0, len(members), REFRESH_BATCH):
+            some = members[start:start + REFRESH_BATCH]
+            keys = [key for execution_id, _ in some for key in self._member_keys(execution_id)]
+            await host.eval(scripts.TOUCH_MEMBER, keys, [self._ttl_ms(), "XX", *(m for _, m in some)])
 
     async def count_members(self, execution_id: str) -> int:
         return int(await self.on(execution_id).eval(

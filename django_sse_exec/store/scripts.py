@@ -121,17 +121,25 @@ return tonumber(epoch)
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS: members, then the log's keys (last, closed, events, bytes). ARGV: member,
-# ttl ms, 'XX' to refresh only existing members or ''. A log with open streams
-# is kept at least as long as its members (as the memory store keeps it).
+# Memberships of one or more streams, 5 KEYS each: members, then the log's keys
+# (last, closed, events, bytes). ARGV: ttl ms, 'XX' to refresh only existing
+# members or '', then each stream's member. A log with open streams is kept at
+# least as long as its members (as the memory store keeps it). One call touches
+# many (the heartbeat of a process serving thousands of streams).
 TOUCH_MEMBER = _NOW_MS + """
-if ARGV[3] == 'XX' and redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 1, #KEYS do
-  local ttl = redis.call('PTTL', KEYS[i])
-  if ttl < tonumber(ARGV[2]) and (i == 1 or ttl >= 0) then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+local ttl = tonumber(ARGV[1])
+for m = 3, #ARGV do
+  local k = (m - 3) * 5
+  local member = ARGV[m]
+  if ARGV[2] ~= 'XX' or redis.call('ZSCORE', KEYS[k + 1], member) ~= false then
+    redis.call('ZADD', KEYS[k + 1], now + ttl, member)
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', now)
+    for i = 1, 5 do
+      local left = redis.call('PTTL', KEYS[k + i])
+      if left < ttl and (i == 1 or left >= 0) then
+        redis.call('PEXPIRE', KEYS[k + i], ttl)
+      end
+    end
   end
 end
 return 1

@@ -218,6 +218,15 @@ async def serve(scope: Scope, receive: Receive, send: Send,
     await _pump(outcome, receive, send)
 
 
+async def _watch(receive: Receive, state: dict[str, bool], stream: asyncio.Task[Any]) -> None:
+    """Cancel ``stream`` when the client disconnects (unless it finished first)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if not state["finished"]:
+        state["disconnected"] = True
+        stream.cancel()
+
+
 async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
     """Send the stream's chunks until it ends or the client disconnects.
 
@@ -229,15 +238,7 @@ async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
     me = asyncio.current_task()
     assert me is not None
     state = {"disconnected": False, "finished": False}
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not state["finished"]:
-            state["disconnected"] = True
-            me.cancel()
-
-    watcher = asyncio.create_task(watch())
+    watcher = asyncio.create_task(_watch(receive, state, me))
     try:
         await send({"type": "http.response.start", "status": 200,
                     "headers": as_asgi(outcome.headers)})

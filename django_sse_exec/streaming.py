@@ -99,9 +99,12 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
     tally = StreamTally(label, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
+    # Keep the phases, not what made them (a closure per stream, for hours).
+    phase, then = phases(hub, sub)
+    del phases
     try:
         yield preamble(retry)
-        for phase in phases(hub, sub):
+        while phase is not None:
             async for chunk in phase:
                 for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                     backlog = sub.backlog
@@ -111,6 +114,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
                     tally.wrote(piece)
                     yield piece
                     sub.written()
+            phase, then = then, None
         if sub.end_reason in _REJOIN_REASONS:
             yield rejoin_hint(retry, sub.end_reason)
     except asyncio.CancelledError:

@@ -100,6 +100,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     # Keep the phases, not what made them (a closure per stream, for hours).
+    phase: AsyncIterator[bytes] | None
+    then: AsyncIterator[bytes] | None
     phase, then = phases(hub, sub)
     del phases
     try:

@@ -167,6 +167,10 @@ class Server:
     def hub(self) -> dict[str, int]:
         return httpx.get(f"{self.base_url}/control/hub", timeout=30).json()
 
+    def objects(self) -> int:
+        """Objects the server's garbage collector tracks, after a full collection."""
+        return int(httpx.get(f"{self.base_url}/control/objects", timeout=30).json()["objects"])
+
     def residue(self) -> dict[str, int]:
         """Per-execution state outside the hub: in-memory store and layer (see the view)."""
         return httpx.get(f"{self.base_url}/control/residue", timeout=30).json()

@@ -10,6 +10,7 @@ urlpatterns = [
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),
     path("control/residue", views.residue),
+    path("control/objects", views.objects),
     path("control/login", views.login),
     path("control/fragments", views.fragment_stats),
     path("test/htmx/<str:execution_id>", views.htmx_page),

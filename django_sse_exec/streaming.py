@@ -99,12 +99,12 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
     tally = StreamTally(label, entry_point)
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
-    # Keep the phases, not what made them (a closure per stream, for hours).
     phase: AsyncIterator[bytes] | None
     then: AsyncIterator[bytes] | None
-    phase, then = phases(hub, sub)
-    del phases
     try:
+        # Keep the phases, not what made them (a closure per stream, for hours).
+        phase, then = phases(hub, sub)
+        del phases
         yield preamble(retry)
         while phase is not None:
             async for chunk in phase:

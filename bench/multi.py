@@ -32,8 +32,8 @@ import uuid
 from typing import Any
 
 from bench.client import close_all
-from bench.run import System, cpu_seconds, delete_run_keys, open_measured, pct, settle, warm_up
-from bench.text import fmt
+from bench.run import System, cpu_seconds, delete_run_keys, open_measured, settle, warm_up
+from bench.text import fmt, pct
 
 SERVERS = [("fast-daphne", "fast"), ("view-daphne", "view")]
 #: Streams connecting at once. RSS is measured once they are all open: a storm of

@@ -135,6 +135,7 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
     With ``trace`` the server times each hop of the events (:mod:`bench.trace`).
     """
     from bench.client import Sink, close_all, open_streams
+    from bench.text import pct
 
     trace_path = Path(tempfile.mkdtemp(prefix="bench-trace-")) / "hops.json" if trace else None
     if trace_path is not None:
@@ -203,8 +204,8 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
         "worst_late_s": max(r["worst_late_s"] for r in reports),
         "delivered": sink.events, "lost": lost,
         "ids_in_order": all(s.ids_ok for s in streams if s.status == 200),
-        "p50_ms": base.pct(sink.latencies, 0.50) * 1000,
-        "p99_ms": base.pct(sink.latencies, 0.99) * 1000,
+        "p50_ms": pct(sink.latencies, 0.50) * 1000,
+        "p99_ms": pct(sink.latencies, 0.99) * 1000,
         "server_us_per_event": cpu / max(sink.events, 1) * 1e6,
         "redis_calls_per_event": calls / max(sent, 1),
         "redis_us_per_event": redis_cpu / max(sent, 1) * 1e6,

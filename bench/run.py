@@ -45,7 +45,7 @@ from django.conf import settings  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from bench.client import Sink, close_all, open_streams  # noqa: E402
-from bench.text import fmt  # noqa: E402
+from bench.text import fmt, pct  # noqa: E402
 from tests.server import Server, free_port  # noqa: E402
 
 PAD = "x" * 64  # payload padding: a realistic progress event is ~100 bytes of JSON
@@ -238,13 +238,6 @@ async def settle(sink: Sink, expected: int, quiet: float = 5.0, limit: float = 9
         elif time.monotonic() - last_change > quiet:
             break
         await asyncio.sleep(0.02)
-
-
-def pct(values: Any, q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def wait_streams(system: System, count: int, timeout: float = 20) -> None:

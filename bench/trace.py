@@ -27,12 +27,9 @@ import time
 from array import array
 from typing import Any
 
+from bench.text import pct
+
 PATH = os.environ.get("BENCH_TRACE", "")
-
-
-def _pct(values: array, q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
 #: A message later than this (seconds, Redis -> hub) counts as slow; slow messages
@@ -114,8 +111,8 @@ def install() -> None:
             figures = {"messages": len(receive_hop)}
             for name, values in (("send", send_hop), ("receive", receive_hop)):
                 snapshot = array("d", values)
-                figures.update({f"{name}_p50_ms": _pct(snapshot, 0.5),
-                                f"{name}_p99_ms": _pct(snapshot, 0.99),
+                figures.update({f"{name}_p50_ms": pct(snapshot, 0.5) * 1000,
+                                f"{name}_p99_ms": pct(snapshot, 0.99) * 1000,
                                 f"{name}_max_ms": max(snapshot, default=0.0) * 1000})
             figures["slow_bursts"] = _bursts(array("d", slow_at))
             figures["full_collections"] = list(collections)

@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["redis", "memory"], default="redis")
     args = parser.parse_args()
     setup(args.store)
-    from django_sse_exec.runner import run_sync
+    from django_sse_exec.runtime.sync import run_sync
 
     try:
         figures = run_sync("bench", measure, args.n, args.rounds)

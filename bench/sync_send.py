@@ -91,7 +91,7 @@ def listener(layer: str, redis_url: str, prefix: str, execution: str) -> dict:
     import redis
 
     configure(layer, redis_url, prefix)
-    from django_sse_exec.layers import get_layer, group_name
+    from django_sse_exec.layer.access import get_layer, group_name
 
     raw = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
     raw.subscribe(f"{prefix}.raw")
@@ -118,8 +118,8 @@ def child(layer: str, count: int, threads: int, rounds: int, redis_url: str) -> 
     import redis
 
     from django_sse_exec import asend_sse_event, close_sse_connections, send_sse_event
-    from django_sse_exec.publisher import publisher
-    from django_sse_exec.runner import run_sync
+    from django_sse_exec.runtime.sync import run_sync
+    from django_sse_exec.sending.publisher import publisher
 
     raw = redis.Redis.from_url(redis_url)
     payload = json.dumps({"taskId": "task-1", "progress": 1, "total": 5}).encode()

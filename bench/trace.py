@@ -59,7 +59,7 @@ def _stamp(data: str) -> float | None:
 
 def install() -> None:
     """Wrap the hub's dispatch (once) and start writing the figures to ``PATH``."""
-    from django_sse_exec.fanout import Fanout
+    from django_sse_exec.hub.fanout import Fanout
 
     if getattr(Fanout.dispatch, "traced", False):
         return

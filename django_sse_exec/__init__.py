@@ -31,11 +31,11 @@ from .api import (
     unregister_sse_client,
 )
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
-from .feeds import aadd_to_feed, add_to_feed, feed_stream_url, multi_stream_url
-from .leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
-from .reporter import ExecutionReporter
-from .snapshot import aget_execution_state, get_execution_state
-from .state import ExecutionState, TaskState
+from .execution.leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
+from .execution.reporter import ExecutionReporter
+from .execution.snapshot import aget_execution_state, get_execution_state
+from .execution.state import ExecutionState, TaskState
+from .sending.feeds import aadd_to_feed, add_to_feed, feed_stream_url, multi_stream_url
 
 __version__ = "0.1.0"
 

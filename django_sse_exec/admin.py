@@ -34,7 +34,7 @@ from django.urls import URLPattern, path, reverse
 
 from .api import close_sse_connections
 from .models import Execution
-from .runner import run_sync
+from .runtime.sync import run_sync
 from .store import get_store
 from .store.base import ExecutionSummary
 from .wire import is_valid_execution_id

@@ -17,15 +17,15 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from . import metrics
-from .auth import make_token
+from .auth.policies import make_token
 from .conf import sse_settings
-from .delivery import aget_delivery, get_delivery
-from .formats import DEFAULT_FORMAT, validate_format
-from .hub import get_hub
-from .layers import get_layer, group_name
-from .runner import run_sync
+from .hub.hub import get_hub
+from .layer.access import get_layer, group_name
+from .render.formats import DEFAULT_FORMAT, validate_format
+from .runtime.sync import run_sync
+from .sending.delivery import aget_delivery, get_delivery
 from .store import get_store
+from .telemetry import metrics
 from .wire import encode_data, validate_event_name, validate_execution_id
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     The event is appended to the execution's log first (it gets the next id:
     1, 2, 3 ...; late joiners and reconnecting clients replay it from there),
     then delivered to the execution's channel-layer group (how: see
-    :mod:`django_sse_exec.delivery`). Returns the event id.
+    :mod:`django_sse_exec.sending.delivery`). Returns the event id.
 
     Raises ``ValueError``/``TypeError`` for a bad execution id, event name or data
     (nothing is sent), :class:`~django_sse_exec.exceptions.ExecutionClosed` if
@@ -148,7 +148,7 @@ def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | in
     ``max_age`` seconds (default ``SSE_EXEC["TOKEN_MAX_AGE"]``). Give the URL to
     ``new EventSource(url)``; reconnects reuse it until it expires.
     ``format="html"`` asks for HTML fragments instead of JSON (see
-    :mod:`django_sse_exec.fragments`).
+    :mod:`django_sse_exec.render.html`).
     """
     validate_execution_id(execution_id)
     query = {"token": make_token(execution_id, user, max_age)}

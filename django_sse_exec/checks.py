@@ -11,16 +11,16 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from .auth.db_slots import check_db_connections
 from .conf import DEFAULTS, sse_settings
-from .dblimit import check_db_connections
-from .deployment import check_asgi
+from .http.require_asgi import check_asgi
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """No ASGI_APPLICATION, unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
     memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
-    from .layers import is_memory_layer, is_redis_layer
+    from .layer.access import is_memory_layer, is_redis_layer
     from .store import backend_path
 
     messages: list[CheckMessage] = [*check_asgi(), *check_db_connections()]
@@ -69,7 +69,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 def check_operations() -> list[CheckMessage]:
     """Lease timings must be positive numbers, MULTI_STREAM_MAX a sane count, and a
     multiprocess metrics directory must exist."""
-    from .metrics import multiprocess_dir_problem
+    from .telemetry.metrics import multiprocess_dir_problem
 
     messages: list[CheckMessage] = []
     for key in ("LEASE_TTL", "LEASE_CHECK", "LEASE_CLAIM_GRACE"):
@@ -102,7 +102,7 @@ def check_operations() -> list[CheckMessage]:
 
 def check_error_detail() -> list[CheckMessage]:
     """ERROR_DETAIL must be a known mode or a formatter that can be imported."""
-    from .disclosure import formatter
+    from .execution.error_detail import formatter
 
     try:
         custom = formatter()
@@ -123,7 +123,7 @@ def check_error_detail() -> list[CheckMessage]:
 def check_slow_client_guard() -> list[CheckMessage]:
     """daphne applies no backpressure; the guard that bounds what a non-reading client
     costs reads daphne's internals and is used only for the tested versions."""
-    from .backlog import DAPHNE_TESTED, daphne_version, is_tested_daphne
+    from .runtime.daphne_buffer import DAPHNE_TESTED, daphne_version, is_tested_daphne
 
     version = daphne_version()
     if version is None or is_tested_daphne(version):
@@ -231,7 +231,7 @@ def check_redis_topology() -> list[CheckMessage]:
 def check_policy() -> list[CheckMessage]:
     """Who may read streams: AUTHORIZE must load, allow-any must not reach production,
     and TOKEN_MAX_AGE must be a positive number of seconds."""
-    from .auth import allow_any, get_policy
+    from .auth.policies import allow_any, get_policy
 
     messages: list[CheckMessage] = []
     try:

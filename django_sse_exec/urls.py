@@ -2,8 +2,8 @@
 
 from django.urls import path
 
-from .refresh import progress_view
-from .views import feed_view, multi_view, stream_view
+from .http.progress import progress_view
+from .http.views import feed_view, multi_view, stream_view
 
 app_name = "django_sse_exec"
 

@@ -4,7 +4,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from django_sse_exec.metrics import metrics_view
+from django_sse_exec.telemetry.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -120,7 +120,7 @@ def test_register_unregister_counts_and_leaves_no_entry(execution_id):
 
 
 async def test_registered_consumer_receives_events(execution_id):
-    from django_sse_exec.layers import get_layer
+    from django_sse_exec.layer.access import get_layer
 
     layer = get_layer()
     channel = await layer.new_channel()

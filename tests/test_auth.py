@@ -15,8 +15,9 @@ from django.core.exceptions import PermissionDenied
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory, override_settings
 
-from django_sse_exec import auth, stream_url
-from django_sse_exec.auth import SALT, authorize, check_token, make_token
+from django_sse_exec import stream_url
+from django_sse_exec.auth import policies as auth
+from django_sse_exec.auth.policies import SALT, authorize, check_token, make_token
 
 EID = "exec-42"
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from django_sse_exec import stream_url
-from django_sse_exec.disclosure import GENERIC_MESSAGE
+from django_sse_exec.execution.error_detail import GENERIC_MESSAGE
 from tests.conftest import redis_available
 from tests.helpers import names
 from tests.server import Server

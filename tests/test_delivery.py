@@ -15,8 +15,9 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from django_sse_exec import delivery, redis_layer
-from django_sse_exec.layers import get_layer, group_name
+from django_sse_exec.layer import redis as redis_layer
+from django_sse_exec.layer.access import get_layer, group_name
+from django_sse_exec.sending import delivery
 from tests.workers import delete_keys
 
 

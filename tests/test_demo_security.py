@@ -25,7 +25,7 @@ import pytest
 from django.core import signing
 from django.test import override_settings
 
-from django_sse_exec.auth import SALT
+from django_sse_exec.auth.policies import SALT
 from tests.conftest import migrated_db_env
 from tests.helpers import wait_until_sync
 from tests.server import ROOT, Server

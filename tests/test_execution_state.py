@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import django_sse_exec as sse
-from django_sse_exec.disclosure import GENERIC_MESSAGE
-from django_sse_exec.snapshot import read_all
+from django_sse_exec.execution.error_detail import GENERIC_MESSAGE
+from django_sse_exec.execution.snapshot import read_all
 from django_sse_exec.store.memory import MemoryStore
 from django_sse_exec.wire import Event
 from tests.test_commands import redis_setup  # noqa: F401  (fixture)
@@ -129,7 +129,7 @@ def test_check_warns_when_the_templates_cannot_be_found(settings):
 async def test_malformed_payloads_in_the_log_do_not_break_the_state(memory, execution_id):
     from django.template.loader import render_to_string
 
-    from django_sse_exec.widget import state_context
+    from django_sse_exec.render.widget import state_context
 
     for event, data in [("execution-start", {"totalTasks": "many"}), ("task-start", {"taskId": 5}),
                         ("task-complete", {"taskId": "a", "duration": "long", "error": 3}),

@@ -127,7 +127,7 @@ async def test_each_fragment_is_rendered_once_per_process(server, url_for, execu
 
 
 async def test_refresh_view_answers_with_the_widget_the_policy_allows(server, execution_id):
-    from django_sse_exec.auth import make_token
+    from django_sse_exec.auth.policies import make_token
 
     token = make_token(execution_id)
     quoted = token.replace(":", "%3A")
@@ -166,7 +166,7 @@ async def test_an_event_its_template_cannot_render_does_not_end_the_stream(serve
 async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
     """In-process, on a memory store that loses its data: the next log's ids start in a
     new epoch, and the state fragments describe the new log alone."""
-    from django_sse_exec.fragments import FragmentCache
+    from django_sse_exec.render.html import FragmentCache
     from django_sse_exec.store.memory import MemoryStore
 
     store = MemoryStore()
@@ -194,7 +194,7 @@ async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
 
 
 async def test_the_cache_keeps_watched_executions_and_a_bounded_number_of_idle_ones():
-    from django_sse_exec.fragments import IDLE_EXECUTIONS, FragmentCache
+    from django_sse_exec.render.html import IDLE_EXECUTIONS, FragmentCache
     from django_sse_exec.store.memory import MemoryStore
 
     cache = FragmentCache(MemoryStore())

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from django_sse_exec.state import ExecutionState
+from django_sse_exec.execution.state import ExecutionState
 from tests.helpers import wait_until_sync
 from tests.server import Server
 from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_tabs  # noqa: F401  (browser: the module's Chromium)

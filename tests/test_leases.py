@@ -163,7 +163,7 @@ async def test_redis_store_hands_an_expired_lease_to_exactly_one_of_many_callers
 
 async def test_reap_ends_once_and_leaves_closed_or_unknown_executions_alone(execution_id):
     from django_sse_exec import aclose_sse_connections, asend_sse_event
-    from django_sse_exec.leases import areap_lost_executions
+    from django_sse_exec.execution.leases import areap_lost_executions
     from django_sse_exec.store import get_store
 
     store = get_store()

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from django_sse_exec import maintenance
-from django_sse_exec.hub import get_hub
+from django_sse_exec.hub import maintenance
+from django_sse_exec.hub.hub import get_hub
 
 STREAMS = 5 * maintenance.CHUNK
 

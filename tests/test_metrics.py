@@ -188,7 +188,7 @@ import sys
 sys.modules["prometheus_client"] = None  # as if it were not installed
 import django
 django.setup()
-from django_sse_exec import metrics
+from django_sse_exec.telemetry import metrics
 assert not metrics.enabled()
 metrics.connected("view", 200); metrics.stream_opened("view"); metrics.event_sent()
 metrics.stream_ended("view", "closed", 1.0); metrics.delivered("view", 3, 1)
@@ -209,7 +209,7 @@ async def test_uvicorn_access_log_through_the_filter_has_no_token(url_for, execu
     config = tmp_path / "log.json"
     config.write_text(json.dumps({
         "version": 1, "disable_existing_loggers": False,
-        "filters": {"tokens": {"()": "django_sse_exec.logfilters.RedactTokens"}},
+        "filters": {"tokens": {"()": "django_sse_exec.telemetry.logfilters.RedactTokens"}},
         "handlers": {"access": {"class": "logging.StreamHandler", "filters": ["tokens"],
                                 "stream": "ext://sys.stdout"}},
         "loggers": {"uvicorn.access": {"handlers": ["access"], "level": "INFO",
@@ -254,7 +254,7 @@ def test_checks_name_unusable_lease_settings_and_metrics_directory(monkeypatch, 
 def test_redact_filter_removes_tokens_from_messages_and_arguments():
     import logging
 
-    from django_sse_exec.logfilters import RedactTokens
+    from django_sse_exec.telemetry.logfilters import RedactTokens
 
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
                                '%s - "GET %s" %d', ("1.2.3.4", "/sse/e/x/events?a=1&token=abc.d:e"

@@ -7,8 +7,11 @@ import json
 import pytest
 
 from django_sse_exec import ExecutionReporter, add_to_feed, feed_stream_url, multi_stream_url
-from django_sse_exec.grants import make_feed_token, make_set_token
-from django_sse_exec.multiwire import (
+from django_sse_exec.auth.many import make_feed_token, make_set_token
+from django_sse_exec.runtime.sync import run_sync
+from django_sse_exec.store import get_store
+from django_sse_exec.wire import Event
+from django_sse_exec.wire.many import (
     cursor_pair,
     feed_log_id,
     key_of,
@@ -17,9 +20,6 @@ from django_sse_exec.multiwire import (
     parse_ids,
     validate_feed_name,
 )
-from django_sse_exec.runner import run_sync
-from django_sse_exec.store import get_store
-from django_sse_exec.wire import Event
 from tests.test_auth import check_ids
 
 

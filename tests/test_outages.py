@@ -19,10 +19,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import OperationalError, ProgrammingError
 from django.test import RequestFactory, override_settings
 
-from django_sse_exec.auth import authorize
-from django_sse_exec.dblimit import database_slot
+from django_sse_exec.auth.db_slots import database_slot
+from django_sse_exec.auth.policies import authorize
 from django_sse_exec.exceptions import StoreUnavailable
-from django_sse_exec.failures import ServiceUnavailable, cause_of
+from django_sse_exec.outages import ServiceUnavailable, cause_of
 from tests.conftest import entry_point_env
 from tests.server import Server
 from tests.sse import SSEClient

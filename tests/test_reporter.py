@@ -16,11 +16,11 @@ import pytest
 from django.test import override_settings
 
 from django_sse_exec import ExecutionClosed, aclose_sse_connections, close_sse_connections
-from django_sse_exec.disclosure import GENERIC_MESSAGE
-from django_sse_exec.reporter import ExecutionReporter, ExecutionState
-from django_sse_exec.runner import run_sync
+from django_sse_exec.execution.error_detail import GENERIC_MESSAGE
+from django_sse_exec.execution.reporter import ExecutionReporter, ExecutionState
+from django_sse_exec.runtime.sync import run_sync
 from django_sse_exec.store import get_store
-from django_sse_exec.stream import stream_events
+from django_sse_exec.streams.single import stream_events
 from tests.helpers import names
 from tests.sse import SSEClient, SSEParser
 from tests.test_commands import redis_setup  # noqa: F401  (fixture)

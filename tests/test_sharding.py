@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from django_sse_exec.checks import check_redis_topology
-from django_sse_exec.redis_layer.shards import consistent_hash, host_index, kind_of_backend
+from django_sse_exec.layer.redis.shards import consistent_hash, host_index, kind_of_backend
 from django_sse_exec.store.hosts import HostSpec, host_spec, layer_hosts, shard_rule
 from django_sse_exec.store.redis import RedisStore
 
@@ -171,7 +171,7 @@ async def test_rule_is_checked_against_live_layers():
     from channels_redis.core import RedisChannelLayer
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    from django_sse_exec.redis_layer.shards import rule_matches
+    from django_sse_exec.layer.redis.shards import rule_matches
 
     hosts = ["redis://a:1/0", "redis://b:1/0", "redis://c:1/0"]
     groups = [f"sse_exec.run-{n}" for n in range(200)]

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from django_sse_exec import stream_url
-from django_sse_exec.backlog import is_tested_daphne
+from django_sse_exec.runtime.daphne_buffer import is_tested_daphne
 from tests.conftest import entry_point_env
 from tests.helpers import wait_until
 from tests.nginx_proxy import Nginx
@@ -207,7 +207,7 @@ def test_daphne_version_gate(version, tested):
 def test_connections_are_matched_by_identity_not_by_address():
     """A forged X-Forwarded-For can make a scope's address *equal* to another
     connection's; only the request whose own lists the scope carries matches."""
-    from django_sse_exec.backlog import request_for_scope
+    from django_sse_exec.runtime.daphne_buffer import request_for_scope
 
     class Request:  # what daphne keeps per request: hashable, with its own lists
         def __init__(self) -> None:

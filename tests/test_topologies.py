@@ -88,7 +88,7 @@ def assert_received(client: StreamClient, sent: dict[int, int], closed_id: int) 
 
 
 SHARDED_SENDER = """
-from django_sse_exec.delivery import get_delivery
+from django_sse_exec.sending.delivery import get_delivery
 EX = {executions!r}
 counts = {{e: sse.get_sse_client_count(e) for e in EX}}
 ids = {{e: [sse.send_sse_event(e, "step", {{"n": i}}) for i in range({events})] for e in EX}}
@@ -143,7 +143,7 @@ async def test_three_hosts_each_execution_on_one_host(layer, make_private_redis,
 
 FAILOVER_SENDER = """
 import logging, time
-from django_sse_exec.delivery import get_delivery
+from django_sse_exec.sending.delivery import get_delivery
 EX = {executions!r}
 sent = {{e: [] for e in EX}}
 failures, recovered, n = [], None, 0

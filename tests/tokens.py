@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.core import signing
 from django.urls import reverse
 
-from django_sse_exec.auth import SALT
+from django_sse_exec.auth.policies import SALT
 
 
 def expired_stream_url(execution_id: str) -> str:

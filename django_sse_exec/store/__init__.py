@@ -40,7 +40,7 @@ def backend_path() -> str:
     """Dotted path of the Store class the settings select."""
     choice = sse_settings.STORE
     if choice == "auto":
-        from ..layers import is_redis_layer
+        from ..layer.access import is_redis_layer
 
         choice = "redis" if is_redis_layer() else "memory"
     return BACKENDS.get(choice, choice)

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from ..coalesce import Coalescer
+from ..runtime.coalesce import Coalescer
 from .scripts import READ, TOUCH_MEMBER
 
 #: Errors that mean Redis is unreachable (reported as StoreUnavailable).
@@ -25,7 +25,7 @@ class WriteBatcher:
 
     A command is queued with a future for its caller; every command made in the
     same loop iteration goes along, and the writes queued while a batch is in
-    flight form the next batch (:class:`~django_sse_exec.coalesce.Coalescer`).
+    flight form the next batch (:class:`~django_sse_exec.runtime.coalesce.Coalescer`).
     Order is kept (one FIFO, one connection per batch): a stream's remove is
     never sent before its add. Each caller gets its own result or its own
     exception (:class:`StoreUnavailable` when Redis is unreachable, as for a

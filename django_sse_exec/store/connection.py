@@ -26,9 +26,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry as BlockingRetry
 
-from .. import metrics
 from ..conf import sse_settings
 from ..exceptions import StoreUnavailable
+from ..telemetry import metrics
 from .batcher import UNAVAILABLE
 from .hosts import HostSpec
 

@@ -5,7 +5,7 @@ every host of the layer's ``hosts`` list, in the same order, in any of the
 forms channels_redis accepts (a URL, a ``(host, port)`` pair, a dict with
 ``address`` or ``host``/``port``, or a Sentinel dict with ``sentinels`` and
 ``master_name``). With several hosts, each execution's keys live on the host
-the layer uses for the execution's group (:mod:`django_sse_exec.redis_layer.shards`),
+the layer uses for the execution's group (:mod:`django_sse_exec.layer.redis.shards`),
 so every process makes the same choice with no coordination. With
 ``REDIS_URL`` the store has that one host.
 """
@@ -117,11 +117,11 @@ def redis_url_from_settings() -> str:
 
 def shard_rule(ring_size: int) -> Callable[[str], int]:
     """``execution id -> host index`` among ``ring_size`` hosts: the host the channel
-    layer uses for the execution's group (see :mod:`django_sse_exec.redis_layer.shards`)."""
+    layer uses for the execution's group (see :mod:`django_sse_exec.layer.redis.shards`)."""
     if ring_size == 1:
         return lambda execution_id: 0
-    from ..layers import group_name
-    from ..redis_layer.shards import host_index, kind_of_backend
+    from ..layer.access import group_name
+    from ..layer.redis.shards import host_index, kind_of_backend
 
     layer = layer_config()
     kind = kind_of_backend(layer.get("BACKEND"))

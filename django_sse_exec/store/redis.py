@@ -16,7 +16,7 @@ workers, sync views) :meth:`RedisStore.append_blocking` and
 :meth:`RedisStore.close_blocking` run the same scripts on one thread-safe
 blocking client per process. An append can also deliver the event to the
 channel layer in the same script (``delivery``: a tail from
-:mod:`django_sse_exec.redis_layer` and its arguments), so a send is one round
+:mod:`django_sse_exec.layer.redis` and its arguments), so a send is one round
 trip. Connection problems raise
 :class:`~django_sse_exec.exceptions.StoreUnavailable` within a few seconds
 (``CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT``, one retry) instead of hanging.
@@ -183,7 +183,7 @@ class RedisStore(RedisOperations, Store):
         """:meth:`append` for synchronous callers, in the calling thread.
 
         With ``delivery`` (a Lua tail and its arguments, see
-        :mod:`django_sse_exec.redis_layer`) the same script also delivers the
+        :mod:`django_sse_exec.layer.redis`) the same script also delivers the
         event to the channel layer with the id it assigned: one round trip.
         """
         host = self.on(execution_id)

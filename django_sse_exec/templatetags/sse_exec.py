@@ -25,11 +25,11 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..api import stream_url
-from ..feeds import feed_stream_url, multi_stream_url
-from ..formats import DEFAULT_FORMAT
-from ..snapshot import get_execution_state
-from ..state import ExecutionState
-from ..widget import many_context, progress_context
+from ..execution.snapshot import get_execution_state
+from ..execution.state import ExecutionState
+from ..render.formats import DEFAULT_FORMAT
+from ..render.widget import many_context, progress_context
+from ..sending.feeds import feed_stream_url, multi_stream_url
 
 register = template.Library()
 

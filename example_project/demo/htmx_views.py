@@ -23,7 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from django_sse_exec import aget_execution_state
-from django_sse_exec.auth import check_token
+from django_sse_exec.auth.policies import check_token
 from django_sse_exec.wire import is_valid_execution_id
 
 from . import executor, ownership

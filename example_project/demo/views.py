@@ -32,8 +32,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from django_sse_exec import aget_sse_client_count, stream_url
-from django_sse_exec.auth import check_token
-from django_sse_exec.feeds import aadd_to_feed, feed_stream_url
+from django_sse_exec.auth.policies import check_token
+from django_sse_exec.sending.feeds import aadd_to_feed, feed_stream_url
 from django_sse_exec.wire import is_valid_execution_id
 
 from . import executor, ownership

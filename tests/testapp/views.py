@@ -45,7 +45,7 @@ def sync_send(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 async def feed_add(request: HttpRequest) -> JsonResponse:
     """Add ``execution_id`` to ``feed``; return the entry's id."""
-    from django_sse_exec.feeds import aadd_to_feed
+    from django_sse_exec.sending.feeds import aadd_to_feed
 
     body = _body(request)
     return JsonResponse({"id": await aadd_to_feed(body["feed"], body["execution_id"])})
@@ -62,7 +62,7 @@ async def count(request: HttpRequest, execution_id: str) -> JsonResponse:
 
 async def hub_stats(request: HttpRequest) -> JsonResponse:
     """How many streams and groups the server's hub holds (leak checks)."""
-    from django_sse_exec.hub import get_hub
+    from django_sse_exec.hub.hub import get_hub
 
     hub = get_hub()
     unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]
@@ -82,7 +82,7 @@ async def residue(request: HttpRequest) -> JsonResponse:
     """What this process keeps per execution besides the hub (leak checks): the
     in-memory store's executions and the in-memory channel layer's groups and
     channels (-1 where the server uses another store or layer)."""
-    from django_sse_exec.layers import get_layer
+    from django_sse_exec.layer.access import get_layer
     from django_sse_exec.store import get_store
     from django_sse_exec.store.memory import MemoryStore
 
@@ -145,7 +145,7 @@ def htmx4_page(request: HttpRequest, execution_id: str) -> HttpResponse:
 
 async def fragment_stats(request: HttpRequest) -> JsonResponse:
     """How many HTML fragments this server rendered (the once-per-event rule)."""
-    from django_sse_exec.fragments import get_cache
+    from django_sse_exec.render.html import get_cache
 
     return JsonResponse(get_cache().stats())
 #: Producers started by ``lease_producer``, by execution id.
@@ -160,7 +160,7 @@ async def lease_producer(request: HttpRequest) -> JsonResponse:
     It has no cleanup: killing it (``lease_producer_kill``) is a producer dying
     without closing its execution.
     """
-    from django_sse_exec.leases import ahold_lease
+    from django_sse_exec.execution.leases import ahold_lease
 
     body = _body(request)
     execution_id = body["execution_id"]

@@ -3,7 +3,7 @@
 Prints the retained history, then live events, one line each (id, event,
 compact data), and exits after ``stream-closed``. By default it follows the
 execution in-process with the app's own stream logic
-(:func:`~django_sse_exec.stream.stream_events`: replay, live, gap repair), which
+(:func:`~django_sse_exec.streams.single.stream_events`: replay, live, gap repair), which
 reaches other processes' events through the Redis store and channel layer.
 ``--url`` follows a server over HTTP instead, with a token minted by
 :func:`~django_sse_exec.stream_url` and reconnects that resume from the last id.
@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...api import stream_url
 from ...store import get_store
-from ...stream import stream_events
+from ...streams.single import stream_events
 from ...wire import STREAM_CLOSED
 from .. import execution_id_arg, local_store_problem, run
 

@@ -1,0 +1,1 @@
+"""One execution as data and as work: its vocabulary and state, the reporter, leases."""

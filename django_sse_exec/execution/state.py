@@ -1,0 +1,199 @@
+"""The state of one execution, rebuilt from its events or built step by step, and its payloads.
+
+:class:`ExecutionState` is the one place that turns the orchestrator's
+vocabulary (:mod:`django_sse_exec.execution.vocabulary`) into payloads and back: the
+reporter asks it for the payload of each step, the Celery integration rebuilds
+it from the event log to report tasks that run in other processes, and
+:func:`~django_sse_exec.get_execution_state` rebuilds it for pages (their first
+paint) and for the HTML rendering of streams. It does no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .known import KnownState
+from .vocabulary import (
+    EXECUTION_CANCELLED,
+    EXECUTION_COMPLETE,
+    EXECUTION_START,
+    PROGRESS,
+    TASK_COMPLETE,
+    TASK_FAIL,
+    TASK_RETRY,
+    TASK_START,
+    Message,
+    Running,
+    TaskState,
+    checked_payload,
+    checked_task_id,
+    error_text,
+    fit_summary,
+    now_ms,
+)
+
+
+class ExecutionState(KnownState):
+    """What is known about one execution, and the payloads that describe it.
+
+    Every method that changes the state returns the :data:`Message` to send;
+    nothing here sends anything. Payload fields follow the orchestrator's
+    vocabulary: ``execution-start {executionId,totalTasks,startTime}``,
+    ``task-start {taskId,taskTitle,progress,total}``, ``task-complete`` /
+    ``task-fail {taskId,taskTitle,status,duration,progress,total[,error]}`` and
+    ``execution-complete`` / ``execution-cancelled {executionId,status,successful,
+    failed,cancelled,completed,total,totalDuration,results}``.
+    """
+
+    # -- payloads -------------------------------------------------------------
+
+    def start(self) -> Message:
+        """``execution-start``."""
+        self.started = True
+        return EXECUTION_START, {
+            "executionId": self.execution_id,
+            "totalTasks": self.total_tasks(),
+            "startTime": self.start_time,
+        }
+
+    def task_start(self, task_id: str, title: str | None = None, *, attempt: int = 1,
+                   **extra: Any) -> Message:
+        """``task-start``; an ``attempt`` above 1 is marked ``retry: true``."""
+        task_id = checked_task_id(task_id)
+        title = title or task_id
+        data: dict[str, Any] = {
+            **extra,
+            "taskId": task_id,
+            "taskTitle": title,
+            "progress": len(self.results),
+            "total": max(self.total_tasks(), len(self.results) + 1),
+        }
+        if attempt > 1:
+            data.update(attempt=attempt, retry=True)
+        self.running[task_id] = Running(title, time.monotonic())
+        self.note_task(task_id, title, "running", attempt=attempt, duration=None, error=None)
+        return TASK_START, checked_payload(data)
+
+    def task_end(self, task_id: str, *, error: BaseException | str | None = None,
+                 title: str | None = None, duration: int | None = None,
+                 **extra: Any) -> Message:
+        """``task-complete`` (no ``error``) or ``task-fail``; the payload joins the results.
+
+        ``duration`` (ms) is measured from :meth:`task_start` in this process
+        unless given.
+        """
+        task_id = checked_task_id(task_id)
+        run = self.running.get(task_id)
+        if duration is None:
+            started = run.started if run is not None else None
+            duration = int((time.monotonic() - started) * 1000) if started is not None else 0
+        data: dict[str, Any] = {
+            **extra,
+            "taskId": task_id,
+            "taskTitle": title or (run.title if run is not None else task_id),
+            "status": "success" if error is None else "failed",
+            "duration": duration,
+            "progress": len(self.results) + 1,
+            "total": max(self.total_tasks(), len(self.results) + 1),
+        }
+        if error is not None:
+            data["error"] = error_text(error)
+        checked_payload(data)
+        self.running.pop(task_id, None)
+        self.results.append(data)
+        self.note_task(task_id, data["taskTitle"], data["status"], duration=duration,
+                        error=data.get("error"))
+        return (TASK_COMPLETE if error is None else TASK_FAIL), data
+
+    def task_retry(self, task_id: str, error: BaseException | str, *, attempt: int,
+                   **extra: Any) -> Message:
+        """``task-retry``: this attempt failed and another one is scheduled (not a result)."""
+        task_id = checked_task_id(task_id)
+        run = self.running.pop(task_id, None)
+        started = run.started if run is not None else None
+        data: dict[str, Any] = {
+            **extra,
+            "taskId": task_id,
+            "taskTitle": run.title if run is not None else task_id,
+            "attempt": attempt,
+            "duration": int((time.monotonic() - started) * 1000) if started is not None else 0,
+            "error": error_text(error),
+        }
+        self.note_task(task_id, data["taskTitle"], "retrying", attempt=attempt,
+                        duration=data["duration"], error=data["error"])
+        return TASK_RETRY, data
+
+    def progress(self, current: int | float, total: int | float | None = None,
+                 message: str | None = None, *, task_id: str | None = None) -> Message:
+        """``progress {progress,total[,message][,taskId]}`` within the execution or a task."""
+        data: dict[str, Any] = {"progress": current, "total": total}
+        if message is not None:
+            data["message"] = str(message)
+        if task_id is None and len(self.running) == 1:
+            task_id = next(iter(self.running))
+        if task_id is not None:
+            data["taskId"] = task_id
+        self.last_progress = checked_payload(data)
+        return PROGRESS, data
+
+    def finish(self, error: BaseException | str | None = None) -> list[Message]:
+        """The closing messages: a ``task-fail`` per task still running, then the summary.
+
+        ``execution-complete`` has ``status: "failed"`` when a task failed or
+        ``error`` (what ended the block) is given; an ``asyncio.CancelledError``
+        ends the execution as ``execution-cancelled`` instead.
+        """
+        if self.finished:
+            return []
+        if isinstance(error, asyncio.CancelledError):
+            return [self.cancel("cancelled")]
+        reason = error if error is not None else "the execution ended before the task did"
+        messages = self._fail_running(reason)
+        status = "failed" if self.failed or error is not None else "success"
+        messages.append(self._summary(EXECUTION_COMPLETE, status, error))
+        return messages
+
+    def lost(self, reason: str) -> list[Message]:
+        """The closing messages of an execution whose producer is gone (its lease expired):
+        a ``task-fail`` per task still running, then ``execution-complete`` with
+        ``status: "lost"`` and ``reason`` as its ``error``."""
+        if self.finished:
+            return []
+        messages = self._fail_running(reason)
+        messages.append(self._summary(EXECUTION_COMPLETE, "lost", reason))
+        return messages
+
+    def _fail_running(self, error: BaseException | str) -> list[Message]:
+        """A ``task-fail`` for each task still running."""
+        return [self.task_end(task_id, error=error) for task_id in list(self.running)]
+
+    def cancel(self, reason: BaseException | str | None = None) -> Message:
+        """``execution-cancelled``; tasks still running or not started count as cancelled."""
+        return self._summary(EXECUTION_CANCELLED, "cancelled", reason)
+
+    def _summary(self, event: str, status: str, error: BaseException | str | None) -> Message:
+        self.finished = True
+        total = max(self.total_tasks(), len(self.results))
+        data: dict[str, Any] = {
+            "executionId": self.execution_id,
+            "status": status,
+            "successful": self.successful,
+            "failed": self.failed,
+            "cancelled": max(0, total - len(self.results)),
+            "completed": len(self.results),
+            "total": total,
+            "totalDuration": max(0, now_ms() - self.start_time),
+            "results": self.results,
+        }
+        if error is not None:
+            data["error"] = error_text(error)
+        self.summary = fit_summary(data)
+        return event, self.summary
+
+__all__ = [
+    "EXECUTION_CANCELLED", "EXECUTION_COMPLETE", "EXECUTION_START", "PROGRESS", "TASK_COMPLETE",
+    "TASK_FAIL", "TASK_RETRY", "TASK_START", "ExecutionState", "Message", "TaskState",
+    "error_text",
+]

@@ -1,0 +1,1 @@
+"""The HTTP entry points: the async view, the ASGI fast path, the progress view."""

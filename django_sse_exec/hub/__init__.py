@@ -1,0 +1,1 @@
+"""One channel-layer subscription per process, fanned out to every local stream."""

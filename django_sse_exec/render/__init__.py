@@ -1,0 +1,1 @@
+"""How events become the bytes a stream sends: JSON frames or HTML fragments."""

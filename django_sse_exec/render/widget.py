@@ -1,0 +1,133 @@
+"""The progress widget: what its templates are given, first paint and live alike.
+
+``{% sse_exec_progress %}`` (first paint), the state fragments of an HTML stream
+(live) and the widget's refresh view all render the same templates from the
+same context, built here from an :class:`~django_sse_exec.execution.state.ExecutionState`,
+so the page never changes shape between the first paint and the first event.
+
+Templates (override any of them in the project to restyle the widget):
+
+* ``django_sse_exec/progress.html`` — the whole widget: the element that holds
+  the stream (``hx-ext="sse"``, ``sse-connect``, ``sse-close``), the state, a
+  live region for screen readers, and the refresh on a refused stream;
+* ``django_sse_exec/state.html`` — the state inside it (bar, counts, summary,
+  task list), also sent as each state fragment;
+* ``django_sse_exec/events/<event>.html`` and ``django_sse_exec/event.html`` —
+  one event's fragment (the live region announces them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
+
+from ..auth.policies import make_token
+from ..execution.state import ExecutionState
+from ..execution.vocabulary import int_or
+
+#: Labels of the statuses an execution goes through.
+STATUS_LABELS = {"pending": "Waiting", "running": "Running", "success": "Succeeded",
+                 "failed": "Failed", "cancelled": "Cancelled", "closed": "Ended"}
+#: Consecutive refreshes of a widget whose stream is refused, without progress,
+#: after which it stops trying (a policy that allows the page but not the stream).
+MAX_REFRESHES = 3
+#: Final statuses: the widget opens no stream for them.
+FINAL = ("success", "failed", "cancelled", "closed")
+
+
+def state_context(state: ExecutionState) -> dict[str, Any]:
+    """What ``state.html`` is rendered with: the state plus rows ready to show.
+
+    ``rows`` lists every task seen (``task_id``, ``title``, ``status``,
+    ``duration`` ms, ``error``, ``attempt``) and a ``pending`` placeholder for
+    each expected task not seen yet; when the execution was cancelled, tasks
+    that never ended show as ``cancelled``.
+    """
+    status = state.status
+    rows: list[dict[str, Any]] = []
+    for task in state.tasks.values():
+        row = task.as_dict()
+        row["task_id"] = task.task_id
+        if status in FINAL and row["status"] in ("running", "retrying"):
+            row["status"] = "cancelled"
+        rows.append(row)
+    total = (int_or(state.summary.get("total"), 0) or 0) if state.summary else state.total_tasks()
+    for number in range(len(rows) + 1, total + 1):
+        rows.append({"task_id": "", "title": f"Task {number}", "status":
+                     "cancelled" if status in FINAL else "pending",
+                     "duration": None, "error": None, "attempt": 0})
+    return {
+        "state": state,
+        "execution_id": state.execution_id,
+        "status": status,
+        "status_label": STATUS_LABELS.get(status, status.capitalize()),
+        "finished": status in FINAL,
+        "percent": state.percent,
+        "completed": state.completed,
+        "total": total,
+        "failed": state.failed,
+        # The share of the ended tasks that succeeded (the bar is green, then red).
+        "ok_percent": (100 * (state.completed - state.failed)) // max(1, state.completed),
+        "rows": rows,
+        "summary": state.summary,
+        "message": (state.last_progress or {}).get("message") if status == "running" else None,
+        "last_event_id": state.last_event_id,
+    }
+
+
+def progress_context(state: ExecutionState, *, user: Any = None, max_age: float | None = None,
+                     token: str | None = None, refreshes: int = 0,
+                     refused: str | None = None) -> dict[str, Any]:
+    """What ``progress.html`` is rendered with: ``state.html``'s context plus the URLs.
+
+    ``stream_url`` (HTML format, resuming after ``state.last_event_id``) is
+    None when the execution has ended or the stream was ``refused`` (then the
+    reason is shown). ``token`` reuses a token instead of minting one (the
+    refresh view passes the request's, so a refresh never extends a grant).
+    """
+    context = state_context(state)
+    execution_id = state.execution_id
+    live = refused is None and not context["finished"]
+    if live and token is None:
+        token = make_token(execution_id, user, max_age)
+    query = {"token": token or ""}
+    context.update(refused=refused, stream_url=None, refresh_url=None)
+    if live:
+        stream = reverse("django_sse_exec:stream", args=[execution_id])
+        resume = {**query, "format": "html", "last_event_id": state.last_event_id}
+        context["stream_url"] = f"{stream}?{urlencode(resume)}"
+        if refreshes < MAX_REFRESHES:
+            refresh = reverse("django_sse_exec:progress", args=[execution_id])
+            again = {**query, "seen": state.last_event_id, "refreshes": refreshes + 1}
+            context["refresh_url"] = f"{refresh}?{urlencode(again)}"
+    return context
+
+
+def many_context(states: list[ExecutionState], *, user: Any = None,
+                 max_age: float | None = None) -> dict[str, Any]:
+    """What ``progress_many.html`` is rendered with: each widget, and one stream for all.
+
+    The stream (a set's, HTML format) resumes every execution after the state
+    shown; it is None when every execution has ended.
+    """
+    from ..sending.feeds import multi_stream_url
+    from ..wire.many import cursor_pair, key_of
+
+    widgets = []
+    for state in states:
+        widget = state_context(state)
+        widget["swap_event"] = f"state:{state.execution_id}"
+        widgets.append(widget)
+    stream = None
+    if not all(w["finished"] for w in widgets):
+        pairs = (cursor_pair(key_of(i), s.last_event_id) for i, s in enumerate(states))
+        cursor = ".".join(p for p in pairs if p)
+        stream = multi_stream_url([s.execution_id for s in states], user=user, max_age=max_age)
+        stream += "&format=html" + (f"&last_event_id={cursor}" if cursor else "")
+    return {"widgets": widgets, "stream_url": stream}
+
+
+__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "many_context", "progress_context",
+           "state_context"]

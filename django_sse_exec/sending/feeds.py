@@ -1,0 +1,78 @@
+"""Feeds, and the URLs of streams that carry many executions.
+
+A feed is a named list of executions — ``user:42``, ``team:7`` — that a page
+follows over one connection: every event of every execution in it, plus an
+``execution-added`` event when one joins (see :mod:`django_sse_exec.streams.many.sets`).
+An execution joins with :func:`add_to_feed` (or ``feeds=[...]`` of
+:class:`~django_sse_exec.ExecutionReporter` and the Celery ``start_execution``)
+and leaves ``CLOSED_TTL`` after it closes, when its log expires.
+
+A feed is itself a log in the event store, of ``execution-added`` entries,
+published like an execution's events: it works across processes wherever the
+store does (Redis), and within one process on the memory store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
+
+from ..auth.many import make_feed_token, make_set_token
+from ..conf import sse_settings
+from ..wire import encode_data, validate_execution_id
+from ..wire.many import EXECUTION_ADDED, feed_log_id, validate_feed_name
+from .delivery import aget_delivery, get_delivery
+
+
+def _entry(feed: str, execution_id: str) -> str:
+    validate_feed_name(feed)
+    validate_execution_id(execution_id)
+    return encode_data({"executionId": execution_id, "at": round(time.time(), 3)})
+
+
+async def aadd_to_feed(feed: str, execution_id: str) -> int:
+    """Add ``execution_id`` to ``feed``: its streams announce it and start carrying it.
+
+    Call it when the execution starts (before its first event, so no stream of
+    the feed misses one). Adding it again is harmless. Returns the entry's id in
+    the feed's log. Raises ``ValueError``/``TypeError`` for a bad feed name or id.
+    """
+    data = _entry(feed, execution_id)
+    return await (await aget_delivery()).send(feed_log_id(feed), EXECUTION_ADDED, data)
+
+
+def add_to_feed(feed: str, execution_id: str) -> int:
+    """Sync twin of :func:`aadd_to_feed`, for Celery tasks and sync views."""
+    data = _entry(feed, execution_id)
+    return get_delivery().send_blocking(feed_log_id(feed), EXECUTION_ADDED, data)
+
+
+def multi_stream_url(execution_ids: list[str] | tuple[str, ...], *, user: Any = None,
+                     max_age: float | None = None) -> str:
+    """The relative URL of one stream of every execution in ``execution_ids``, signed.
+
+    Up to ``SSE_EXEC["MULTI_STREAM_MAX"]`` distinct ids; ``user`` and
+    ``max_age`` bind the token as for :func:`~django_sse_exec.stream_url`. The
+    token is for exactly this set: a URL with one id more is refused.
+    """
+    ids = list(execution_ids)
+    limit = int(sse_settings.MULTI_STREAM_MAX)
+    if not ids or len(ids) > limit:
+        raise ValueError(f"a multi stream carries 1 to {limit} executions "
+                         f"(SSE_EXEC['MULTI_STREAM_MAX']), not {len(ids)}")
+    if len(set(ids)) != len(ids):
+        raise ValueError("execution_ids has an id more than once")
+    query = {"ids": ",".join(ids), "token": make_set_token(ids, user, max_age)}
+    return f"{reverse('django_sse_exec:multi')}?{urlencode(query, safe=',')}"
+
+
+def feed_stream_url(feed: str, *, user: Any = None, max_age: float | None = None) -> str:
+    """The relative URL of the stream of ``feed``, signed (``user``, ``max_age`` as for stream_url)."""
+    token = make_feed_token(feed, user, max_age)
+    return f"{reverse('django_sse_exec:feed', args=[feed])}?{urlencode({'token': token})}"
+
+
+__all__ = ["aadd_to_feed", "add_to_feed", "feed_stream_url", "multi_stream_url"]

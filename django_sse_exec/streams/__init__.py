@@ -1,0 +1,1 @@
+"""The streams: connect rules, one execution's stream, and streams of many."""

@@ -1,0 +1,150 @@
+"""Streams of many executions on one connection: a fixed set, or a feed.
+
+A page that lists a user's running imports would otherwise open one
+``EventSource`` per execution, and browsers allow about six connections per
+host across all tabs. A multi stream carries up to ``MULTI_STREAM_MAX``
+executions; a feed stream carries every execution that joins a named feed
+(:mod:`django_sse_exec.sending.feeds`), announcing each with ``execution-added``.
+
+Both follow the single stream's rules, per execution, with the very same code
+(:func:`~django_sse_exec.streams.live.deliver`, :class:`~django_sse_exec.streams.cursor.Cursor`,
+:func:`~django_sse_exec.streams.live.follow`): replay past the client's position,
+``stream-reset`` where history is gone, gap repair, ``stream-closed``. Only the
+framing differs (:mod:`django_sse_exec.wire.many`): each frame's ``id:`` is a
+cursor of every execution's position, built as the frame is written, so a
+reconnect resumes each execution exactly. A set's stream ends when all its
+executions have closed (a reconnect then gets 204); a feed's never ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ...auth.many import authorize_set
+from ...conf import sse_settings
+from ...hub.hub import Hub
+from ...hub.subscriber import Subscriber
+from ...outages import guard
+from ...render.formats import JSON
+from ...store import LogSlice, Store, get_store
+from ...wire.many import key_of, parse_cursor, parse_ids
+from ..cursor import Cursor
+from ..live import deliver, follow, replay
+from ..single import Outcome, connect
+from .frames import AllRenders, MultiRender, Mux
+from .html import MultiHtmlRender
+
+
+def multi_max() -> int:
+    """``MULTI_STREAM_MAX``: executions one multi stream, or one feed stream, may carry."""
+    return int(sse_settings.MULTI_STREAM_MAX)
+
+
+async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | None,
+                            entry_point: str = "view") -> Outcome:
+    """Connect a stream of the fixed set ``?ids=`` (404 malformed, 403, 204 all closed).
+
+    ``?format=html`` sends each execution's state as HTML (:mod:`.multihtml`).
+    """
+    execution_ids = parse_ids(ids, multi_max())
+    if execution_ids is None:
+        return Outcome(404, f"ids must be 1-{multi_max()} distinct, valid execution ids")
+    formats = request.GET.getlist("format") if hasattr(request, "GET") else []
+    if formats not in ([], ["json"], ["html"]):
+        return Outcome(400, "unknown format")
+    html = formats == ["html"]
+
+    async def decide() -> Outcome:
+        reason = await authorize_set(request, execution_ids)
+        if reason is not None:
+            return Outcome(403, reason)
+        given = parse_cursor(last_event_id) or {}
+        positions = [given.get(key_of(i), 0) for i in range(len(execution_ids))]
+        if given:  # only a client that has seen events can be told "no more"
+            store = get_store()
+            heads = await guard("event store", asyncio.gather(
+                *(store.read(e, upto=0) for e in execution_ids)))
+            if all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
+                return Outcome(204)
+        plan = SetStream(execution_ids, positions, html)
+        return Outcome(200, body=deliver(execution_ids, plan.phases, on_end=plan.close,
+                                         scope=getattr(request, "scope", None),
+                                         entry_point=entry_point))
+
+    return await connect(request, decide)
+
+
+async def first_pages(store: Store, cursors: list[Cursor]) -> list[LogSlice]:
+    """The first page of each execution's log past its cursor, read together.
+
+    Read after subscribing (the seam between replay and live, see
+    :mod:`.streaming`); a stream of a hundred executions makes one round of
+    concurrent reads to start, not a hundred in a row.
+    """
+    return await asyncio.gather(*(store.read(c.execution_id, after=c.last_sent,
+                                             limit=store.page_events, max_bytes=store.page_bytes)
+                                  for c in cursors))
+
+
+async def start_one(hub: Hub, render: MultiRender, cursor: Cursor,
+                    first: LogSlice) -> AsyncIterator[bytes]:
+    """One execution's start: a reset if its position is gone, then its replay.
+
+    ``first`` is the first page past the cursor (:func:`first_pages`); the rest
+    of the log, if any, is read page by page.
+    """
+    page: LogSlice | None = first
+    if cursor.last_sent and not first.holds(cursor.last_sent):
+        yield render.reset(cursor.execution_id, cursor.last_sent, first.first_id)
+        cursor.last_sent = 0
+        page = None  # read from the start of what is retained
+    render.start(cursor)
+    if page is not None:
+        if page.closed and cursor.last_sent == page.last_id:
+            cursor.done = True  # closed, and the client has seen its end
+            return
+        hub.note_seen(cursor.execution_id, page.last_id)
+        out: list[bytes] = []
+        cursor.take_slice(page, out)
+        await render.flush(out)
+        if out:
+            yield b"".join(out)
+        if cursor.done or not page.events or page.events[-1].id >= page.last_id:
+            return
+    async for chunk in replay(hub.store, cursor):
+        yield chunk
+
+
+class SetStream:
+    """One set stream's cursors and renders (built with no I/O), and its phases."""
+
+    def __init__(self, execution_ids: list[str], positions: list[int], html: bool) -> None:
+        mux = Mux()
+        kind: type[MultiRender] = MultiHtmlRender if html else MultiRender
+        self.renders = [kind(mux, key_of(i), e) for i, e in enumerate(execution_ids)]
+        self.cursors: dict[str, Cursor] = {}
+        for render, position in zip(self.renders, positions):
+            cursor = self.cursors[render.execution_id] = Cursor(render.execution_id, position, render)
+            render.start(cursor)
+        self.everyone = AllRenders(self.cursors)
+        self.html = html
+
+    def phases(self, hub: Hub, sub: Subscriber) -> tuple[AsyncIterator[bytes], AsyncIterator[bytes]]:
+        return self._start(hub, sub), follow(hub, sub, self.cursors,
+                                             self.everyone if self.html else JSON)
+
+    async def _start(self, hub: Hub, sub: Subscriber) -> AsyncIterator[bytes]:
+        if sub.end_reason is not None:
+            return
+        pages = await first_pages(hub.store, list(self.cursors.values()))
+        for render, page in zip(self.renders, pages):
+            async for chunk in start_one(hub, render, self.cursors[render.execution_id], page):
+                yield chunk
+
+    def close(self) -> None:
+        self.everyone.close()
+
+
+__all__ = ["SetStream", "first_pages", "multi_max", "open_multi_stream", "start_one"]

@@ -1,0 +1,167 @@
+"""The stream itself, independent of how its bytes are framed.
+
+Both the Django view and any faster ASGI entry point call :func:`open_stream`,
+which applies the connect rules (404 malformed id, 403 not authorised, 204 closed
+and nothing new) and, for a 200, gives an async iterator of ready-made bytes:
+the preamble, the replay of what the client has not seen, then live events with
+keepalives, ending after ``stream-closed``.
+
+How the bytes are made once connected (replay, live, gap repair, keepalives)
+is shared with streams of many executions, in :mod:`django_sse_exec.streams.live`.
+
+Streams also end on purpose — on shutdown, when rotated after
+``MAX_STREAM_LIFETIME``, or when their client stops taking bytes (see
+:meth:`~django_sse_exec.hub.hub.Hub.drop`) — always between two events, so the
+client's reconnect with ``Last-Event-ID`` resumes without loss or repeat. The
+``retry:`` they send is jittered per stream so clients dropped together spread
+their reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..auth.policies import authorize
+from ..hub.hub import Hub
+from ..hub.subscriber import Subscriber
+from ..outages import ServiceUnavailable, guard, retry_body
+from ..render.formats import JSON, Render, render_for
+from ..store import LogSlice, get_store
+from ..wire import is_valid_execution_id, parse_last_event_id
+from .caps import OverCap, admit
+from .cursor import Cursor
+from .headers import response_headers, session_read
+from .live import deliver, follow, replay, retry_ms
+
+logger = logging.getLogger("django_sse_exec")
+
+@dataclass
+class Outcome:
+    """The result of a connect: a status, a short reason, and the body for a 200."""
+
+    status: int
+    reason: str = ""
+    body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
+
+
+def position_of(request: Any) -> str | None:
+    """A stream of many's client position, unparsed: ``Last-Event-ID``, else ``?last_event_id=``."""
+    return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+
+
+def last_event_id_of(header: str | None, query: str | None) -> int | None:
+    """The client's position: the ``Last-Event-ID`` header, else ``?last_event_id=``."""
+    parsed = parse_last_event_id(header)
+    return parsed if parsed is not None else parse_last_event_id(query)
+
+
+async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
+                      entry_point: str = "view") -> Outcome:
+    """Apply the connect rules and return the response to give.
+
+    ``entry_point`` ("view" or "fast") labels the stream's metrics and end log line.
+    An outage at connect (the policy's database, the store's Redis) is a 200
+    whose body is only a ``retry:`` hint and a comment naming the cause, so
+    ``EventSource`` comes back; only a refusal is a 403.
+    """
+    if not is_valid_execution_id(execution_id):
+        return Outcome(404, "unknown execution")
+
+    async def decide() -> Outcome:
+        reason = await authorize(request, execution_id)
+        if reason is not None:
+            return Outcome(403, reason)
+        render = render_for(getattr(request, "GET", None), execution_id)
+        if render is None:
+            return Outcome(400, "unknown format")
+        head = None
+        if last_event_id:  # only a client that has seen events can be told "no more"
+            head = await guard("event store", get_store().read(execution_id, upto=0))
+            if head.closed and last_event_id == head.last_id:
+                return Outcome(204)
+        return Outcome(200, body=stream_events(
+            execution_id, last_event_id, scope=getattr(request, "scope", None), head=head,
+            render=render, entry_point=entry_point))
+
+    return await connect(request, decide)
+
+
+async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """The connect rules every kind of stream shares, around ``decide`` (its 403/204/body).
+
+    Then the caps (429; a per-user cap may read the session too); an outage
+    anywhere is a 200 whose body only says when to retry; ``Vary: Cookie``
+    whenever the session was read.
+    """
+    try:
+        outcome = await decide()
+        if outcome.status != 200:
+            outcome.vary_cookie = session_read(request)
+            return outcome
+        slot = await guard("stream caps", admit(request))
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
+    except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
+        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
+                       vary_cookie=session_read(request))
+    body = outcome.body
+    return Outcome(200, body=slot.hold(body) if slot and body else body,
+                   vary_cookie=session_read(request))
+
+
+def stream_events(execution_id: str, after: int | None, scope: Any = None,
+                  head: LogSlice | None = None, render: Render = JSON,
+                  entry_point: str = "view") -> AsyncGenerator[bytes, None]:
+    """The bytes of one stream: preamble, replay, live events, keepalives, end.
+
+    ``scope`` is the request's ASGI scope; where the server lets us measure
+    that connection's unsent bytes (daphne), the stream pauses
+    while more than ``CLIENT_BUFFER_BYTES`` are unsent, and the hub's guard drops
+    it if its client takes nothing for ``WRITE_TIMEOUT`` or falls more than
+    ``CLIENT_BUFFER`` events behind meanwhile.
+
+    ``head`` is a read of the log made before (to decide the connect); it
+    saves reading it again. ``render`` turns events into bytes
+    (:mod:`django_sse_exec.render.formats`: JSON frames, or HTML fragments and state).
+    """
+    cursor = Cursor(execution_id, after or 0, render)
+    return deliver([execution_id], lambda hub, sub: (
+        _start(hub, sub, cursor, after, head), follow(hub, sub, {execution_id: cursor}, render)),
+        scope=scope, entry_point=entry_point, on_end=render.close)
+
+
+async def _start(hub: Hub, sub: Subscriber, cursor: Cursor, after: int | None,
+                 head: LogSlice | None) -> AsyncIterator[bytes]:
+    """What a stream sends before live events: a reset if its position is gone, the replay."""
+    if sub.end_reason is not None:
+        return
+    store, execution_id, render = hub.store, cursor.execution_id, cursor.render
+    if after:
+        if head is None:
+            head = await store.read(execution_id, upto=0)
+        if not head.holds(after):
+            # The client's id is not a position in this log: the history was
+            # trimmed past it, or it belongs to a lost incarnation (another
+            # epoch, or a log that expired and restarted). Start over.
+            yield render.reset(execution_id, after, head.first_id)
+            cursor.last_sent = 0
+    async for chunk in replay(store, cursor, hub=hub):
+        yield chunk
+
+
+__all__ = ["Outcome", "connect", "last_event_id_of", "open_stream", "position_of",
+           "retry_ms", "stream_events"]

@@ -1,0 +1,1 @@
+"""What the app tells its operators: Prometheus metrics and log filters."""

@@ -22,7 +22,7 @@ from bench.run import PREFIX  # noqa: F401  (configures Django for the benchmark
 from django_sse_exec import stream_url
 from django_sse_exec.auth.policies import authorize
 from django_sse_exec.http.fastpath import StreamFastPath, _build_request
-from django_sse_exec.hub.hub import get_hub
+from django_sse_exec.hub.running import get_hub
 
 
 def scope_for(url: str) -> dict[str, Any]:

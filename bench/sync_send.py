@@ -91,7 +91,8 @@ def listener(layer: str, redis_url: str, prefix: str, execution: str) -> dict:
     import redis
 
     configure(layer, redis_url, prefix)
-    from django_sse_exec.layer.access import get_layer, group_name
+    from django_sse_exec.layer.access import get_layer
+    from django_sse_exec.layer.names import group_name
 
     raw = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
     raw.subscribe(f"{prefix}.raw")

@@ -27,15 +27,15 @@ from .api import (
     get_sse_client_count,
     register_sse_client,
     send_sse_event,
-    stream_url,
     unregister_sse_client,
 )
+from .auth.stream_urls import feed_stream_url, multi_stream_url, stream_url
 from .exceptions import ExecutionClosed, SSEExecError, StoreUnavailable
 from .execution.leases import Lease, ahold_lease, areap_lost_executions, hold_lease, reap_lost_executions
 from .execution.reporter import ExecutionReporter
 from .execution.snapshot import aget_execution_state, get_execution_state
 from .execution.state import ExecutionState, TaskState
-from .sending.feeds import aadd_to_feed, add_to_feed, feed_stream_url, multi_stream_url
+from .sending.feeds import aadd_to_feed, add_to_feed
 
 __version__ = "0.1.0"
 

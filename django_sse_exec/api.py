@@ -12,25 +12,17 @@ Input is validated here, at the call site, before anything is stored or sent.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import Any
 
-from django.urls import reverse
-
-from .auth.policies import make_token
 from .conf import sse_settings
-from .hub.hub import get_hub
-from .layer.access import get_layer, group_name
-from .render.formats import DEFAULT_FORMAT, validate_format
+from .hub.running import get_hub
+from .layer.access import get_layer
+from .layer.names import group_name
 from .runtime.sync import run_sync
 from .sending.delivery import aget_delivery, get_delivery
 from .store import get_store
 from .telemetry import metrics
 from .wire import encode_data, validate_event_name, validate_execution_id
-
-if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -137,22 +129,3 @@ def unregister_sse_client(execution_id: str, channel_name: str) -> None:
 def get_sse_client_count(execution_id: str) -> int:
     """Sync twin of :func:`aget_sse_client_count`."""
     return run_sync("get_sse_client_count", aget_sse_client_count, execution_id)
-
-
-def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | int | str | None = None,
-               max_age: float | None = None, format: str = DEFAULT_FORMAT) -> str:
-    """The relative URL of the execution's stream, with a signed token.
-
-    The token is bound to ``execution_id``, to ``user`` if given (a user or its
-    primary key: then only that logged-in user may use it), and expires after
-    ``max_age`` seconds (default ``SSE_EXEC["TOKEN_MAX_AGE"]``). Give the URL to
-    ``new EventSource(url)``; reconnects reuse it until it expires.
-    ``format="html"`` asks for HTML fragments instead of JSON (see
-    :mod:`django_sse_exec.render.html`).
-    """
-    validate_execution_id(execution_id)
-    query = {"token": make_token(execution_id, user, max_age)}
-    if validate_format(format) != DEFAULT_FORMAT:
-        query["format"] = format
-    path = reverse("django_sse_exec:stream", args=[execution_id])
-    return f"{path}?{urlencode(query)}"

@@ -1,4 +1,4 @@
-"""App config: registers the system checks."""
+"""App config: registers the system checks, and the hub's check for lost executions."""
 
 from django.apps import AppConfig
 
@@ -9,4 +9,9 @@ class SSEExecConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, as Django asks: the app registry must be ready first.
         from . import checks  # noqa: F401  (registers the checks)
+        from .execution.leases import maintain
+        from .hub.maintenance import add_job
+
+        add_job(maintain)

@@ -10,19 +10,26 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 
 from .auth.db_slots import check_db_connections
+from .auth.policies import allow_any, get_policy
 from .conf import DEFAULTS, sse_settings
+from .execution.error_detail import formatter
 from .http.require_asgi import check_asgi
+from .layer.access import is_memory_layer, is_redis_layer
+from .runtime.daphne_buffer import DAPHNE_TESTED, daphne_version, is_tested_daphne
+from .store import backend_path
+from .store.hosts import store_hosts
+from .telemetry.metrics import multiprocess_dir_problem
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """No ASGI_APPLICATION, unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
     memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
-    from .layer.access import is_memory_layer, is_redis_layer
-    from .store import backend_path
-
     messages: list[CheckMessage] = [*check_asgi(), *check_db_connections()]
     for key in sse_settings.unknown_keys():
         messages.append(Warning(
@@ -69,8 +76,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 def check_operations() -> list[CheckMessage]:
     """Lease timings must be positive numbers, MULTI_STREAM_MAX a sane count, and a
     multiprocess metrics directory must exist."""
-    from .telemetry.metrics import multiprocess_dir_problem
-
     messages: list[CheckMessage] = []
     for key in ("LEASE_TTL", "LEASE_CHECK", "LEASE_CLAIM_GRACE"):
         value = getattr(sse_settings, key)
@@ -102,8 +107,6 @@ def check_operations() -> list[CheckMessage]:
 
 def check_error_detail() -> list[CheckMessage]:
     """ERROR_DETAIL must be a known mode or a formatter that can be imported."""
-    from .execution.error_detail import formatter
-
     try:
         custom = formatter()
     except Exception as exc:
@@ -123,10 +126,8 @@ def check_error_detail() -> list[CheckMessage]:
 def check_slow_client_guard() -> list[CheckMessage]:
     """daphne applies no backpressure; the guard that bounds what a non-reading client
     costs reads daphne's internals and is used only for the tested versions."""
-    from .runtime.daphne_buffer import DAPHNE_TESTED, daphne_version, is_tested_daphne
-
     version = daphne_version()
-    if version is None or is_tested_daphne(version):
+    if is_tested_daphne(version):
         return []
     tested = f"{'.'.join(map(str, DAPHNE_TESTED[0]))} <= daphne < " \
              f"{'.'.join(map(str, DAPHNE_TESTED[1]))}"
@@ -142,9 +143,6 @@ def check_slow_client_guard() -> list[CheckMessage]:
 
 def check_templates() -> list[CheckMessage]:
     """The widget and the HTML stream render the app's templates: they must be found."""
-    from django.template import TemplateDoesNotExist
-    from django.template.loader import get_template
-
     try:
         get_template("django_sse_exec/state.html")
     except TemplateDoesNotExist:
@@ -191,11 +189,6 @@ def check_redis_read_timeout() -> list[CheckMessage]:
 def check_redis_topology() -> list[CheckMessage]:
     """The Redis store must be able to reach every host of the layer it follows, and
     REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT must make sense."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .store import backend_path
-    from .store.hosts import store_hosts
-
     messages: list[CheckMessage] = []
     on_redis = backend_path() == "django_sse_exec.store.redis.RedisStore"
     if on_redis:
@@ -231,8 +224,6 @@ def check_redis_topology() -> list[CheckMessage]:
 def check_policy() -> list[CheckMessage]:
     """Who may read streams: AUTHORIZE must load, allow-any must not reach production,
     and TOKEN_MAX_AGE must be a positive number of seconds."""
-    from .auth.policies import allow_any, get_policy
-
     messages: list[CheckMessage] = []
     try:
         policy = get_policy()

@@ -15,8 +15,9 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from django_sse_exec.layer import redis as redis_layer
-from django_sse_exec.layer.access import get_layer, group_name
+from django_sse_exec.layer.access import get_layer
+from django_sse_exec.layer.names import group_name
+from django_sse_exec.layer.redis import fused, versions
 from django_sse_exec.sending import delivery
 from tests.workers import delete_keys
 
@@ -65,7 +66,7 @@ async def test_the_tested_channels_redis_gets_the_fused_path(requires_redis, pre
 @pytest.mark.asyncio
 async def test_an_untested_channels_redis_version_uses_group_send(
         requires_redis, prefix, monkeypatch, caplog):
-    monkeypatch.setattr(redis_layer, "installed_version", lambda: (9, 0))
+    monkeypatch.setattr(versions, "installed_version", lambda: (9, 0))
     with caplog.at_level(logging.WARNING, logger="django_sse_exec"):
         name, _ = await receive_one_send("pubsub", requires_redis, prefix)
     assert name == "LoggedThenPublished"
@@ -80,9 +81,9 @@ async def test_a_probe_mismatch_falls_back_to_group_send_with_one_warning(
     wrong place, the probe receives nothing, and the layer's API takes over."""
     kind = {"redis": "core", "pubsub": "pubsub"}[layer_name]
     call = {"core": "redis.call('ZRANGE', ", "pubsub": "redis.call('PUBLISH', "}[kind]
-    broken = redis_layer.TAILS[kind].replace(call, call + "'elsewhere-' .. ")
-    assert broken != redis_layer.TAILS[kind]
-    monkeypatch.setitem(redis_layer.TAILS, kind, broken)
+    broken = fused.TAILS[kind].replace(call, call + "'elsewhere-' .. ")
+    assert broken != fused.TAILS[kind]
+    monkeypatch.setitem(fused.TAILS, kind, broken)
     with caplog.at_level(logging.WARNING, logger="django_sse_exec"):
         name, _ = await receive_one_send(layer_name, requires_redis, prefix)
     assert name == "LoggedThenPublished"
@@ -95,13 +96,13 @@ async def test_concurrent_first_sends_share_one_probe(requires_redis, prefix, mo
     """Hundreds of sends at once on a fresh process wait for one probe (each running its
     own exhausted the connection pool)."""
     probes = []
-    real_probe = redis_layer.probe
+    real_probe = fused.probe
 
     async def counted(*args, **kwargs):
         probes.append(args)
         return await real_probe(*args, **kwargs)
 
-    monkeypatch.setattr(redis_layer, "probe", counted)
+    monkeypatch.setattr(fused, "probe", counted)
     with override_settings(**layer_settings(requires_redis, "pubsub", prefix)):
         chosen = await asyncio.gather(*(delivery.aget_delivery() for _ in range(200)))
         assert len({id(c) for c in chosen}) == 1 and type(chosen[0]).__name__ == "Fused"

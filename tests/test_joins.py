@@ -15,8 +15,9 @@ import redis
 from channels.layers import InMemoryChannelLayer
 from django.test import override_settings
 
-from django_sse_exec.layer.access import get_layer, group_name
-from django_sse_exec.layer.redis import group_add_many
+from django_sse_exec.layer.access import get_layer
+from django_sse_exec.layer.names import group_name
+from django_sse_exec.layer.redis.joins import group_add_many
 from django_sse_exec.runtime.coalesce import Coalescer
 from tests.test_delivery import layer_settings
 from tests.workers import delete_keys

@@ -75,7 +75,7 @@ async def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(
     objects = srv.objects() - baseline_objects
     # One object kept per cycle would be 10,000 more. With nothing kept the count moved
     # by -6,350 to +1,164 over six runs (objects of the moment: the warm-up's garbage,
-    # timers, caches), so the bound leaves room for that and still catches the leak.
+    # timers, caches), so the bound leaves a margin for that and still catches the leak.
     assert objects < 7_500, f"{objects} more objects tracked after 10,000 cycles"
     # The gross one, for memory no object holds (buffers): RSS also counts what the
     # allocator keeps after Django's request path, 7.5-10.5 MB over these 10,000

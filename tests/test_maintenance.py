@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from django_sse_exec.hub import maintenance
-from django_sse_exec.hub.hub import get_hub
+from django_sse_exec.hub.running import get_hub
 
 STREAMS = 5 * maintenance.CHUNK
 

@@ -20,13 +20,13 @@ pytestmark = pytest.mark.asyncio
 
 
 def multi_url(srv, ids, **kwargs):
-    from django_sse_exec.sending.feeds import multi_stream_url
+    from django_sse_exec import multi_stream_url
 
     return srv.base_url + multi_stream_url(ids, **kwargs)
 
 
 def feed_url(srv, feed, **kwargs):
-    from django_sse_exec.sending.feeds import feed_stream_url
+    from django_sse_exec import feed_stream_url
 
     return srv.base_url + feed_stream_url(feed, **kwargs)
 
@@ -280,7 +280,7 @@ async def test_feed_leaves_out_executions_gone_after_closed_ttl(make_server, exe
 
 
 async def test_feed_token_is_for_one_feed(server, execution_id):
-    from django_sse_exec.sending.feeds import feed_stream_url
+    from django_sse_exec import feed_stream_url
 
     url = feed_stream_url(f"user:{execution_id}")
     other = url.replace(f"user:{execution_id}", f"user:{execution_id}x", 1)

@@ -313,7 +313,8 @@ async def test_sync_sends_from_threads_reach_a_layer_consumer_in_order(
     """What a registered consumer receives from 8 threads of sync sends: every id once,
     each thread's events in its order; and no Redis connections leak."""
     import django_sse_exec as sse
-    from django_sse_exec.layer.access import get_layer, group_name
+    from django_sse_exec.layer.access import get_layer
+    from django_sse_exec.layer.names import group_name
     from django_sse_exec.sending.publisher import publisher
 
     with override_settings(**_layer_settings(requires_redis, layer, prefix)):
@@ -356,8 +357,9 @@ async def test_one_script_logs_and_delivers_what_the_layer_reads(layer, requires
     """Redis splices the id into bytes the layer serialised (and, on the core layer,
     adds the channel list): the layer must read exactly the message its own
     group_send would have carried, on every member channel."""
-    from django_sse_exec.layer.access import get_layer, group_name
-    from django_sse_exec.layer.redis import fusable_kind
+    from django_sse_exec.layer.access import get_layer
+    from django_sse_exec.layer.names import group_name
+    from django_sse_exec.layer.redis.fused import fusable_kind
     from django_sse_exec.sending.delivery import Fused, message
 
     with override_settings(**_layer_settings(requires_redis, layer, prefix)):
@@ -391,7 +393,8 @@ async def test_one_script_logs_and_delivers_what_the_layer_reads(layer, requires
 
 @pytest.mark.asyncio
 async def test_core_delivery_respects_capacity_and_group_expiry(requires_redis, prefix, raw):
-    from django_sse_exec.layer.access import get_layer, group_name
+    from django_sse_exec.layer.access import get_layer
+    from django_sse_exec.layer.names import group_name
     from django_sse_exec.sending.delivery import Fused
 
     settings = _layer_settings(requires_redis, "redis", prefix)
@@ -419,7 +422,8 @@ async def test_concurrent_async_sends_are_delivered_in_id_order(layer, requires_
     """The async helper logs and delivers in one script too, so even concurrent
     sends reach a consumer in id order (a separate group_send reorders them)."""
     import django_sse_exec as sse
-    from django_sse_exec.layer.access import get_layer, group_name
+    from django_sse_exec.layer.access import get_layer
+    from django_sse_exec.layer.names import group_name
 
     with override_settings(**_layer_settings(requires_redis, layer, prefix)):
         channel_layer = get_layer()

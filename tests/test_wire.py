@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from django_sse_exec.streams.single import last_event_id_of
+from django_sse_exec.streams.connect import last_event_id_of
 from django_sse_exec.wire import (
     KEEPALIVE,
     Event,

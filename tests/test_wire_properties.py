@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import django_sse_exec as sse
 from django_sse_exec.conf import sse_settings
-from django_sse_exec.layer.access import group_name
+from django_sse_exec.layer.names import group_name
 from django_sse_exec.wire import (
     EVENT_NAME_RE,
     EXECUTION_ID_RE,

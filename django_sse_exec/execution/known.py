@@ -2,7 +2,7 @@
 how logged events update them.
 
 The base of :class:`~django_sse_exec.execution.state.ExecutionState`, which adds the
-payloads of each step. Kept apart so that each room holds one job: reading an
+payloads of each step. Kept apart so that each module holds one job: reading an
 execution (here) and describing its next step (there). No I/O.
 """
 

@@ -35,12 +35,14 @@ import weakref
 from types import TracebackType
 from typing import Any
 
+from ..api import aclose_sse_connections, asend_sse_event
 from ..conf import sse_settings
 from ..exceptions import ExecutionClosed
 from ..runtime.sync import run_sync
 from ..store import Store, get_store
 from ..telemetry import metrics
 from ..wire import validate_execution_id
+from .state import ExecutionState
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -181,9 +183,6 @@ async def ahold_lease(execution_id: str, ttl: float | None = None) -> Lease:
 
 async def end_lost(store: Store, execution_id: str) -> bool:
     """End one execution whose lease this process claimed; True if it sent the final events."""
-    from ..api import aclose_sse_connections, asend_sse_event
-    from .reporter import ExecutionState
-
     ended = False
     try:
         log = await store.read(execution_id)

@@ -39,17 +39,20 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
+from django.utils.functional import SimpleLazyObject
 
+from ..streams.connect import Outcome, last_event_id_of, position_of
 from ..streams.headers import as_asgi, response_headers
 from ..streams.many.feeds import open_feed_stream
 from ..streams.many.sets import open_multi_stream
-from ..streams.single import Outcome, last_event_id_of, open_stream, position_of
+from ..streams.single import open_stream
 from ..telemetry import metrics
 from .views import feed_view, multi_view, stream_view
 
@@ -139,13 +142,11 @@ def _build_request(scope: Scope) -> ASGIRequest:
     request = ASGIRequest(scope, io.BytesIO())
     middleware = settings.MIDDLEWARE
     if _SESSION_MIDDLEWARE in middleware:
-        from importlib import import_module
-
         engine = import_module(settings.SESSION_ENGINE)
         request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
         if _AUTH_MIDDLEWARE in middleware:
+            # Imported only here: the project may not install django.contrib.auth.
             from django.contrib.auth.middleware import auser, get_user
-            from django.utils.functional import SimpleLazyObject
 
             # Lazy, as AuthenticationMiddleware sets it (the stubs type it as the user itself).
             request.user = SimpleLazyObject(lambda: get_user(request))  # type: ignore[assignment]

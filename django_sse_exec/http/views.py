@@ -11,10 +11,11 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from ..streams.connect import Outcome, last_event_id_of, position_of
 from ..streams.headers import response_headers
 from ..streams.many.feeds import open_feed_stream
 from ..streams.many.sets import open_multi_stream
-from ..streams.single import Outcome, last_event_id_of, open_stream, position_of
+from ..streams.single import open_stream
 from ..telemetry import metrics
 from .require_asgi import refuse_wsgi
 

@@ -17,17 +17,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import random
-import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from ..conf import sse_settings
-from ..layer.access import get_layer, group_name
-from ..layer.redis import group_add_many
+from ..layer.names import group_name
+from ..layer.redis.joins import group_add_many
 from ..runtime.coalesce import Coalescer
-from ..store import Store, get_store
+from ..store import Store
 from .fanout import Fanout, Group
 from .subscriber import Subscriber
 
@@ -38,11 +36,17 @@ LAYER_CONCURRENCY = 16
 #: Membership writes of new streams a hub runs at once.
 STORE_CONCURRENCY = 32
 class Hub:
-    """The per-event-loop subscription and fan-out. Get it with :func:`get_hub`."""
+    """The per-event-loop subscription and fan-out. Get it with :func:`~.running.get_hub`."""
 
-    def __init__(self, layer: Any, store: Store) -> None:
+    def __init__(self, layer: Any, store: Store, *,
+                 services: Sequence[Callable[[Hub], Coroutine[Any, Any, None]]] = (),
+                 on_start: Callable[[], None] | None = None) -> None:
         self.layer = layer
         self.store = store
+        #: Loops started with the receive loop, each given the hub (its maintenance).
+        self._services = tuple(services)
+        #: Called once the hub starts (installs the shutdown signal hook).
+        self._on_start = on_start
         self.channel: str | None = None
         self.groups: dict[str, Group] = {}
         #: ``(execution_id, channel)`` of consumers registered through the public API.
@@ -73,12 +77,12 @@ class Hub:
             return
         async with self._start_lock:
             if self.channel is None:
-                from . import maintenance, shutdown
-
                 channel = await self.layer.new_channel(prefix="sse_exec_hub.")
-                shutdown.install_signal_hook()
+                if self._on_start is not None:
+                    self._on_start()
                 self.spawn(self._receive_loop(channel), "sse-hub-receive")
-                self.spawn(maintenance.run(self), "sse-hub-maintenance")
+                for service in self._services:
+                    self.spawn(service(self), f"sse-hub-{service.__name__}")
                 self.channel = channel
 
     def spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
@@ -93,6 +97,11 @@ class Hub:
     def _forget_task(self, task: asyncio.Task[Any]) -> None:
         if task in self._tasks:
             self._tasks.remove(task)
+
+    def retire(self) -> None:
+        """Cancel the hub's loops without waiting (a newer hub replaces it)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     async def stop(self) -> None:
         """Cancel the hub's loops (tests and shutdown)."""
@@ -260,30 +269,3 @@ class Hub:
         for execution_id, group in list(self.groups.items()):
             if group.joined:
                 await self.layer.group_add(group_name(execution_id), self.channel)
-
-
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
-
-
-def get_hub() -> Hub:
-    """The hub of the running event loop, created on first use."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None or hub.store is not get_store() or hub.layer is not get_layer():
-        if hub is not None:  # settings changed (tests): retire the old hub's loops
-            for task in list(hub._tasks):
-                task.cancel()
-        hub = _hubs[loop] = Hub(get_layer(), get_store())
-    return hub
-
-
-def running_hub(loop: asyncio.AbstractEventLoop) -> Hub | None:
-    """The hub of ``loop`` if it has one (for signal handlers, which run outside it)."""
-    return _hubs.get(loop)
-
-
-def _after_fork() -> None:
-    _hubs.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork)

@@ -1,6 +1,6 @@
 """The hub's periodic work, once every ``REPAIR_INTERVAL`` seconds.
 
-* the slow-client guard (:func:`django_sse_exec.hub.slow_clients.sweep`);
+* the slow-client guard (:func:`.slow_clients.sweep`);
 * after a channel-layer failure, restoring groups and memberships
   (:func:`restore`): a Redis that restarted without its data forgot both;
 * the repair sweep (:func:`repair`): compares each execution's last id in the
@@ -8,7 +8,8 @@
   (a layer's capacity, a reconnect), including a dropped *last* event;
 * membership heartbeats every ``HEARTBEAT`` (a crashed process's entries
   expire instead), and re-joining groups every ``GROUP_REFRESH`` (channel
-  layers expire group memberships).
+  layers expire group memberships);
+* the jobs the app adds (:func:`add_job`): the check for expired leases.
 
 Each step's failure is logged and retried at the next tick; none stops the loop.
 
@@ -23,15 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from ..conf import sse_settings
-from ..execution import leases
-from . import slow_clients as guard
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from ..store import Store
+from . import slow_clients
+from .hub import Hub
 
 T = TypeVar("T")
 
@@ -39,6 +38,17 @@ logger = logging.getLogger("django_sse_exec")
 
 #: Executions or streams a step handles before it lets the event loop run others.
 CHUNK = 200
+
+#: Further work every tick, each ``job(store)`` keeping its own pace: the app
+#: adds the check for expired leases (:func:`~django_sse_exec.execution.leases.maintain`)
+#: when Django starts, so the hub needs to know nothing of executions.
+_jobs: list[Callable[[Store], Awaitable[None]]] = []
+
+
+def add_job(job: Callable[[Store], Awaitable[None]]) -> None:
+    """Run ``job(store)`` at every maintenance tick of every hub (once, however often added)."""
+    if job not in _jobs:
+        _jobs.append(job)
 
 
 async def in_turns(items: list[T], size: int = CHUNK) -> AsyncIterator[list[T]]:
@@ -61,7 +71,7 @@ async def run(hub: Hub) -> None:
         await asyncio.sleep(repair_every)
         try:
             async for streams in in_turns(hub.subscribers()):
-                guard.sweep(hub, loop.time(), streams)
+                slow_clients.sweep(hub, loop.time(), streams)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -70,7 +80,8 @@ async def run(hub: Hub) -> None:
             if hub.restore_needed:
                 await restore(hub)
             await repair(hub)
-            await leases.maintain(hub.store)
+            for job in _jobs:
+                await job(hub.store)
             now = loop.time()
             if now >= next_beat:
                 next_beat = now + heartbeat_every

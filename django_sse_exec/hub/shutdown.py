@@ -15,12 +15,10 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..conf import sse_settings
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .hub import Hub
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -54,11 +52,12 @@ async def _after_streams_end(hub: Hub, then: Callable[[], object]) -> None:
     then()
 
 
-def install_signal_hook() -> None:
+def install_signal_hook(hub_of: Callable[[asyncio.AbstractEventLoop], Hub | None]) -> None:
     """On SIGTERM/SIGINT, end the running loop's streams before the server's handler runs.
 
-    Only the main thread's loop can own signals, and only Python-level handlers
-    (daphne's, uvicorn's) are wrapped; a ``SHUTDOWN_GRACE`` of 0 disables this.
+    ``hub_of(loop)`` finds the loop's hub when the signal comes. Only the main
+    thread's loop can own signals, and only Python-level handlers (daphne's,
+    uvicorn's) are wrapped; a ``SHUTDOWN_GRACE`` of 0 disables this.
     """
     if float(sse_settings.SHUTDOWN_GRACE) <= 0 or threading.current_thread() is not threading.main_thread():
         return
@@ -70,16 +69,15 @@ def install_signal_hook() -> None:
             continue
 
         def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
-            loop.call_soon_threadsafe(_shut_down, loop, lambda: previous(number, frame))
+            loop.call_soon_threadsafe(_shut_down, hub_of, loop, lambda: previous(number, frame))
 
         handler.sse_exec_hook = True  # type: ignore[attr-defined]
         signal.signal(signum, handler)
 
 
-def _shut_down(loop: asyncio.AbstractEventLoop, then: Callable[[], object]) -> None:
-    from .hub import running_hub
-
-    hub = running_hub(loop)
+def _shut_down(hub_of: Callable[[asyncio.AbstractEventLoop], Hub | None],
+               loop: asyncio.AbstractEventLoop, then: Callable[[], object]) -> None:
+    hub = hub_of(loop)
     if hub is None:
         then()
     else:

@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from ..conf import sse_settings
+from .hub import Hub
 from .subscriber import Subscriber
-
-if TYPE_CHECKING:
-    from .hub import Hub
 
 logger = logging.getLogger("django_sse_exec")
 

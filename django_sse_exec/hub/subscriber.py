@@ -131,7 +131,7 @@ class Subscriber:
         """The server took the bytes (the stream was resumed)."""
         self.writing_since = None
 
-    async def room(self, limit: int) -> bool:
+    async def drained(self, limit: int) -> bool:
         """Wait while more than ``limit`` bytes of this stream are unsent.
 
         This is backpressure for servers that do not apply it (daphne): the

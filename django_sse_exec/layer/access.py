@@ -14,7 +14,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from ..conf import sse_settings
-from . import redis as redis_layer
+from .redis import versions
 
 _embedded: InMemoryChannelLayer | None = None
 
@@ -33,15 +33,10 @@ def get_layer() -> Any:
 
 def is_redis_layer(layer: Any = None) -> bool:
     """True when the layer is one of channels_redis's (core or pub/sub)."""
-    return redis_layer.is_redis_layer(get_layer() if layer is None else layer)
+    return versions.is_redis_layer(get_layer() if layer is None else layer)
 
 
 def is_memory_layer(layer: Any = None) -> bool:
     """True for channels' in-memory layer, which works inside one process only."""
     layer = get_layer() if layer is None else layer
     return isinstance(layer, InMemoryChannelLayer)
-
-
-def group_name(execution_id: str) -> str:
-    """The channel-layer group of an execution (ids are pre-validated, so it is valid)."""
-    return f"{sse_settings.KEY_PREFIX}.{execution_id}"

@@ -3,7 +3,8 @@
 A stream URL may ask for a representation with ``?format=``: ``json`` (the
 default: each event's data is its JSON text) or ``html`` (each event's data is
 an HTML fragment, followed by a fragment of the whole execution state; see
-:mod:`django_sse_exec.render.html`). The format is a separate, validated query
+:mod:`django_sse_exec.render.html`; which one a request asks for is
+:mod:`.select`'s rule). The format is a separate, validated query
 parameter rather than part of the signed token: it does not widen what a token
 grants (the fragments are rendered from the very events the JSON carries), so a
 token minted for one format serves the other.
@@ -14,21 +15,8 @@ format is one object, chosen once per connection.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..hub.subscriber import Batch, Entry
 from ..wire import Event, frame, reset_frame
-
-#: Representations a stream can be asked for (``?format=``).
-FORMATS = ("json", "html")
-DEFAULT_FORMAT = "json"
-
-
-def validate_format(value: Any) -> str:
-    """Return ``value`` if it is one of :data:`FORMATS`, else raise ``ValueError``."""
-    if value not in FORMATS:
-        raise ValueError(f"unknown stream format {value!r}: use one of {', '.join(FORMATS)}")
-    return value
 
 
 class Render:
@@ -64,22 +52,4 @@ class Render:
 JSON = Render()
 
 
-def render_for(query: Any, execution_id: str) -> Render | None:
-    """The render a request's ``?format=`` asks for (``query``: its ``GET``); None if invalid.
-
-    A missing ``format`` is JSON; an unknown or repeated one is refused (the
-    caller answers 400) rather than guessed.
-    """
-    values = query.getlist("format") if hasattr(query, "getlist") else []
-    if not values:
-        return JSON
-    if len(values) > 1 or values[0] not in FORMATS:
-        return None
-    if values[0] == "json":
-        return JSON
-    from .html import HtmlRender  # templates are loaded only by streams that ask for them
-
-    return HtmlRender(execution_id)
-
-
-__all__ = ["DEFAULT_FORMAT", "FORMATS", "JSON", "Render", "render_for", "validate_format"]
+__all__ = ["JSON", "Render"]

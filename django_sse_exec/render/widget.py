@@ -24,8 +24,10 @@ from urllib.parse import urlencode
 from django.urls import reverse
 
 from ..auth.policies import make_token
+from ..auth.stream_urls import multi_stream_url
 from ..execution.state import ExecutionState
 from ..execution.vocabulary import int_or
+from ..wire.many import cursor_pair, key_of
 
 #: Labels of the statuses an execution goes through.
 STATUS_LABELS = {"pending": "Waiting", "running": "Running", "success": "Succeeded",
@@ -112,9 +114,6 @@ def many_context(states: list[ExecutionState], *, user: Any = None,
     The stream (a set's, HTML format) resumes every execution after the state
     shown; it is None when every execution has ended.
     """
-    from ..sending.feeds import multi_stream_url
-    from ..wire.many import cursor_pair, key_of
-
     widgets = []
     for state in states:
         widget = state_context(state)

@@ -45,6 +45,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import daphne
+
 logger = logging.getLogger("django_sse_exec")
 
 #: daphne versions whose internals this module was tested against: [low, high).
@@ -96,12 +98,8 @@ class TwistedTLSBacklog(TwistedBacklog):
             self.tls.abortConnection()
 
 
-def daphne_version() -> str | None:
-    """The installed daphne's version, or None when daphne is not installed."""
-    try:
-        import daphne
-    except ImportError:
-        return None
+def daphne_version() -> str:
+    """The installed daphne's version (a dependency of the app)."""
     return str(getattr(daphne, "__version__", "0"))
 
 

@@ -39,11 +39,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..exceptions import StoreUnavailable
-from ..layer import redis as redis_layer
-from ..layer.access import get_layer, group_name
+from ..layer.access import get_layer
+from ..layer.names import group_name
+from ..layer.redis import fused, versions
 from ..runtime.sync import refuse_in_loop, run_sync
 from ..store import Store, get_store
 from ..wire import STREAM_CLOSED
+from .publisher import publisher
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -112,16 +114,12 @@ class LoggedThenPublished(Delivery):
     name = "blocking log, ordered background publishing"
 
     def send_blocking(self, execution_id: str, event: str, data: str) -> int:
-        from .publisher import publisher
-
         refuse_in_loop("send_sse_event")
         event_id = self.store.append_blocking(execution_id, event, data)  # type: ignore[attr-defined]
         publisher().submit(group_name(execution_id), message(execution_id, event_id, event, data))
         return event_id
 
     def close_blocking(self, execution_id: str) -> int:
-        from .publisher import publisher
-
         refuse_in_loop("close_sse_connections")
         event_id, first = self.store.close_blocking(execution_id)  # type: ignore[attr-defined]
         if first:
@@ -144,14 +142,14 @@ class Fused(LoggedThenPublished):
 
     def plan(self, execution_id: str, event: str, data: str) -> tuple[str, list[Any]] | None:
         """The delivery tail and its arguments for this event, or None (then publish)."""
-        plan = redis_layer.delivery_plan(
+        plan = fused.delivery_plan(
             self.layer, self.kind, group_name(execution_id),
-            message(execution_id, redis_layer.ID_PLACEHOLDER, event, data,
-                    redis_layer.TIME_PLACEHOLDER))
+            message(execution_id, fused.ID_PLACEHOLDER, event, data,
+                    fused.TIME_PLACEHOLDER))
         if plan is None:
             return None
         kind, args = plan
-        return redis_layer.TAILS[kind], args
+        return fused.TAILS[kind], args
 
     async def send(self, execution_id: str, event: str, data: str) -> int:
         plan = self.plan(execution_id, event, data)
@@ -176,7 +174,7 @@ class Fused(LoggedThenPublished):
                 await self.store.delete(execution_id)
 
         for execution_id in _one_per_host(self.store):
-            problem = await redis_layer.probe(
+            problem = await fused.probe(
                 send, lambda execution_id, event_id: message(
                     execution_id, event_id, "probe", "0"), execution_id)
             if problem is not None:
@@ -190,7 +188,7 @@ def _one_per_host(store: Any) -> list[str]:
     host_of = getattr(store, "host_of", lambda execution_id: 0)
     found: dict[int, str] = {}
     for _ in range(100 * hosts):
-        execution_id = redis_layer.probe_execution_id()
+        execution_id = fused.probe_execution_id()
         found.setdefault(host_of(execution_id), execution_id)
         if len(found) == hosts:
             break
@@ -202,18 +200,18 @@ _lock = threading.Lock()
 
 
 def _candidate(store: Store, layer: Any) -> Delivery:
-    if not (hasattr(store, "append_blocking") and redis_layer.is_redis_layer(layer)):
+    if not (hasattr(store, "append_blocking") and versions.is_redis_layer(layer)):
         return Delivery(store, layer)
     # With REDIS_WAIT_REPLICAS the event is published only after replicas have it
     # (a fused script would publish it first, and a failover could then take back
     # an event that a client already saw).
     fusable = getattr(store, "shares_layer_redis", False) and not getattr(
         store, "replica_acks", None)
-    kind = redis_layer.fusable_kind(layer) if fusable else None
+    kind = fused.fusable_kind(layer) if fusable else None
     if kind is None:
-        if not redis_layer.version_is_tested():
+        if not versions.version_is_tested():
             logger.warning("channels_redis %s is not a version this app was tested with; "
-                           "sends use the layer's public API", redis_layer.installed_version())
+                           "sends use the layer's public API", versions.installed_version())
         return LoggedThenPublished(store, layer)
     return Fused(store, layer, kind)
 

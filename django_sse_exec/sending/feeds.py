@@ -15,13 +15,7 @@ store does (Redis), and within one process on the memory store.
 from __future__ import annotations
 
 import time
-from typing import Any
-from urllib.parse import urlencode
 
-from django.urls import reverse
-
-from ..auth.many import make_feed_token, make_set_token
-from ..conf import sse_settings
 from ..wire import encode_data, validate_execution_id
 from ..wire.many import EXECUTION_ADDED, feed_log_id, validate_feed_name
 from .delivery import aget_delivery, get_delivery
@@ -50,29 +44,4 @@ def add_to_feed(feed: str, execution_id: str) -> int:
     return get_delivery().send_blocking(feed_log_id(feed), EXECUTION_ADDED, data)
 
 
-def multi_stream_url(execution_ids: list[str] | tuple[str, ...], *, user: Any = None,
-                     max_age: float | None = None) -> str:
-    """The relative URL of one stream of every execution in ``execution_ids``, signed.
-
-    Up to ``SSE_EXEC["MULTI_STREAM_MAX"]`` distinct ids; ``user`` and
-    ``max_age`` bind the token as for :func:`~django_sse_exec.stream_url`. The
-    token is for exactly this set: a URL with one id more is refused.
-    """
-    ids = list(execution_ids)
-    limit = int(sse_settings.MULTI_STREAM_MAX)
-    if not ids or len(ids) > limit:
-        raise ValueError(f"a multi stream carries 1 to {limit} executions "
-                         f"(SSE_EXEC['MULTI_STREAM_MAX']), not {len(ids)}")
-    if len(set(ids)) != len(ids):
-        raise ValueError("execution_ids has an id more than once")
-    query = {"ids": ",".join(ids), "token": make_set_token(ids, user, max_age)}
-    return f"{reverse('django_sse_exec:multi')}?{urlencode(query, safe=',')}"
-
-
-def feed_stream_url(feed: str, *, user: Any = None, max_age: float | None = None) -> str:
-    """The relative URL of the stream of ``feed``, signed (``user``, ``max_age`` as for stream_url)."""
-    token = make_feed_token(feed, user, max_age)
-    return f"{reverse('django_sse_exec:feed', args=[feed])}?{urlencode({'token': token})}"
-
-
-__all__ = ["aadd_to_feed", "add_to_feed", "feed_stream_url", "multi_stream_url"]
+__all__ = ["aadd_to_feed", "add_to_feed"]

@@ -22,7 +22,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ..layer.redis import group_send_in_order
+from ..layer.access import get_layer
+from ..layer.redis.batches import group_send_in_order
 from ..runtime.sync import private_loop
 
 logger = logging.getLogger("django_sse_exec")
@@ -69,8 +70,6 @@ class Publisher:
         asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
-        from ..layer.access import get_layer
-
         while True:
             with self._cond:
                 if not self._items:

@@ -18,6 +18,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from ..conf import sse_settings
+from ..layer.access import is_redis_layer
 from .base import LogSlice, Store
 
 __all__ = ["LogSlice", "Store", "get_store", "reset_store"]
@@ -40,8 +41,6 @@ def backend_path() -> str:
     """Dotted path of the Store class the settings select."""
     choice = sse_settings.STORE
     if choice == "auto":
-        from ..layer.access import is_redis_layer
-
         choice = "redis" if is_redis_layer() else "memory"
     return BACKENDS.get(choice, choice)
 

@@ -23,8 +23,10 @@ import redis as sync_redis
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry as BlockingRetry
+from redis.sentinel import Sentinel as BlockingSentinel
 
 from ..conf import sse_settings
 from ..exceptions import StoreUnavailable
@@ -87,7 +89,6 @@ class Connections:
         if client is None:
             retry = Retry(ConstantBackoff(0.05), 1)
             if self.host.is_sentinel:
-                from redis.asyncio.sentinel import Sentinel
 
                 client = Sentinel(list(self.host.sentinels), **self._sentinel_options()).master_for(
                     self.host.master_name, redis_class=Redis, retry=retry,
@@ -127,9 +128,8 @@ class Connections:
                 if self._blocking is None:
                     retry = BlockingRetry(ConstantBackoff(0.05), 1)
                     if self.host.is_sentinel:
-                        from redis.sentinel import Sentinel
 
-                        self._blocking = Sentinel(
+                        self._blocking = BlockingSentinel(
                             list(self.host.sentinels), **self._sentinel_options()).master_for(
                             self.host.master_name, redis_class=sync_redis.Redis, retry=retry,
                             **self._pool_options(blocking=False))

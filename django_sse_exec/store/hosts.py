@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import sse_settings
+from ..layer.names import group_name
+from ..layer.redis.shards import host_index, kind_of_backend
 
 #: Connection options of a layer's host entry that the store uses too (the store
 #: sets its own pool size and timeouts).
@@ -46,8 +49,6 @@ class HostSpec:
         if self.is_sentinel:
             where = ",".join(f"{h}:{p}" for h, p in self.sentinels)
             return f"Sentinel master {self.master_name!r} (sentinels {where})"
-        from urllib.parse import urlsplit
-
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
 
@@ -120,9 +121,6 @@ def shard_rule(ring_size: int) -> Callable[[str], int]:
     layer uses for the execution's group (see :mod:`django_sse_exec.layer.redis.shards`)."""
     if ring_size == 1:
         return lambda execution_id: 0
-    from ..layer.access import group_name
-    from ..layer.redis.shards import host_index, kind_of_backend
-
     layer = layer_config()
     kind = kind_of_backend(layer.get("BACKEND"))
     prefix = str((layer.get("CONFIG") or {}).get("prefix", "asgi"))

@@ -24,7 +24,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from ..conf import sse_settings
-from ..hub.hub import Hub, get_hub
+from ..hub.hub import Hub
+from ..hub.running import get_hub
 from ..hub.subscriber import Subscriber
 from ..outages import unavailable
 from ..render.formats import JSON, Render
@@ -110,7 +111,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
             async for chunk in phase:
                 for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
                     backlog = sub.backlog
-                    if backlog is not None and backlog.pending() > limit and not await sub.room(limit):
+                    if backlog is not None and backlog.pending() > limit and not await sub.drained(limit):
                         return  # ended while its client was not reading: no more bytes
                     sub.writing(len(piece))
                     tally.wrote(piece)

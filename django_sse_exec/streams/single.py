@@ -20,53 +20,22 @@ their reconnects.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..auth.policies import authorize
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
-from ..outages import ServiceUnavailable, guard, retry_body
-from ..render.formats import JSON, Render, render_for
+from ..outages import guard
+from ..render.formats import JSON, Render
+from ..render.select import render_for
 from ..store import LogSlice, get_store
-from ..wire import is_valid_execution_id, parse_last_event_id
-from .caps import OverCap, admit
+from ..wire import is_valid_execution_id
+from .connect import Outcome, connect
 from .cursor import Cursor
-from .headers import response_headers, session_read
-from .live import deliver, follow, replay, retry_ms
+from .live import deliver, follow, replay
 
 logger = logging.getLogger("django_sse_exec")
-
-@dataclass
-class Outcome:
-    """The result of a connect: a status, a short reason, and the body for a 200."""
-
-    status: int
-    reason: str = ""
-    body: AsyncIterator[bytes] | None = None
-    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
-    vary_cookie: bool = False
-    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
-    retry_after: int | None = None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Every header of this answer, the same for the view and the fast path."""
-        return response_headers(self.status, vary_cookie=self.vary_cookie,
-                                has_body=bool(self.reason), retry_after=self.retry_after)
-
-
-def position_of(request: Any) -> str | None:
-    """A stream of many's client position, unparsed: ``Last-Event-ID``, else ``?last_event_id=``."""
-    return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-
-
-def last_event_id_of(header: str | None, query: str | None) -> int | None:
-    """The client's position: the ``Last-Event-ID`` header, else ``?last_event_id=``."""
-    parsed = parse_last_event_id(header)
-    return parsed if parsed is not None else parse_last_event_id(query)
-
 
 async def open_stream(request: Any, execution_id: str, last_event_id: int | None,
                       entry_point: str = "view") -> Outcome:
@@ -97,30 +66,6 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
             render=render, entry_point=entry_point))
 
     return await connect(request, decide)
-
-
-async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
-    """The connect rules every kind of stream shares, around ``decide`` (its 403/204/body).
-
-    Then the caps (429; a per-user cap may read the session too); an outage
-    anywhere is a 200 whose body only says when to retry; ``Vary: Cookie``
-    whenever the session was read.
-    """
-    try:
-        outcome = await decide()
-        if outcome.status != 200:
-            outcome.vary_cookie = session_read(request)
-            return outcome
-        slot = await guard("stream caps", admit(request))
-    except OverCap as exc:
-        return Outcome(429, str(exc), vary_cookie=session_read(request),
-                       retry_after=exc.retry_after)
-    except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
-        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
-                       vary_cookie=session_read(request))
-    body = outcome.body
-    return Outcome(200, body=slot.hold(body) if slot and body else body,
-                   vary_cookie=session_read(request))
 
 
 def stream_events(execution_id: str, after: int | None, scope: Any = None,
@@ -163,5 +108,4 @@ async def _start(hub: Hub, sub: Subscriber, cursor: Cursor, after: int | None,
         yield chunk
 
 
-__all__ = ["Outcome", "connect", "last_event_id_of", "open_stream", "position_of",
-           "retry_ms", "stream_events"]
+__all__ = ["open_stream", "stream_events"]

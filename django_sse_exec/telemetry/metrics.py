@@ -26,6 +26,8 @@ import re
 import time
 from typing import Any
 
+from django.http import HttpResponse
+
 try:  # the optional extra
     import prometheus_client as _prom
     from prometheus_client import multiprocess as _multiprocess
@@ -222,8 +224,6 @@ def exposition() -> tuple[bytes, str]:
 
 def metrics_view(request: Any) -> Any:
     """Django view of ``/metrics`` (keep it off the public internet: it is operational data)."""
-    from django.http import HttpResponse
-
     if _m is None:
         return HttpResponse("metrics are off: prometheus_client is not installed or "
                             "PROMETHEUS_MULTIPROC_DIR is unusable\n", status=501,

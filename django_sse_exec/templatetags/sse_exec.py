@@ -24,12 +24,11 @@ from django.templatetags.static import static
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ..api import stream_url
+from ..auth.stream_urls import feed_stream_url, multi_stream_url, stream_url
 from ..execution.snapshot import get_execution_state
 from ..execution.state import ExecutionState
-from ..render.formats import DEFAULT_FORMAT
 from ..render.widget import many_context, progress_context
-from ..sending.feeds import feed_stream_url, multi_stream_url
+from ..wire import DEFAULT_FORMAT
 
 register = template.Library()
 

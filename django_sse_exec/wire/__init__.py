@@ -59,6 +59,18 @@ def is_valid_execution_id(execution_id: Any) -> bool:
     return isinstance(execution_id, str) and bool(EXECUTION_ID_RE.fullmatch(execution_id))
 
 
+#: Representations a stream can be asked for (``?format=``).
+FORMATS = ("json", "html")
+DEFAULT_FORMAT = "json"
+
+
+def validate_format(value: Any) -> str:
+    """Return ``value`` if it is one of :data:`FORMATS`, else raise ``ValueError``."""
+    if value not in FORMATS:
+        raise ValueError(f"unknown stream format {value!r}: use one of {', '.join(FORMATS)}")
+    return value
+
+
 def validate_event_name(event: Any) -> str:
     """Return ``event`` if it is a valid, non-reserved event name, else raise.
 

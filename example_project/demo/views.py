@@ -31,9 +31,8 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from django_sse_exec import aget_sse_client_count, stream_url
+from django_sse_exec import aadd_to_feed, aget_sse_client_count, feed_stream_url, stream_url
 from django_sse_exec.auth.policies import check_token
-from django_sse_exec.sending.feeds import aadd_to_feed, feed_stream_url
 from django_sse_exec.wire import is_valid_execution_id
 
 from . import executor, ownership

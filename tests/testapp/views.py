@@ -45,7 +45,7 @@ def sync_send(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 async def feed_add(request: HttpRequest) -> JsonResponse:
     """Add ``execution_id`` to ``feed``; return the entry's id."""
-    from django_sse_exec.sending.feeds import aadd_to_feed
+    from django_sse_exec import aadd_to_feed
 
     body = _body(request)
     return JsonResponse({"id": await aadd_to_feed(body["feed"], body["execution_id"])})
@@ -62,7 +62,7 @@ async def count(request: HttpRequest, execution_id: str) -> JsonResponse:
 
 async def hub_stats(request: HttpRequest) -> JsonResponse:
     """How many streams and groups the server's hub holds (leak checks)."""
-    from django_sse_exec.hub.hub import get_hub
+    from django_sse_exec.hub.running import get_hub
 
     hub = get_hub()
     unsent = [sub.backlog.pending() for sub in hub.subscribers() if sub.backlog is not None]

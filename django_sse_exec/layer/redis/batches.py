@@ -14,6 +14,8 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from .versions import is_redis_layer, version_is_tested
+
 
 async def group_send_in_order(layer: Any, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
     """Send ``(group, message)`` pairs in order, as cheaply as the layer allows.
@@ -25,8 +27,6 @@ async def group_send_in_order(layer: Any, messages: Sequence[tuple[str, dict[str
     any other layer, an untested channels_redis, or internals not as expected:
     one ``group_send`` each, awaited in turn (concurrent sends get reordered).
     """
-    from . import is_redis_layer, version_is_tested
-
     # Batching only re-uses the layer's own serialisation, scripts and host choice,
     # so any host count, serializer or encryption goes (but only on tested versions).
     kind = {"RedisPubSubChannelLayer": "pubsub", "RedisChannelLayer": "core"}.get(

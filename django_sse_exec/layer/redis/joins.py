@@ -15,6 +15,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from .versions import version_is_tested
+
 #: Concurrent ``group_add`` calls when the layer has no batched join.
 FALLBACK_CONCURRENCY = 16
 
@@ -54,8 +56,6 @@ async def group_add_many(layer: Any, groups: Sequence[str], channel: str) -> lis
 
 def _pubsub_loop_layer(layer: Any) -> Any:
     """The pub/sub layer's per-loop layer when its internals are the tested ones, else None."""
-    from . import version_is_tested
-
     if type(layer).__name__ != "RedisPubSubChannelLayer" or not version_is_tested():
         return None
     try:

@@ -26,6 +26,8 @@ import binascii
 from collections.abc import Iterable
 from typing import Any
 
+from django.utils.module_loading import import_string
+
 #: The layers' ``BACKEND`` classes by kind.
 BACKENDS = {"core": "channels_redis.core.RedisChannelLayer",
             "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer"}
@@ -42,8 +44,6 @@ def consistent_hash(value: str, ring_size: int) -> int:
 def kind_of_backend(backend: Any) -> str | None:
     """"core" or "pubsub" for a channels_redis ``BACKEND`` (dotted path or class,
     subclasses included); None for anything else."""
-    from django.utils.module_loading import import_string
-
     try:
         cls = import_string(backend) if isinstance(backend, str) else backend
     except ImportError:

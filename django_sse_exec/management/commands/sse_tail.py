@@ -21,7 +21,7 @@ from urllib.request import Request, urlopen
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...api import stream_url
+from ...auth.stream_urls import stream_url
 from ...store import get_store
 from ...streams.single import stream_events
 from ...wire import STREAM_CLOSED

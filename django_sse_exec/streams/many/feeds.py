@@ -20,6 +20,7 @@ from ...auth.many import authorize_feed
 from ...conf import sse_settings
 from ...hub.hub import Hub
 from ...hub.subscriber import Subscriber
+from ...render.select import requested_format
 from ...wire import Event, is_valid_execution_id
 from ...wire.many import (
     EXECUTION_ADDED,
@@ -30,9 +31,9 @@ from ...wire.many import (
     parse_cursor,
     validate_feed_name,
 )
+from ..connect import Outcome, connect
 from ..cursor import Cursor
 from ..live import deliver, follow, replay
-from ..single import Outcome, connect
 from .frames import MultiRender, Mux
 from .sets import first_pages, multi_max, start_one
 
@@ -88,6 +89,8 @@ async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
         reason = await authorize_feed(request, feed)
         if reason is not None:
             return Outcome(403, reason)
+        if requested_format(getattr(request, "GET", None), served=("json",)) is None:
+            return Outcome(400, "unknown format (a feed's stream is JSON only)")
         plan = FeedStream(feed, parse_cursor(last_event_id) or {})
         return Outcome(200, body=deliver([plan.log_id], plan.phases,
                                          scope=getattr(request, "scope", None),

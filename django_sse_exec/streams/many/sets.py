@@ -28,11 +28,12 @@ from ...hub.hub import Hub
 from ...hub.subscriber import Subscriber
 from ...outages import guard
 from ...render.formats import JSON
+from ...render.select import requested_format
 from ...store import LogSlice, Store, get_store
 from ...wire.many import key_of, parse_cursor, parse_ids
+from ..connect import Outcome, connect
 from ..cursor import Cursor
 from ..live import deliver, follow, replay
-from ..single import Outcome, connect
 from .frames import AllRenders, MultiRender, Mux
 from .html import MultiHtmlRender
 
@@ -51,15 +52,15 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
     execution_ids = parse_ids(ids, multi_max())
     if execution_ids is None:
         return Outcome(404, f"ids must be 1-{multi_max()} distinct, valid execution ids")
-    formats = request.GET.getlist("format") if hasattr(request, "GET") else []
-    if formats not in ([], ["json"], ["html"]):
-        return Outcome(400, "unknown format")
-    html = formats == ["html"]
 
     async def decide() -> Outcome:
         reason = await authorize_set(request, execution_ids)
         if reason is not None:
             return Outcome(403, reason)
+        requested = requested_format(getattr(request, "GET", None))
+        if requested is None:
+            return Outcome(400, "unknown format")
+        html = requested == "html"
         given = parse_cursor(last_event_id) or {}
         positions = [given.get(key_of(i), 0) for i in range(len(execution_ids))]
         if given:  # only a client that has seen events can be told "no more"

@@ -1,0 +1,79 @@
+"""The connect rules every kind of stream shares, and the outcome of a connect.
+
+One execution's stream, a set's and a feed's each decide their own refusals
+(404 malformed, 403 not authorised, 400 bad format, 204 nothing more) in a
+``decide`` step; :func:`connect` wraps it in what they share: the caps (429),
+an outage anywhere answered as a 200 that only says when to retry (so
+``EventSource`` comes back), and ``Vary: Cookie`` whenever the session was read.
+Both entry points, the view and the ASGI fast path, turn an :class:`Outcome`
+into a response with the same headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..outages import ServiceUnavailable, guard, retry_body
+from ..wire import parse_last_event_id
+from .caps import OverCap, admit
+from .headers import response_headers, session_read
+from .live import retry_ms
+
+
+@dataclass
+class Outcome:
+    """The result of a connect: a status, a short reason, and the body for a 200."""
+
+    status: int
+    reason: str = ""
+    body: AsyncIterator[bytes] | None = None
+    #: The answer depended on the session (the policy read it): ``Vary: Cookie``.
+    vary_cookie: bool = False
+    #: Seconds for ``Retry-After`` (a 429 from a stream cap).
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every header of this answer, the same for the view and the fast path."""
+        return response_headers(self.status, vary_cookie=self.vary_cookie,
+                                has_body=bool(self.reason), retry_after=self.retry_after)
+
+
+def position_of(request: Any) -> str | None:
+    """A stream of many's client position, unparsed: ``Last-Event-ID``, else ``?last_event_id=``."""
+    return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+
+
+def last_event_id_of(header: str | None, query: str | None) -> int | None:
+    """The client's position: the ``Last-Event-ID`` header, else ``?last_event_id=``."""
+    parsed = parse_last_event_id(header)
+    return parsed if parsed is not None else parse_last_event_id(query)
+
+
+async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """The connect rules every kind of stream shares, around ``decide`` (its 403/204/body).
+
+    Then the caps (429; a per-user cap may read the session too); an outage
+    anywhere is a 200 whose body only says when to retry; ``Vary: Cookie``
+    whenever the session was read.
+    """
+    try:
+        outcome = await decide()
+        if outcome.status != 200:
+            outcome.vary_cookie = session_read(request)
+            return outcome
+        slot = await guard("stream caps", admit(request))
+    except OverCap as exc:
+        return Outcome(429, str(exc), vary_cookie=session_read(request),
+                       retry_after=exc.retry_after)
+    except ServiceUnavailable as exc:  # not a refusal: a 200 the client retries
+        return Outcome(200, str(exc), body=retry_body(exc, retry_ms()),
+                       vary_cookie=session_read(request))
+    body = outcome.body
+    return Outcome(200, body=slot.hold(body) if slot and body else body,
+                   vary_cookie=session_read(request))
+
+
+__all__ = ["Outcome", "connect", "last_event_id_of", "position_of"]

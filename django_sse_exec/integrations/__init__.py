@@ -1,0 +1,1 @@
+"""Integrations with task runners: Celery and Django's tasks framework."""

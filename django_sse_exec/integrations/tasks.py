@@ -112,10 +112,9 @@ class TaskReporter(ExecutionReporter):
             logger.warning("execution %s has already ended: attempt %d of its task is not "
                            "reported", self.execution_id, self.attempt)
             self.detached, self.close_on_exit = True, False
-        first = 0
-        for message in begin(self.state, self.task_id, self.title, self.attempt):
-            first = first or await self._emit(message)
-        return first
+        ids = [await self._emit(message)
+               for message in begin(self.state, self.task_id, self.title, self.attempt)]
+        return ids[0] if ids else 0
 
     async def aprogress(self, current: int | float, total: int | float | None = None,
                         message: str | None = None, *, task_id: str | None = None) -> int:

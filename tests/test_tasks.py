@@ -14,11 +14,12 @@ import dataclasses
 
 import django
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_sse_exec import ExecutionState, aget_execution_state, get_execution_state
 from django_sse_exec.disclosure import GENERIC_MESSAGE
-from django_sse_exec.integrations import tasks_lifecycle
+from django_sse_exec.integrations import tasks_compat, tasks_lifecycle
 from django_sse_exec.integrations.tasks_compat import framework, signal_sets
 from django_sse_exec.tasks import progress_task
 from tests import tasks_jobs
@@ -41,6 +42,14 @@ def test_the_framework_is_djangos_own_on_6_and_the_backport_before():
     assert type(tasks_jobs.count_rows).__module__.startswith(expected + ".")
     # Django 6 also connects to the backport's signals when it is installed (the test extra).
     assert len(signal_sets()) == (2 if django.VERSION >= (6, 0) else 1)
+
+
+def test_without_the_backport_before_django_6_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(tasks_compat.django, "VERSION", (5, 2, 0, "final", 0))
+    monkeypatch.setattr(tasks_compat, "_optional", lambda name: None)
+    with pytest.raises(ImproperlyConfigured, match=r"django-sse-exec\[tasks\]"):
+        tasks_compat.framework()
+    assert tasks_compat.signal_sets() == []
 
 
 def test_a_run_reports_its_execution_to_stream_closed():

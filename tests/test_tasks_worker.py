@@ -65,15 +65,10 @@ def postgres_env() -> Iterator[dict[str, str]]:
         if os.environ.get("SSE_EXEC_REQUIRE_POSTGRES") == "1":
             pytest.fail(message + " and SSE_EXEC_REQUIRE_POSTGRES=1 requires it")
         pytest.skip(message)
-    psql(f"""
-        DO $$ BEGIN
-          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
-            CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE}';
-          END IF;
-        END $$;
-        DROP DATABASE IF EXISTS {ROLE} WITH (FORCE);
-        CREATE DATABASE {ROLE} OWNER {ROLE};
-    """)
+    if not psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'").strip():
+        psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{ROLE}'")
+    psql(f"DROP DATABASE IF EXISTS {ROLE} WITH (FORCE)")
+    psql(f"CREATE DATABASE {ROLE} OWNER {ROLE}")
     env = {"TEST_DATABASE_JSON": json.dumps(POSTGRES)}
     migrate(env)
     yield env

@@ -168,7 +168,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(requires_redis: str, make_server: Any) -> Iterator[Any]:
+def deployment(requires_redis: str, make_server: Any) -> Iterator[Any]:
     made: list[Setup] = []
 
     def make(db_env: dict[str, str], sse_exec: dict[str, Any] | None = None) -> Setup:
@@ -180,15 +180,15 @@ def setup(requires_redis: str, make_server: Any) -> Iterator[Any]:
         each.close()
 
 
-async def stream(setup: Setup, url_for: Any, result_id: str, timeout: float = 60) -> list[Any]:
-    async with SSEClient(url_for(setup.server, result_id)) as client:
+async def stream(test: Setup, url_for: Any, result_id: str, timeout: float = 60) -> list[Any]:
+    async with SSEClient(url_for(test.server, result_id)) as client:
         return await client.read_until_closed(timeout=timeout)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 async def test_a_progress_task_run_by_db_worker_streams_to_stream_closed(
-        database, setup, url_for, request):
-    test = setup(request.getfixturevalue(f"{database}_env"))
+        database, deployment, url_for, request):
+    test = deployment(request.getfixturevalue(f"{database}_env"))
     await test.worker()
     result_id = await asyncio.to_thread(enqueue, test.env, test.queue, "count_rows", 4, 0.3)
     async with SSEClient(url_for(test.server, result_id)) as client:
@@ -202,8 +202,8 @@ async def test_a_progress_task_run_by_db_worker_streams_to_stream_closed(
     assert events[-4].json["progress"] == 4 and events[-2].json["status"] == "success"
 
 
-async def test_a_failing_task_ends_failed(setup, url_for, sqlite_env):
-    test = setup(sqlite_env)
+async def test_a_failing_task_ends_failed(deployment, url_for, sqlite_env):
+    test = deployment(sqlite_env)
     await test.worker()
     result_id = await asyncio.to_thread(enqueue, test.env, test.queue, "boom", 2)
     events = await stream(test, url_for, result_id)
@@ -213,8 +213,8 @@ async def test_a_failing_task_ends_failed(setup, url_for, sqlite_env):
     assert (events[4].json["status"], events[4].json["failed"]) == ("failed", 1)
 
 
-async def test_an_async_task_runs_in_db_worker(setup, url_for, sqlite_env):
-    test = setup(sqlite_env)
+async def test_an_async_task_runs_in_db_worker(deployment, url_for, sqlite_env):
+    test = deployment(sqlite_env)
     await test.worker()
     result_id = await asyncio.to_thread(enqueue, test.env, test.queue, "acount_rows", 3, 0.3)
     events = await stream(test, url_for, result_id)
@@ -223,8 +223,8 @@ async def test_an_async_task_runs_in_db_worker(setup, url_for, sqlite_env):
     assert events[-4].json == {"progress": 3, "total": 3, "taskId": result_id}
 
 
-async def test_a_killed_worker_ends_its_execution_as_lost(setup, url_for, sqlite_env):
-    test = setup(sqlite_env, sse_exec=FAST_LEASES)
+async def test_a_killed_worker_ends_its_execution_as_lost(deployment, url_for, sqlite_env):
+    test = deployment(sqlite_env, sse_exec=FAST_LEASES)
     worker = await test.worker()
     result_id = await asyncio.to_thread(enqueue, test.env, test.queue, "stall_first_attempt", 3)
     async with SSEClient(url_for(test.server, result_id)) as client:
@@ -242,8 +242,8 @@ async def test_a_killed_worker_ends_its_execution_as_lost(setup, url_for, sqlite
 
 
 async def test_a_result_queued_again_after_a_crash_continues_as_attempt_2(
-        setup, url_for, sqlite_env):
-    test = setup(sqlite_env)  # default LEASE_TTL (30 s): queued again before it expires
+        deployment, url_for, sqlite_env):
+    test = deployment(sqlite_env)  # default LEASE_TTL (30 s): queued again before it expires
     first = await test.worker()
     result_id = await asyncio.to_thread(enqueue, test.env, test.queue, "stall_first_attempt", 3)
     async with SSEClient(url_for(test.server, result_id)) as client:
@@ -263,8 +263,8 @@ async def test_a_result_queued_again_after_a_crash_continues_as_attempt_2(
     assert events[8].json["successful"] == 1 and len(events[8].json["results"]) == 1
 
 
-async def test_a_plain_task_is_followed_from_queued_to_ended(setup, url_for, sqlite_env):
-    test = setup(sqlite_env, sse_exec={"FOLLOW_TASKS": ["tests.tasks_jobs."]})
+async def test_a_plain_task_is_followed_from_queued_to_ended(deployment, url_for, sqlite_env):
+    test = deployment(sqlite_env, sse_exec={"FOLLOW_TASKS": ["tests.tasks_jobs."]})
     result_id = await asyncio.to_thread(enqueue, {**test.env, "SSE_EXEC_JSON": json.dumps(
         test.sse_exec)}, test.queue, "plain_add", 2, 3)
     async with SSEClient(url_for(test.server, result_id)) as client:

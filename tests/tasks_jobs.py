@@ -1,0 +1,84 @@
+"""Tasks of Django's tasks framework that the tests run: in the test process (the
+immediate backend) and in real ``db_worker`` processes (``tests.settings_tasks``).
+
+Each is a module-level function, as the framework requires, imported by its
+dotted path in the worker. The framework module (``django.tasks`` or the
+backport) is the one the integration chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from django_sse_exec import close_sse_connections
+from django_sse_exec.integrations.tasks_compat import task_decorator
+from django_sse_exec.tasks import TaskReporter, progress_task
+
+task = task_decorator()
+
+
+@progress_task()
+def count_rows(reporter: TaskReporter, rows: int, delay: float = 0.0) -> int:
+    """The issue's example: one ``progress`` per row (throttled by the reporter)."""
+    for n in range(1, rows + 1):
+        time.sleep(delay)
+        reporter.progress(n, rows, f"row {n}")
+    return rows
+
+
+@progress_task(title="Import the rows")
+def boom(reporter: TaskReporter, rows: int = 1) -> None:
+    reporter.progress(0, rows)
+    raise ValueError("the data is bad")
+
+
+@progress_task()
+async def acount_rows(reporter: TaskReporter, rows: int, delay: float = 0.0) -> int:
+    """An async task function: the reporter's async methods."""
+    for n in range(1, rows + 1):
+        await asyncio.sleep(delay)
+        await reporter.aprogress(n, rows)
+    return rows
+
+
+@progress_task(takes_context=True)
+def attempt_of(reporter: TaskReporter, context: Any, extra: int = 0) -> list[Any]:
+    """Returns what it was given: the context's attempt and result id, and the reporter's."""
+    return [context.attempt, context.task_result.id, reporter.execution_id, reporter.attempt,
+            extra]
+
+
+@progress_task(takes_context=True)
+def stall_first_attempt(reporter: TaskReporter, context: Any, rows: int) -> int:
+    """Attempt 1 reports a step, then hangs (its worker is killed); later attempts finish."""
+    reporter.progress(1, rows, f"attempt {context.attempt}")
+    if context.attempt == 1:
+        time.sleep(600)
+    for n in range(2, rows + 1):
+        reporter.progress(n, rows)
+    return context.attempt
+
+
+@progress_task()
+def closed_under_it(reporter: TaskReporter) -> int:
+    """Its execution is closed mid-run: the reports after that are dropped, the task succeeds."""
+    close_sse_connections(reporter.execution_id)
+    return reporter.progress(1, 1)
+
+
+@progress_task(priority=5)
+def urgent(reporter: TaskReporter) -> str:
+    return "urgent"
+
+
+@task()
+def plain_add(x: int, y: int) -> int:
+    """A task that is not decorated: followed through the signals when asked."""
+    return x + y
+
+
+@task()
+def plain_boom() -> None:
+    raise KeyError("no such row")

@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_sse_exec import ExecutionState, aget_execution_state, get_execution_state
-from django_sse_exec.disclosure import GENERIC_MESSAGE
+from django_sse_exec.execution.error_detail import GENERIC_MESSAGE
 from django_sse_exec.integrations import tasks_compat, tasks_lifecycle
 from django_sse_exec.integrations.tasks_compat import framework, signal_sets
 from django_sse_exec.tasks import progress_task

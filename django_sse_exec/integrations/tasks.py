@@ -51,7 +51,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .. import ExecutionClosed, ExecutionReporter, Lease, aget_execution_state
+from ..exceptions import ExecutionClosed
+from ..execution.leases import Lease
+from ..execution.reporter import ExecutionReporter
+from ..execution.snapshot import aget_execution_state
 from . import tasks_follow
 from .tasks_compat import task_decorator
 from .tasks_lifecycle import Message, begin, end, ended

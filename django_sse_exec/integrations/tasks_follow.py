@@ -33,13 +33,9 @@ from typing import Any
 
 from django.conf import settings
 
-from .. import (
-    Lease,
-    close_sse_connections,
-    get_execution_state,
-    hold_lease,
-    send_sse_event,
-)
+from ..api import close_sse_connections, send_sse_event
+from ..execution.leases import Lease, hold_lease
+from ..execution.snapshot import get_execution_state
 from .tasks_compat import signal_sets
 from .tasks_lifecycle import Message, begin, end, retry
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ExecutionState
+from ..execution.state import ExecutionState
 
 #: An event to send: its name and data.
 Message = tuple[str, dict[str, Any]]

@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import DEFAULTS, sse_settings
+from .conf import DEFAULTS, check_values
+from .conf import given_settings as sse_settings  # checks report invalid values, so read them as given
 from .dblimit import check_db_connections
 from .deployment import check_asgi
 
@@ -23,6 +24,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     from .layers import is_memory_layer, is_redis_layer
     from .store import backend_path
 
+    values = check_values()
+    if values:  # the checks below read settings through the app, which refuses them all
+        return values
     messages: list[CheckMessage] = [*check_asgi(), *check_db_connections()]
     for key in sse_settings.unknown_keys():
         messages.append(Warning(

@@ -75,11 +75,12 @@ def recipe_emit(request):
 class RecipeProject:
     """A ``startproject`` project in ``directory`` with the README's snippets applied."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, bin_dir: Path = VENV_BIN) -> None:
         self.dir = directory
+        self.bin = bin_dir  # the virtualenv's (the tests' own, or one the wheel was installed in)
         self.procs: list[subprocess.Popen[bytes]] = []
         directory.mkdir(parents=True, exist_ok=True)
-        run([str(VENV_BIN / "django-admin"), "startproject", "mysite", str(directory)],
+        run([str(bin_dir / "django-admin"), "startproject", "mysite", str(directory)],
             env=self.env)
         package = directory / "mysite"
         with open(package / "settings.py", "a") as f:
@@ -111,7 +112,7 @@ class RecipeProject:
             f.write("\n" + text + "\n")
 
     def manage(self, *args: str) -> str:
-        return run([str(VENV_BIN / "python"), "manage.py", *args], cwd=self.dir, env=self.env)
+        return run([str(self.bin / "python"), "manage.py", *args], cwd=self.dir, env=self.env)
 
     def start(self, command: list[str], name: str) -> Path:
         """Run ``command`` in the project until :meth:`stop`; return its log's path."""
@@ -124,7 +125,7 @@ class RecipeProject:
     def daphne(self) -> str:
         """Start ``daphne mysite.asgi:application``; return its base URL once it answers."""
         port = free_port()
-        log = self.start([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+        log = self.start([str(self.bin / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                           "mysite.asgi:application"], "daphne")
         base = f"http://127.0.0.1:{port}"
         wait_until_serving(self.procs[-1], base + "/recipe/emit?execution=warm-up", 60,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import re
 from typing import Any
 
 from django.conf import settings
@@ -33,12 +32,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             f"SSE_EXEC has an unknown key {key!r}",
             hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
             id="django_sse_exec.W001",
-        ))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,30}", str(sse_settings.KEY_PREFIX)):
-        messages.append(Warning(
-            f"SSE_EXEC['KEY_PREFIX'] = {sse_settings.KEY_PREFIX!r} is not a valid group prefix",
-            hint="Use 1-30 characters of A-Z a-z 0-9 _ . -",
-            id="django_sse_exec.W002",
         ))
     messages.extend(check_policy())
     uses_celery = importlib.util.find_spec("celery") is not None and (

@@ -47,7 +47,7 @@ SETTINGS: dict[str, Setting] = {
         logged (that event is then as safe as without `WAIT`).""", "django_sse_exec.E015"),
     "KEY_PREFIX": spec("sse_exec", text(r"[A-Za-z0-9_.-]{1,30}", "1-30 of A-Z a-z 0-9 _ . -"), """
         Prefix of every Redis key and channel-layer group the app uses. Give each
-        project sharing a Redis its own.""", "django_sse_exec.W002"),
+        project sharing a Redis its own."""),
     "CHANNEL_LAYER": spec("default", text(r"\S+", "a channel layer alias (str)"), """
         Alias of the channel layer in `CHANNEL_LAYERS`. With no `CHANNEL_LAYERS`
         configured at all, a private in-memory layer is used (one process)."""),

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.recipe import RecipeProject, run
+from tests.recipe import RecipeProject, run, snippet
 from tests.server import ROOT, VENV_BIN
 from tests.sse import SSEClient
 
@@ -44,9 +44,8 @@ from django.template import engines
 
 from django_sse_exec import close_sse_connections, send_sse_event, stream_url
 
-PAGE = """{% load sse_exec %}<html><head>{% sse_exec_scripts %}</head><body>
-{% if many %}{% sse_exec_progress_many many %}{% else %}{% sse_exec_progress execution_id %}{% endif %}
-</body></html>"""
+MANY = """{% load sse_exec %}<html><head>{% sse_exec_scripts %}</head><body>
+{% sse_exec_progress_many many %}</body></html>"""
 RUN = [("execution-start", {"executionId": "", "totalTasks": 2, "startTime": 0}),
        ("task-start", {"taskId": "a", "taskTitle": "A", "progress": 0, "total": 2}),
        ("progress", {"taskId": "a", "progress": 1, "total": 2, "message": "half"}),
@@ -84,7 +83,7 @@ def ticks(request):
 
 def page(request):
     many = [i for i in request.GET.get("many", "").split(",") if i]
-    html = engines["django"].from_string(PAGE).render(
+    html = engines["django"].from_string(MANY if many else PAGE).render(
         {"execution_id": request.GET.get("execution"), "many": many}, request)
     return HttpResponse(html)
 
@@ -126,7 +125,8 @@ def wheel_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Re
          str(wheel), "whitenoise"])
     timings["install"] = time.monotonic() - started
     project = RecipeProject(tmp / "mysite", bin_dir=venv / "bin")
-    (project.dir / "mysite" / "wheel_views.py").write_text(HARNESS)
+    (project.dir / "mysite" / "wheel_views.py").write_text(
+        f"PAGE = {snippet('htmx-page')!r}  # the htmx how-to's page\n" + HARNESS)
     project.append_settings('SSE_EXEC = {"HISTORY_MAX_EVENTS": 12}\nDEBUG = True')
     with open(project.dir / "mysite" / "urls.py", "a") as f:
         f.write("\nfrom mysite import wheel_views as w\n"
@@ -168,13 +168,13 @@ async def test_installed_wheel_migrates_serves_renders_and_streams(wheel_project
         async def stream_of(execution_id: str, **params: str) -> str:
             return (await http.get("/wheel/url", params={"execution": execution_id, **params})).json()["url"]
 
-        # The quickstart's page and stream.
-        page = await http.get("/recipe/page", params={"execution": "exec-42"})
+        # The quickstart's pages and stream.
+        page = await http.get((await http.get("/start/")).headers["location"])
         assert page.status_code == 200 and "SSEExec.connect" in page.text
-        async with SSEClient(base + await stream_of("exec-42")) as client:
-            assert (await http.get("/recipe/send")).text == "sent"
+        stream = re.search(r'SSEExec\.connect\("([^"]+)"', page.text).group(1).replace("&amp;", "&")
+        async with SSEClient(base + stream) as client:
             events = await client.read_until_closed(timeout=30)
-        assert [e.event for e in events] == ["task-start", "stream-closed"]
+        assert [e.event for e in events] == ["task-start"] * 5 + ["stream-closed"]
 
         # Each event's fragment, the fallback one and the state, in the HTML stream.
         await http.get("/wheel/execute", params={"execution": "run-1"})
@@ -196,8 +196,8 @@ async def test_installed_wheel_migrates_serves_renders_and_streams(wheel_project
             await client.wait_for(lambda events: len(events) >= 2, timeout=30)
         assert 'data-event="stream-reset"' in client.raw.decode()
 
-        # The widgets (progress.html, widget.html, state.html, progress_many.html) and the
-        # widget a refused stream shows (refused.html).
+        # The widgets (the htmx how-to's page: progress.html, widget.html, state.html;
+        # progress_many.html) and the widget a refused stream shows (refused.html).
         one = await http.get("/wheel/page", params={"execution": "run-1"})
         assert one.status_code == 200 and 'data-status="failed"' in one.text
         assert "htmx-2.0.11.min.js" in one.text and "progress.css" in one.text

@@ -23,8 +23,13 @@ def inline(text: str) -> list[nodes.Node]:
     return [nodes.literal(part, part) if n % 2 else nodes.Text(part) for n, part in enumerate(parts)]
 
 
-def field(name: str, *body: nodes.Node) -> nodes.field:
-    return nodes.field("", nodes.field_name(name, name), nodes.field_body("", nodes.paragraph("", "", *body)))
+def facts(*pairs: tuple[str, list[nodes.Node]]) -> nodes.paragraph:
+    """``Label: value · Label: value`` on one line."""
+    out: list[nodes.Node] = []
+    for n, (label, value) in enumerate(pairs):
+        out += [nodes.Text(" · ")] if n else []
+        out += [nodes.strong(f"{label}: ", f"{label}: "), *value]
+    return nodes.paragraph("", "", *out)
 
 
 class SettingsDirective(Directive):
@@ -40,9 +45,9 @@ class SettingsDirective(Directive):
             section = nodes.section(ids=[target], names=[f"setting-{key}".lower()])
             section += nodes.title(key, "", nodes.literal(key, key))
             section += nodes.paragraph("", "", *inline(item.description))
-            section += nodes.field_list("", field("Default", nodes.literal(repr(item.default), repr(item.default))),
-                                        field("Accepts", *inline(item.expected)),
-                                        field("Checked by", nodes.literal(item.check_id, item.check_id)))
+            section += facts(("Default", [nodes.literal(repr(item.default), repr(item.default))]),
+                             ("Accepts", inline(item.expected)),
+                             ("Checked by", [nodes.literal(item.check_id, item.check_id)]))
             label = f"setting-{key}".lower()
             env.domaindata["std"]["labels"][label] = (env.docname, target, key)
             env.domaindata["std"]["anonlabels"][label] = (env.docname, target)

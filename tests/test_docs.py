@@ -85,11 +85,9 @@ def test_every_recipe_is_read_by_a_test_and_the_readme_repeats_them_exactly():
 
 
 def emitted_check_ids() -> set[str]:
-    ids = set()
-    for path in PACKAGE.rglob("*.py"):
-        ids |= set(re.findall(r"""id=["'](django_sse_exec\.[EW]\d{3})["']""", path.read_text()))
     from django_sse_exec.conf import SETTINGS
 
+    ids = set(re.findall(r"""id=["'](django_sse_exec\.[EW]\d{3})["']""", package_source()))
     return ids | {item.check_id for item in SETTINGS.values()}
 
 
@@ -101,16 +99,21 @@ def test_the_checks_page_lists_every_check_id_with_its_fix():
         assert "**Fix:**" in section, f"no fix for {section.splitlines()[0]}"
 
 
-def test_the_protocol_page_names_every_reconnect_reason():
-    from django_sse_exec.streaming import _REJOIN_REASONS
+def package_source() -> str:
+    """Every module of the package, as one text (found by content, not by file name)."""
+    return "\n".join(path.read_text() for path in sorted(PACKAGE.rglob("*.py")))
 
+
+def test_the_protocol_page_names_every_reconnect_reason():
     page = (DOCS / "reference" / "protocol.md").read_text()
-    steps = set()
-    for path in PACKAGE.rglob("*.py"):
-        steps |= set(re.findall(r"""(?:guard|unavailable)\(["']([\w ]+)["']""", path.read_text()))
-    causes = set(re.findall(r'return "(\w+)"', (PACKAGE / "failures.py").read_text()))
-    assert steps and causes
-    missing = [f"reconnect ({reason})" for reason in _REJOIN_REASONS if f"reconnect ({reason})" not in page]
+    source = package_source()
+    planned = re.search(r"_REJOIN_REASONS = \(([^)]*)\)", source)
+    reasons = re.findall(r'"([\w ]+)"', planned.group(1)) if planned else []
+    steps = set(re.findall(r"""(?:guard|unavailable)\(["']([\w ]+)["']""", source))
+    outage = re.search(r"def cause_of\(.*?(?=\ndef )", source, re.S)
+    causes = set(re.findall(r'return "(\w+)"', outage.group(0))) if outage else set()
+    assert reasons and steps and causes
+    missing = [f"reconnect ({reason})" for reason in reasons if f"reconnect ({reason})" not in page]
     missing += [f"step {step!r}" for step in steps if f"`{step}`" not in page]
     missing += [f"cause {cause!r}" for cause in causes if f"`{cause}`" not in page]
     missing += [] if "reconnect (subscribe failed)" in page else ["reconnect (subscribe failed)"]
@@ -128,7 +131,7 @@ def test_the_uvicorn_log_configuration_redacts_tokens(capsys):
 
 
 def test_the_alerts_name_metrics_that_exist():
-    source = (PACKAGE / "metrics.py").read_text()
+    source = package_source()
     names = {name.removesuffix("_total") for name in re.findall(r"\bsse_exec_\w+", snippet("alerts"))}
     assert names and all(f'"{name}"' in source for name in names), names
 

@@ -239,9 +239,13 @@ given_settings = GivenSettings()
 def check_values() -> list[CheckMessage]:
     """An error for each value outside its spec, naming the key, the value and the
     expected form, under the key's check id (``E016``, or its dedicated check's)."""
+    try:
+        found = given_settings.problems()
+    except ImproperlyConfigured as exc:  # SSE_EXEC itself is not a dict
+        return [Error(str(exc), hint='Give a dict, e.g. SSE_EXEC = {"KEEPALIVE": 15}.', id=CHECK_ID)]
     return [Error(message, hint=f"Remove it (default {SETTINGS[key].default!r}) or give "
                                 f"{SETTINGS[key].expected}.", id=SETTINGS[key].check_id)
-            for key, message in given_settings.problems().items()]
+            for key, message in found.items()]
 
 
 @receiver(setting_changed)

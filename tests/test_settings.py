@@ -55,6 +55,13 @@ def test_good_values_pass(key, value):
     assert e016({key: value}) == []
 
 
+def test_sse_exec_that_is_not_a_dict_is_reported_and_refused():
+    assert e016(["KEEPALIVE", 15]) == ["SSE_EXEC = ['KEEPALIVE', 15]: expected a dict"]
+    with override_settings(SSE_EXEC=["KEEPALIVE", 15]):
+        with pytest.raises(ImproperlyConfigured, match="expected a dict"):
+            sse_settings.KEEPALIVE  # noqa: B018
+
+
 def test_keys_with_a_dedicated_check_are_reported_once_under_its_id():
     with override_settings(SSE_EXEC={"TOKEN_MAX_AGE": "1h", "MULTI_STREAM_MAX": 0}):
         ids = [m.id for m in run_checks() if m.id.startswith("django_sse_exec.")]

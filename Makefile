@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-topologies test-matrix lint install bench bench-realistic chaos clean
+.PHONY: demo test test-topologies test-matrix lint install docs dist bench bench-realistic chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ install: $(VENV)/.installed
 example_project/.secret_key:
 	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
-demo: install example_project/.secret_key
+# The demo needs the package and its [demo] extra only (Redis, Celery and metrics
+# modes), not the test tools: a virtualenv made by `make demo` alone stays small.
+$(VENV)/.demo-installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e ".[demo]"
+	touch $@
+
+demo: $(VENV)/.demo-installed example_project/.secret_key
 	$(BIN)/python manage.py migrate --noinput -v0
 	@echo "Open http://127.0.0.1:$(PORT)"
 	$(BIN)/daphne -e tcp:port=$(PORT):interface=127.0.0.1:backlog=4096 example_project.asgi:application
@@ -60,11 +66,27 @@ lint: $(VENV)/.lint-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The documentation site (Sphinx, Furo, MyST) into docs/_build/html, warnings as errors.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test,docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
+
+# The sdist and the wheel into dist/, checked by twine (tests/test_wheel.py installs
+# and uses the wheel in a fresh project as part of `make test`).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+
 # Side-by-side benchmark on the local Redis (several minutes): table, targets,
 # sync-send rate, the realistic scenario (many executions, few streams each,
 # four sync sender processes, on a private redis-server: about 15 minutes;
 # REALISTIC_ARGS=--quick for about three, seven on a loaded machine), then the scaling curve
-# (docs/scaling.png). See BENCHMARKS.md.
+# (docs/scaling.png). See docs/benchmarks.md.
 REALISTIC_ARGS ?=
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[test,bench]"
@@ -89,4 +111,4 @@ chaos: install
 		--executions-per-sender 4 --rate 30 $(CHAOS_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-matrix *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-matrix *.egg-info .pytest_cache build dist docs/_build

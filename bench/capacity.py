@@ -1,6 +1,6 @@
 """From measured costs to a fleet: web processes, cores and Redis shards for N streams.
 
-    python -m bench.capacity docs/realistic.json            # the table in BENCHMARKS.md
+    python -m bench.capacity docs/realistic.json            # the table in docs/benchmarks.md
     python -m bench.capacity docs/realistic.json --system fast-daphne
 
 Reads :mod:`bench.realistic`'s ``--json`` output and takes, for one system,

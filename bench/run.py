@@ -594,7 +594,7 @@ def main() -> None:
     results = []
     for name in args.systems.split(","):
         if name == "fast-uvicorn-httptools" and not has_uvicorn_extras():
-            print(f"== {name}: skipped (httptools/uvloop not importable; see BENCHMARKS.md)",
+            print(f"== {name}: skipped (httptools/uvloop not importable; see docs/benchmarks.md)",
                   file=sys.stderr, flush=True)
             continue
         print(f"== {name}", file=sys.stderr, flush=True)

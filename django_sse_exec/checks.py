@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import re
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +15,8 @@ from django.template.loader import get_template
 
 from .auth.db_slots import check_db_connections
 from .auth.policies import allow_any, get_policy
-from .conf import DEFAULTS, sse_settings
+from .conf import DEFAULTS, check_values
+from .conf import given_settings as sse_settings  # checks report invalid values, so read them as given
 from .execution.error_detail import formatter
 from .http.require_asgi import check_asgi
 from .layer.access import is_memory_layer, is_redis_layer
@@ -30,18 +30,15 @@ from .telemetry.metrics import multiprocess_dir_problem
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """No ASGI_APPLICATION, unknown keys, an invalid prefix, allow-any in production, memory layer + Celery,
     memory store + Redis layer, redis-py 8 read timeouts on the core layer."""
+    values = check_values()
+    if values:  # the checks below read settings through the app, which refuses them all
+        return values
     messages: list[CheckMessage] = [*check_asgi(), *check_db_connections()]
     for key in sse_settings.unknown_keys():
         messages.append(Warning(
             f"SSE_EXEC has an unknown key {key!r}",
             hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
             id="django_sse_exec.W001",
-        ))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,30}", str(sse_settings.KEY_PREFIX)):
-        messages.append(Warning(
-            f"SSE_EXEC['KEY_PREFIX'] = {sse_settings.KEY_PREFIX!r} is not a valid group prefix",
-            hint="Use 1-30 characters of A-Z a-z 0-9 _ . -",
-            id="django_sse_exec.W002",
         ))
     messages.extend(check_policy())
     uses_celery = importlib.util.find_spec("celery") is not None and (

@@ -98,7 +98,7 @@ REDIS_URLS = [url.strip() for url in os.environ.get("REDIS_URLS", "").split(",")
 REDIS_URL = os.environ.get("REDIS_URL") or (REDIS_URLS[0] if REDIS_URLS else None)
 
 if REDIS_URL:
-    # The pub/sub layer, as the README recommends; CHANNEL_LAYER_BACKEND=
+    # The pub/sub layer, as the docs recommend (docs/howto/redis.md); CHANNEL_LAYER_BACKEND=
     # channels_redis.core.RedisChannelLayer tries the core layer instead.
     _backend = os.environ.get("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer")
     CHANNEL_LAYERS = {

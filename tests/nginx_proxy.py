@@ -1,8 +1,9 @@
 """A real nginx in front of a test server: a non-daemon subprocess with its own config.
 
-The config is the README's stream location, complete (upstream block, ``Host``
-and ``X-Forwarded-*`` headers), so tests see what a deployment following the
-README sees. Everything nginx writes (config, logs, temp files, pid) lives in
+The config is the stream location of the deployment how-to
+(docs/howto/deployment.md), complete (upstream block, ``Host`` and
+``X-Forwarded-*`` headers), so tests see what a deployment following the how-to
+sees. Everything nginx writes (config, logs, temp files, pid) lives in
 one temporary directory.
 """
 

@@ -1,12 +1,15 @@
-"""Build a throwaway project from the README's own snippets, and run it.
+"""Build a throwaway project from the documentation's own snippets, and run it.
 
-The README marks each snippet a new user copies with ``<!-- recipe:NAME -->``
-before its fenced block; :func:`snippet` reads them from README.md, so the
-tests run what the README says, not a copy of it. :class:`RecipeProject` makes
-a project with ``django-admin startproject``, applies the settings, URL, send
-and page snippets as the README says to, and adds a few test-only views (to
-render the page, send events and close executions inside the server process,
-since the project runs on the in-memory layer).
+The docs mark each snippet a user copies with a ``% recipe: NAME`` line (a MyST
+comment) before its fenced block; :func:`snippet` reads them from ``docs/``, so
+the tests run what the docs say, not a copy of it. Each snippet's first line
+names its file (``# mysite/settings.py: add at the end``, ``<!-- myapp/templates/
+myapp/progress.html -->``), and :meth:`RecipeProject.apply` writes or appends it
+there, as the docs tell the reader to. :class:`RecipeProject` makes a project
+with ``django-admin startproject`` and ``startapp myapp``, applies the
+quickstart, and adds a few test-only views (to render the page of many
+executions and send events inside the server process, since the project runs on
+the in-memory layer).
 """
 
 from __future__ import annotations
@@ -19,45 +22,44 @@ from pathlib import Path
 
 from tests.server import ROOT, VENV_BIN, free_port, stop_process, wait_until_serving
 
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MARK = re.compile(r"^% recipe: ([\w-]+)\n```[\w-]*\n(.*?)\n```", re.S | re.M)
+
+
+def snippets() -> dict[str, tuple[Path, str]]:
+    """Every ``% recipe: NAME`` block of the docs: name -> (page, text)."""
+    found: dict[str, tuple[Path, str]] = {}
+    for page in sorted(DOCS.rglob("*.md")):
+        for match in MARK.finditer(page.read_text()):
+            assert match.group(1) not in found, f"recipe {match.group(1)!r} is in two places"
+            found[match.group(1)] = (page, match.group(2) + "\n")
+    return found
 
 
 def snippet(name: str) -> str:
-    """The fenced block after ``<!-- recipe:NAME -->`` in README.md."""
-    text = README.read_text()
-    found = re.search(rf"<!-- recipe:{re.escape(name)} -->\s*\n```[\w-]*\n(.*?)\n```", text, re.S)
-    assert found, f"README.md has no <!-- recipe:{name} --> snippet"
-    return found.group(1) + "\n"
+    """The fenced block after ``% recipe: NAME`` in the docs."""
+    found = snippets()
+    assert name in found, f"docs/ has no '% recipe: {name}' snippet"
+    return found[name][1]
 
 
-#: Test-only views, appended to the project next to the README's snippets.
+#: The quickstart, in the order it says to apply it.
+QUICKSTART = ("settings", "urls", "views", "page")
+
+#: Test-only views, appended to the project next to the docs' snippets.
 HARNESS = '''
-import json as _json
-
 from django.http import HttpResponse as _HttpResponse, JsonResponse as _JsonResponse
 from django.template import engines as _engines
 
 
-def recipe_page(request):
-    """The README's page snippet, rendered for ?execution=<id>."""
-    template = _engines["django"].from_string(PAGE)
-    return _HttpResponse(template.render({{"execution_id": request.GET["execution"]}}, request))
-
-
-def recipe_send(request):
-    """The README's send snippet, run as the body of a sync view."""
-{send}
-    return _HttpResponse("sent")
-
-
 def recipe_many_page(request):
-    """The README's page of many executions."""
+    """The docs' page of many executions."""
     template = _engines["django"].from_string(MANY_PAGE)
     return _HttpResponse(template.render({{}}, request))
 
 
 def recipe_many_send(request):
-    """The README's snippet that runs an execution of a feed, as the body of a sync view."""
+    """The docs' snippet that runs an execution of a feed, as the body of a sync view."""
 {many_send}
     return _HttpResponse("sent")
 
@@ -73,31 +75,41 @@ def recipe_emit(request):
 
 
 class RecipeProject:
-    """A ``startproject`` project in ``directory`` with the README's snippets applied."""
+    """A ``startproject`` project in ``directory`` with the quickstart's snippets applied."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, bin_dir: Path = VENV_BIN) -> None:
         self.dir = directory
+        self.bin = bin_dir  # the virtualenv's (the tests' own, or one the wheel was installed in)
         self.procs: list[subprocess.Popen[bytes]] = []
         directory.mkdir(parents=True, exist_ok=True)
-        run([str(VENV_BIN / "django-admin"), "startproject", "mysite", str(directory)],
+        run([str(bin_dir / "django-admin"), "startproject", "mysite", str(directory)],
             env=self.env)
-        package = directory / "mysite"
-        with open(package / "settings.py", "a") as f:
-            f.write("\n" + snippet("settings"))
-        with open(package / "urls.py", "a") as f:
-            f.write("\n" + snippet("urls"))
-        send = textwrap.indent(snippet("send"), "    ")
+        self.manage("startapp", "myapp")
+        for name in QUICKSTART:
+            self.apply(name)
         many_send = textwrap.indent(snippet("many-send"), "    ")
-        (package / "recipe_views.py").write_text(
-            f"PAGE = {snippet('page')!r}\nMANY_PAGE = {snippet('many-page')!r}\n"
-            + HARNESS.format(send=send, many_send=many_send))
-        with open(package / "urls.py", "a") as f:
+        (directory / "mysite" / "recipe_views.py").write_text(
+            f"MANY_PAGE = {snippet('many-page')!r}\n" + HARNESS.format(many_send=many_send))
+        with open(directory / "mysite" / "urls.py", "a") as f:
             f.write("\nfrom mysite import recipe_views\n"
-                    "urlpatterns += [path('recipe/page', recipe_views.recipe_page),\n"
-                    "                path('recipe/send', recipe_views.recipe_send),\n"
-                    "                path('recipe/many', recipe_views.recipe_many_page),\n"
+                    "urlpatterns += [path('recipe/many', recipe_views.recipe_many_page),\n"
                     "                path('recipe/many-send', recipe_views.recipe_many_send),\n"
                     "                path('recipe/emit', recipe_views.recipe_emit)]\n")
+
+    def apply(self, name: str, text: str | None = None) -> Path:
+        """Write the snippet where its first line says (appending on "add at the end")."""
+        text = snippet(name) if text is None else text
+        first = text.split("\n", 1)[0]
+        where = re.fullmatch(r"(?:# |<!-- )([\w./]+)(:? add at the end)?(?: -->)?", first)
+        assert where, f"recipe {name!r} does not start by naming its file: {first!r}"
+        path = self.dir / where.group(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if where.group(2):
+            with open(path, "a") as f:
+                f.write("\n" + text)
+        else:  # a new file, or one startproject/startapp made with nothing of the reader's
+            path.write_text(text)
+        return path
 
     @property
     def env(self) -> dict[str, str]:
@@ -106,12 +118,12 @@ class RecipeProject:
         return {**env, "PYTHONUNBUFFERED": "1"}
 
     def append_settings(self, text: str) -> None:
-        """Settings of the test itself (not the README's), e.g. a short keepalive."""
+        """Settings of the test itself (not the docs'), e.g. a short keepalive."""
         with open(self.dir / "mysite" / "settings.py", "a") as f:
             f.write("\n" + text + "\n")
 
     def manage(self, *args: str) -> str:
-        return run([str(VENV_BIN / "python"), "manage.py", *args], cwd=self.dir, env=self.env)
+        return run([str(self.bin / "python"), "manage.py", *args], cwd=self.dir, env=self.env)
 
     def start(self, command: list[str], name: str) -> Path:
         """Run ``command`` in the project until :meth:`stop`; return its log's path."""
@@ -124,7 +136,7 @@ class RecipeProject:
     def daphne(self) -> str:
         """Start ``daphne mysite.asgi:application``; return its base URL once it answers."""
         port = free_port()
-        log = self.start([str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+        log = self.start([str(self.bin / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                           "mysite.asgi:application"], "daphne")
         base = f"http://127.0.0.1:{port}"
         wait_until_serving(self.procs[-1], base + "/recipe/emit?execution=warm-up", 60,

@@ -79,7 +79,7 @@ async def test_ten_thousand_connect_disconnect_cycles_leave_nothing_behind(
     assert objects < 7_500, f"{objects} more objects tracked after 10,000 cycles"
     # The gross one, for memory no object holds (buffers): RSS also counts what the
     # allocator keeps after Django's request path, 7.5-10.5 MB over these 10,000
-    # cycles in repeated runs (README, "Memory over many connects": it levels off
+    # cycles in repeated runs (docs/howto/deployment.md, "Memory over many connects": it levels off
     # after ~20,000), so the bound is 2 KB per cycle, above that and far below a
     # stream's own ~18 KB.
     assert growth < 20 * MB, f"RSS grew by {growth / MB:.1f} MB"

@@ -1,13 +1,15 @@
-"""The README is a working recipe: a new project built from its snippets streams.
+"""The docs are a working recipe: a new project built from their snippets streams.
 
-A project made with ``django-admin startproject``, with the README's settings,
-URL, send and page snippets applied (read from README.md, see tests/recipe.py),
-passes ``manage.py check``, serves the page and ``sse-exec.js`` under plain
-daphne (in development and, after ``collectstatic``, with ``DEBUG`` off), and
-streams an execution; the README's page of many executions follows a feed.
-Then the README's nginx configuration, run by a real nginx in front of that
-daphne: events arrive one by one, keepalives outlive a short
-``proxy_read_timeout``, and a reconnect resumes after ``Last-Event-ID``.
+A project made with ``django-admin startproject`` and ``startapp myapp``, with
+the quickstart's settings, URL, view and page snippets applied (read from
+``docs/``, see tests/recipe.py), passes ``manage.py check``, serves the page and
+``sse-exec.js`` under plain daphne (in development and, after ``collectstatic``,
+with ``DEBUG`` off), and streams an execution; the how-to's page of many
+executions follows a feed. Then the deployment how-to's nginx configuration, run
+by a real nginx in front of that daphne: events arrive one by one, keepalives
+outlive a short ``proxy_read_timeout``, and a reconnect resumes after
+``Last-Event-ID``. Last, the tutorial: its Celery import, started from its form,
+reported by a real worker over Redis, streamed to its page.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecipeProject]
     made.stop()
 
 
-def test_install_line_names_this_package_and_its_extras():
-    line = snippet("install").strip()
-    assert line.startswith('pip install ".[') and "whitenoise" in line
+@pytest.mark.parametrize("name", ["install", "install-prometheus"])
+def test_install_lines_name_this_checkout_and_its_extras(name):
+    line = snippet(name).strip()
+    assert line.startswith('pip install ".[')  # a checkout, never an index the package is not on
     extras = re.search(r'"\.\[([\w,]+)\]"', line).group(1).split(",")
     setup = Path(__file__).resolve().parent.parent.joinpath("setup.cfg").read_text()
     for extra in extras:
@@ -59,16 +62,17 @@ async def test_the_three_steps_stream_an_execution(project):
     assert "no issues" in checked, checked
     base = project.daphne()
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        page = await http.get("/recipe/page", params={"execution": "exec-42"})
+        started = await http.get("/start/")
+        assert started.status_code == 302 and started.headers["location"].startswith("/progress/exec-")
+        page = await http.get(started.headers["location"])
         assert page.status_code == 200
         script, stream = page_links(page.text)
         js = await http.get(script)
         assert js.status_code == 200 and "SSEExec" in js.text
         async with SSEClient(base + stream) as client:
             assert client.response.status_code == 200
-            assert (await http.get("/recipe/send")).text == "sent"
             events = await client.read_until_closed(timeout=30)
-        assert [e.event for e in events] == ["task-start", "stream-closed"]
+        assert [e.event for e in events] == ["task-start"] * 5 + ["stream-closed"]
         assert events[0].json == {"taskId": "task-1", "progress": 1, "total": 5}
         again = await http.get(stream, headers={"Last-Event-ID": events[-1].id})
         assert again.status_code == 204 and "content-type" not in again.headers
@@ -92,6 +96,23 @@ async def test_the_page_of_many_executions_follows_a_feed(project):
     project.stop()
 
 
+async def test_fast_path_asgi_and_metrics_recipes(project):
+    """The deployment how-to's asgi.py (fast path, gc settings) and the operations
+    how-to's metrics URL, in the quickstart's project."""
+    project.apply("asgi")
+    project.apply("metrics-urls")
+    base = project.daphne()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        page = await http.get((await http.get("/start/")).headers["location"])
+        _, stream = page_links(page.text)
+        async with SSEClient(base + stream) as client:
+            events = await client.read_until_closed(timeout=30)
+        assert [e.event for e in events] == ["task-start"] * 5 + ["stream-closed"]
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200 and 'sse_exec_connects_total{entry_point="fast"' in metrics.text
+    project.stop()
+
+
 def test_static_file_with_debug_off_after_collectstatic(project):
     project.append_settings('DEBUG = False\nALLOWED_HOSTS = ["127.0.0.1"]')
     project.manage("collectstatic", "--noinput")
@@ -106,7 +127,7 @@ def test_static_file_with_debug_off_after_collectstatic(project):
 
 
 def nginx_conf(prefix: Path, app_port: int, port: int, static_root: Path) -> str:
-    """The README's nginx snippet with this machine's ports and paths, in a minimal main config."""
+    """The docs' nginx snippet with this machine's ports and paths, in a minimal main config."""
     site = snippet("nginx")
     for pattern, replacement in [
         (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{app_port};"),
@@ -115,7 +136,7 @@ def nginx_conf(prefix: Path, app_port: int, port: int, static_root: Path) -> str
         (r"proxy_read_timeout 1h;", "proxy_read_timeout 4s;"),
     ]:
         site, count = re.subn(pattern, replacement, site)
-        assert count == 1, f"the README's nginx snippet has no {pattern!r}"
+        assert count == 1, f"the docs' nginx snippet has no {pattern!r}"
     temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return (f"user root;\ndaemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n"
@@ -125,7 +146,7 @@ def nginx_conf(prefix: Path, app_port: int, port: int, static_root: Path) -> str
 
 @pytest.fixture
 def nginx(project, tmp_path) -> Iterator[str]:
-    """The README's nginx in front of the project's daphne (1 s keepalive); its base URL."""
+    """The docs' nginx in front of the project's daphne (1 s keepalive); its base URL."""
     if not Path(NGINX).exists():
         if os.environ.get("CI"):
             pytest.fail(f"nginx is not installed ({NGINX}) and CI requires it")
@@ -156,7 +177,7 @@ async def test_nginx_passes_events_one_by_one_keeps_idle_streams_and_resumes(ngi
     async with httpx.AsyncClient(base_url=nginx, timeout=30) as http:
         js = await http.get("/static/django_sse_exec/sse-exec.js")
         assert js.status_code == 200 and "SSEExec" in js.text
-        page = await http.get("/recipe/page", params={"execution": execution_id})
+        page = await http.get(f"/progress/{execution_id}/")
         assert page.status_code == 200  # the Host header reached Django (ALLOWED_HOSTS)
         _, stream = page_links(page.text)
 
@@ -187,34 +208,38 @@ async def test_nginx_passes_events_one_by_one_keeps_idle_streams_and_resumes(ngi
 # -- Celery ---------------------------------------------------------------------------
 
 
-async def test_celery_recipe_streams_a_task_from_a_worker(requires_redis, tmp_path):
-    """The README's Redis settings, Celery app and task, with a real worker."""
+async def test_tutorial_imports_with_a_celery_worker(requires_redis, tmp_path):
+    """The tutorial's Redis settings, Celery app, tasks, views and pages, with a real worker."""
     made = RecipeProject(tmp_path / "mysite")
     try:
-        made.manage("startapp", "myapp")
-        made.append_settings(snippet("celery-settings").replace(
+        made.apply("celery-settings", snippet("celery-settings").replace(
             "redis://127.0.0.1:6379/0", requires_redis))
         queue = f"recipe-{uuid.uuid4().hex[:8]}"  # not the shared Redis's default queue
-        made.append_settings(f'INSTALLED_APPS += ["myapp"]\nCELERY_TASK_DEFAULT_QUEUE = "{queue}"\n'
+        made.append_settings(f'CELERY_TASK_DEFAULT_QUEUE = "{queue}"\n'
                              f'SSE_EXEC = {{"KEY_PREFIX": "{queue}"}}')
-        (made.dir / "mysite" / "celery.py").write_text(snippet("celery-app"))
-        init = made.dir / "mysite" / "__init__.py"
-        init.write_text(snippet("celery-init") + init.read_text())
-        (made.dir / "myapp" / "tasks.py").write_text(snippet("celery-task"))
+        for name in ("celery-app", "celery-init", "tutorial-tasks", "tutorial-views", "tutorial-urls",
+                     "tutorial-form", "tutorial-page"):
+            made.apply(name)
         assert "no issues" in made.manage("check")
         base = made.daphne()
         worker = made.start([str(VENV_BIN / "celery"), "-A", "mysite", "worker", "-l", "info",
                              "--pool", "solo", "--without-gossip", "--without-mingle"],
                             "celery")
-        execution_id = f"recipe-{uuid.uuid4().hex[:12]}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            page = await http.get("/recipe/page", params={"execution": execution_id})
+            form = await http.get("/imports/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+            started = await http.post("/imports/", data={"rows": "5", "csrfmiddlewaretoken": token})
+            assert started.status_code == 302, started.text
+            page = await http.get(started.headers["location"])
             _, stream = page_links(page.text)
             async with SSEClient(base + stream) as client:
-                made.manage("shell", "-c",
-                            f"from myapp.tasks import build; build.delay({execution_id!r})")
                 events = await client.read_until_closed(timeout=60)
-        assert [e.event for e in events] == ["task-start", "stream-closed"], worker.read_text()
-        assert events[0].json == {"taskId": "t1", "progress": 0, "total": 1}
+        names = [e.event for e in events]
+        assert names[:4] == ["execution-start", "task-start", "task-complete", "task-start"], \
+            worker.read_text()
+        assert names[-3:] == ["task-complete", "execution-complete", "stream-closed"]
+        assert set(names[4:-3]) == {"progress"}
+        assert events[-3].json["progress"] == 2 and events[-2].json["status"] == "success"
+        assert [e.json["message"] for e in events if e.event == "progress"][-1] == "imported row 5"
     finally:
         made.stop()

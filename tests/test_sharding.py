@@ -16,6 +16,7 @@ import pytest
 from django.test import override_settings
 
 from django_sse_exec.checks import check_redis_topology
+from django_sse_exec.conf import check_values
 from django_sse_exec.layer.redis.shards import consistent_hash, host_index, kind_of_backend
 from django_sse_exec.store.hosts import HostSpec, host_spec, layer_hosts, shard_rule
 from django_sse_exec.store.redis import RedisStore
@@ -89,8 +90,8 @@ def test_checks_name_the_fix():
     good = _layers("channels_redis.core.RedisChannelLayer", "redis://a:1/0", ("b", 1))
     for wait in ({"REDIS_WAIT_REPLICAS": -1}, {"REDIS_WAIT_REPLICAS": "1"},
                  {"REDIS_WAIT_REPLICAS": 1, "REDIS_WAIT_TIMEOUT": 0}):
-        with override_settings(CHANNEL_LAYERS=good, SSE_EXEC=wait):
-            assert [m.id for m in check_redis_topology()] == ["django_sse_exec.E015"]
+        with override_settings(CHANNEL_LAYERS=good, SSE_EXEC=wait):  # reported by the values' check
+            assert [m.id for m in check_values()] == ["django_sse_exec.E015"]
     with override_settings(CHANNEL_LAYERS=good, SSE_EXEC={"REDIS_WAIT_REPLICAS": 1}):
         assert check_redis_topology() == [] and len(layer_hosts()) == 2
     memory = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -6,7 +6,8 @@ never reads a byte (tiny receive buffer), pour ~20 MB of events into its
 execution, and require that the server measured the connection, kept its unsent
 bytes near ``CLIENT_BUFFER_BYTES`` and dropped it — under daphne with
 ``--proxy-headers`` (client address from ``X-Forwarded-For``), daphne on a UNIX
-socket, daphne terminating TLS, behind a real nginx configured as the README says
+socket, daphne terminating TLS, behind a real nginx configured as the deployment
+how-to (docs/howto/deployment.md) says
 (to daphne over TCP with ``--proxy-headers`` and over a UNIX socket), and under
 uvicorn; through the Django view and the ASGI fast path.
 """

@@ -212,7 +212,7 @@ def exposition() -> tuple[bytes, str]:
     """The text of a scrape and its content type (every process of the host in
     multiprocess mode, this process otherwise)."""
     if _prom is None:
-        raise RuntimeError("prometheus_client is not installed: pip install django-sse-exec[prometheus]")
+        raise RuntimeError("prometheus_client is not installed: install the [prometheus] extra")
     directory = multiprocess_dir()
     if directory is None:
         return _prom.generate_latest(_prom.REGISTRY), _prom.CONTENT_TYPE_LATEST

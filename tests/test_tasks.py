@@ -52,7 +52,7 @@ def test_the_framework_is_djangos_own_on_6_and_the_backport_before():
 def test_without_the_backport_before_django_6_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(tasks_compat.django, "VERSION", (5, 2, 0, "final", 0))
     monkeypatch.setattr(tasks_compat, "_optional", lambda name: None)
-    with pytest.raises(ImproperlyConfigured, match=r"django-sse-exec\[tasks\]"):
+    with pytest.raises(ImproperlyConfigured, match=r"the \[tasks\] extra, which brings django-tasks"):
         tasks_compat.framework()
     assert tasks_compat.signal_sets() == []
 

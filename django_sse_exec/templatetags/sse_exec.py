@@ -78,7 +78,8 @@ def sse_exec_progress(execution: "str | ExecutionState", user: Any = None,
     ``await aget_execution_state(id)`` (async views). ``user`` and ``max_age``
     bind the stream's token as for :func:`~django_sse_exec.stream_url`. An
     execution that has ended renders without a stream. Restyle it by
-    overriding the ``django_sse_exec/*.html`` templates (see the README).
+    overriding the ``django_sse_exec/*.html`` templates (see :doc:`/howto/htmx`,
+    "Restyling").
     """
     state = execution if isinstance(execution, ExecutionState) else get_execution_state(execution)
     return render_to_string("django_sse_exec/progress.html",

@@ -40,7 +40,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecipeProject]
     made.stop()
 
 
-@pytest.mark.parametrize("name", ["install", "install-prometheus"])
+@pytest.mark.parametrize("name", ["install", "install-prometheus", "install-tasks"])
 def test_install_lines_name_this_checkout_and_its_extras(name):
     line = snippet(name).strip()
     assert line.startswith('pip install ".[')  # a checkout, never an index the package is not on

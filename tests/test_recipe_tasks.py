@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.recipe import RecipeProject, snippet
+from tests.recipe import RecipeProject, snippet, started_page
 from tests.sse import SSEClient, SSEEvent
 
 SNIPPETS = ("tasks-task", "tasks-views", "tasks-urls", "tasks-page", "tasks-context", "tasks-async",
@@ -69,10 +69,7 @@ async def test_the_django_tasks_page_runs_with_a_db_worker(requires_redis, tmp_p
         base = made.daphne()
 
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            started = await http.get("/import/")
-            assert started.status_code == 302 and started.headers["location"].startswith("/import/")
-            page = await http.get(started.headers["location"])
-        assert page.status_code == 200
+            page = await started_page(http, "/import/", "/import/")
         stream = re.search(r'sse-connect="([^"]+)"', page.text).group(1).replace("&amp;", "&")
         async with SSEClient(base + stream) as client:
             events = await client.read_until_closed(timeout=60)

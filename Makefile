@@ -67,7 +67,7 @@ lint: $(VENV)/.lint-installed
 # (docs/scaling.png). See BENCHMARKS.md.
 REALISTIC_ARGS ?=
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q -e ".[test,bench,fast]"
 	touch $@
 
 bench: $(VENV)/.bench-installed

@@ -67,7 +67,8 @@ class Tally:
 
 
 class AsgiStream:
-    """One ``GET`` of a stream, made by calling an ASGI app in this process.
+    """One ``GET`` of a stream (``scope``: see :func:`scope_for`), made by calling an ASGI app
+    in this process.
 
     ``opened`` resolves at the first body message (the preamble of a 200, or a
     refusal's body), or when the app returns without one; ``disconnect()`` makes
@@ -75,14 +76,14 @@ class AsgiStream:
     client goes; ``task`` ends when the app has finished with the request.
     """
 
-    def __init__(self, app: ASGIApp, url: str, tally: Tally) -> None:
+    def __init__(self, app: ASGIApp, scope: Message, tally: Tally) -> None:
         loop = asyncio.get_running_loop()
         self.tally = tally
         self.status = 0
         self.opened: asyncio.Future[None] = loop.create_future()
         self._gone: asyncio.Future[None] = loop.create_future()
         self._asked = False
-        self.task = loop.create_task(app(scope_for(url), self.receive, self.send))
+        self.task = loop.create_task(app(scope, self.receive, self.send))
         self.task.add_done_callback(self._ended)
 
     async def receive(self) -> Message:

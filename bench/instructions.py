@@ -57,7 +57,7 @@ MARGIN = 0.01
 #: Figures of the table: (phase label, what it is per).
 FIGURES = (("connect", "connect"), ("fanout-connect", "connect to an execution with streams"),
            ("event", "delivered event, 1 stream per execution"),
-           ("fanout", "delivered event, 50 streams on 1 execution"), ("disconnect", "disconnect"))
+           ("fanout", "delivered event, all --fanout streams on 1 execution"), ("disconnect", "disconnect"))
 TARGETS = ("raw", "fast", "view")
 PACKAGES = ("Django", "channels", "channels_redis", "redis", "asgiref", "msgpack", "hiredis", "uvloop",
             "prometheus_client")
@@ -215,6 +215,7 @@ def main() -> int:
     configs = [(layer, fast) for layer in layers for fast in sets]
     env = environment()
     command = "python -m bench.instructions " + " ".join(sys.argv[1:])
+    runs: list[dict[str, dict[str, Any]]] = []
     if args.stability:
         runs = [run_all(configs, sizes), run_all(configs, sizes)]
         with Busy():
@@ -227,7 +228,7 @@ def main() -> int:
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "command": command, "sizes": sizes,
-                                               "results": results}, indent=1))
+                                               "results": results, "runs": runs}, indent=1))
     status = 0
     path = Path(args.baseline)
     if args.update:

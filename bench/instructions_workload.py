@@ -13,7 +13,9 @@ runs these phases, each ending with a callgrind dump named ``<target>/<phase>``:
 * ``warm-up`` (not reported): 2 streams, 2 events, closed: imports, the hub's
   start, Lua scripts, every first time;
 * ``connect``: ``--streams`` streams on as many executions (each connect joins
-  a group), ``--connect-batch`` opened at once, until every preamble arrived;
+  a group), ``--connect-batch`` opened at once, until every preamble arrived
+  (their requests, with the signed URLs a page would have minted, are made
+  during the warm-up);
 * ``event``: ``--rounds`` rounds of one event to each of those executions, one
   at a time, each awaited until its stream got it (the many-executions shape);
 * ``fanout-connect``: ``--fanout`` streams on one execution (joined by the first);
@@ -98,12 +100,16 @@ class RawSide:
             execution_id, message = await self.bus.get()
             self.raw.relay(execution_id, message)
 
-    def open(self, execution_id: str, tally: Any) -> Any:
-        from bench.asgi_driver import RawStream
+    def request(self, execution_id: str) -> bytes:
+        """What a client sends to open a stream (made before the phase that opens it)."""
         from tests.http1 import request_bytes
 
-        return RawStream(self.raw.Connection(), request_bytes(f"http://127.0.0.1:8000/raw/{execution_id}"),
-                         tally)
+        return request_bytes(f"http://127.0.0.1:8000/raw/{execution_id}")
+
+    def open(self, request: bytes, tally: Any) -> Any:
+        from bench.asgi_driver import RawStream
+
+        return RawStream(self.raw.Connection(), request, tally)
 
     async def send(self, execution_id: str, n: int) -> None:
         data = json.dumps({"n": n, "pad": PAD}, separators=(",", ":"))
@@ -130,11 +136,17 @@ class AppSide:
     async def start(self) -> None:
         pass
 
-    def open(self, execution_id: str, tally: Any) -> Any:
-        from bench.asgi_driver import AsgiStream
+    def request(self, execution_id: str) -> dict[str, Any]:
+        """The request's scope; its URL is minted with the page, so before the phase that opens it."""
+        from bench.asgi_driver import scope_for
         from django_sse_exec import stream_url
 
-        return AsgiStream(self.app, stream_url(execution_id), tally)
+        return scope_for(stream_url(execution_id))
+
+    def open(self, request: dict[str, Any], tally: Any) -> Any:
+        from bench.asgi_driver import AsgiStream
+
+        return AsgiStream(self.app, request, tally)
 
     async def send(self, execution_id: str, n: int) -> None:
         from django_sse_exec import asend_sse_event
@@ -145,10 +157,10 @@ class AppSide:
         pass
 
 
-async def _open(side: Any, ids: list[str], tally: Any, batch: int) -> list[Any]:
+async def _open(side: Any, requests: list[Any], tally: Any, batch: int) -> list[Any]:
     streams: list[Any] = []
-    for start in range(0, len(ids), batch):
-        opened = [side.open(execution_id, tally) for execution_id in ids[start:start + batch]]
+    for start in range(0, len(requests), batch):
+        opened = [side.open(request, tally) for request in requests[start:start + batch]]
         await asyncio.gather(*(stream.opened for stream in opened))
         streams += opened
     return streams
@@ -163,7 +175,10 @@ async def run_target(name: str, side: Any, marks: Any, args: argparse.Namespace,
     run = f"i-{name}"  # the same names every run (the Redis layer's keys have a run's own prefix)
     tally, expected = Tally(), 0
     await side.start()
-    warm = await _open(side, [f"{run}-warm"] * 2, tally, 2)
+    ids = [f"{run}-{i}" for i in range(args.streams)]
+    requests = [side.request(execution_id) for execution_id in ids]
+    fan_requests = [side.request(f"{run}-fan") for _ in range(args.fanout)]
+    warm = await _open(side, [side.request(f"{run}-warm")] * 2, tally, 2)
     for n in (1, 2):
         expected += len(warm)
         await side.send(f"{run}-warm", n)
@@ -177,8 +192,7 @@ async def run_target(name: str, side: Any, marks: Any, args: argparse.Namespace,
     else:
         marks.dump(f"{name}/warm-up")
 
-    ids = [f"{run}-{i}" for i in range(args.streams)]
-    streams = await _open(side, ids, tally, args.connect_batch)
+    streams = await _open(side, requests, tally, args.connect_batch)
     marks.dump(f"{name}/connect")
     for n in range(1, args.rounds + 1):
         for execution_id in ids:
@@ -188,7 +202,7 @@ async def run_target(name: str, side: Any, marks: Any, args: argparse.Namespace,
         await asyncio.sleep(gap)
     marks.dump(f"{name}/event")
 
-    fan = await _open(side, [f"{run}-fan"] * args.fanout, tally, args.connect_batch)
+    fan = await _open(side, fan_requests, tally, args.connect_batch)
     marks.dump(f"{name}/fanout-connect")
     for n in range(1, args.rounds + 1):
         await asyncio.sleep(gap)

@@ -106,6 +106,10 @@ class Fanout:
         self.spawn = spawn
         self.lag = LagMeter()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
+        #: Groups given events since the last :meth:`flush_touched`, when the hub reads
+        #: Redis itself (it flushes after each read); None: each group flushes at the
+        #: end of the loop turn.
+        self.touched: list[Group] | None = None
 
     def dispatch(self, message: dict[str, Any]) -> None:
         """Fan one channel-layer message out to the local streams of its execution.
@@ -136,8 +140,20 @@ class Fanout:
         at the end of this turn of the event loop (see :meth:`_flush`)."""
         group.seen = event.id
         if not group.pending:
-            asyncio.get_running_loop().call_soon(self._flush, group)
+            if self.touched is not None:
+                self.touched.append(group)
+            else:
+                asyncio.get_running_loop().call_soon(self._flush, group)
         group.pending.append((event.id, event.event, frame(event), event))
+
+    def flush_touched(self) -> None:
+        """Hand the streams what :meth:`dispatch` queued since the last call (the events of
+        one read from Redis: no extra pass of the event loop)."""
+        touched = self.touched
+        if touched:
+            self.touched = []
+            for group in touched:
+                self._flush(group)
 
     @staticmethod
     def _flush(group: Group) -> None:
@@ -165,6 +181,7 @@ class Fanout:
                         for event in page.events:
                             if event.id > group.seen:
                                 self._fan_out(group, event)
+                        self.flush_touched()
                         await asyncio.sleep(0)  # let the streams write between pages
                 if self.lag.lagging() and group.seen > before:
                     # The channel is behind and this log is moving: its messages

@@ -18,11 +18,13 @@ import asyncio
 import itertools
 import logging
 import random
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from ..conf import sse_settings
 from ..layer.names import group_name
+from ..layer.redis.direct import DirectSubscription, open_direct
 from ..layer.redis.joins import group_add_many
 from ..runtime.coalesce import Coalescer
 from ..store import Store
@@ -48,6 +50,9 @@ class Hub:
         #: Called once the hub starts (installs the shutdown signal hook).
         self._on_start = on_start
         self.channel: str | None = None
+        #: The hub's own subscription to Redis pub/sub, when the layer allows one
+        #: (:mod:`~django_sse_exec.layer.redis.direct`); None: the layer's receive().
+        self.direct: DirectSubscription | None = None
         self.groups: dict[str, Group] = {}
         #: ``(execution_id, channel)`` of consumers registered through the public API.
         self.registered: set[tuple[str, str]] = set()
@@ -77,10 +82,16 @@ class Hub:
             return
         async with self._start_lock:
             if self.channel is None:
-                channel = await self.layer.new_channel(prefix="sse_exec_hub.")
+                self.direct = await open_direct(self.layer, self._dispatch,
+                                                self.fanout.flush_touched, self._reconnected)
+                if self.direct is not None:
+                    self.fanout.touched = []
+                    channel = f"sse_exec_hub.{uuid.uuid4().hex}"  # names the members only
+                else:
+                    channel = await self.layer.new_channel(prefix="sse_exec_hub.")
+                    self.spawn(self._receive_loop(channel), "sse-hub-receive")
                 if self._on_start is not None:
                     self._on_start()
-                self.spawn(self._receive_loop(channel), "sse-hub-receive")
                 for service in self._services:
                     self.spawn(service(self), f"sse-hub-{service.__name__}")
                 self.channel = channel
@@ -102,6 +113,13 @@ class Hub:
         """Cancel the hub's loops without waiting (a newer hub replaces it)."""
         for task in list(self._tasks):
             task.cancel()
+        self._close_direct()
+
+    def _close_direct(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+            self.direct = None
+            self.fanout.touched = None
 
     async def stop(self) -> None:
         """Cancel the hub's loops (tests and shutdown)."""
@@ -109,6 +127,7 @@ class Hub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._close_direct()
         self.channel = None
 
     # -- streams -----------------------------------------------------------
@@ -193,8 +212,11 @@ class Hub:
             if group.joined and not group.subscribers:
                 group.joined = False
                 try:
-                    async with self._layer_gate:
-                        await self.layer.group_discard(group_name(execution_id), self.channel)
+                    if self.direct is not None:
+                        self.direct.unsubscribe([group_name(execution_id)])
+                    else:
+                        async with self._layer_gate:
+                            await self.layer.group_discard(group_name(execution_id), self.channel)
                 except Exception:
                     logger.exception("could not leave the group of %s", execution_id)
         if not group.subscribers and not group.joined and self.groups.get(execution_id) is group:
@@ -203,6 +225,9 @@ class Hub:
     async def _join_groups(self, groups: list[str]) -> list[Any]:
         """Join the hub's channel to ``groups`` (the joins of one loop turn), together."""
         assert self.channel is not None  # subscribe() started the hub
+        if self.direct is not None:
+            await self.direct.subscribe(groups)
+            return [None] * len(groups)
         return await group_add_many(self.layer, groups, self.channel)
 
     def local_count(self, execution_id: str | None = None) -> int:
@@ -245,6 +270,19 @@ class Hub:
     def untrack(self, execution_id: str, channel_name: str) -> None:
         self.registered.discard((execution_id, channel_name))
 
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        try:
+            self.fanout.dispatch(message)
+        except Exception:
+            logger.exception("bad message on the SSE hub's subscription: %r", message)
+
+    def _reconnected(self) -> None:
+        """The hub's own subscription is back: read what it missed from the logs, and
+        restore the memberships (a Redis that restarted without its data lost them)."""
+        self.restore_needed = True
+        for execution_id in list(self.groups):
+            self.fanout.catch_up(execution_id)
+
     async def _receive_loop(self, channel: str) -> None:
         delay = 0.1
         while True:
@@ -266,6 +304,8 @@ class Hub:
 
     async def rejoin_groups(self) -> None:
         """Join every joined group again (group memberships expire in the layer)."""
+        if self.direct is not None:
+            return  # its own subscriptions do not expire
         for execution_id, group in list(self.groups.items()):
             if group.joined:
                 await self.layer.group_add(group_name(execution_id), self.channel)

@@ -34,7 +34,7 @@ Django's framework has no retry of its own yet, so a result whose execution had
 already ended (failed, or ended as lost) runs unreported (logged).
 
 While the function runs the execution holds a lease (see
-:mod:`django_sse_exec.leases`): if the worker process is killed, the execution
+:mod:`django_sse_exec.execution.leases`): if the worker process is killed, the execution
 ends as ``lost`` about ``LEASE_TTL`` seconds later. Reporting problems (the
 store unreachable, the execution closed meanwhile) are logged and never fail the
 task itself; ``progress`` is sent at most every :data:`PROGRESS_INTERVAL`

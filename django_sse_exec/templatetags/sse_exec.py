@@ -114,7 +114,8 @@ def sse_exec_progress(execution: "str | ExecutionState | Unavailable", user: Any
     widget then lives as long as that token). An execution that has ended
     renders without a stream; with the event store down, "unavailable,
     retrying" (the stream brings the state once the store is back). Restyle
-    it by overriding the ``django_sse_exec/*.html`` templates (see the README).
+    it by overriding the ``django_sse_exec/*.html`` templates (see
+    :doc:`/howto/htmx`, "Restyling").
     """
     return render_to_string("django_sse_exec/progress.html",
                             progress_context(_read(execution), user=user, max_age=max_age,

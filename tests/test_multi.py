@@ -402,3 +402,9 @@ async def test_html_format_sends_each_executions_state_and_resumes(server, execu
         assert client.response.status_code == 204  # a reconnect after the end: nothing more
     async with httpx.AsyncClient() as http:
         assert (await http.get(multi_url(server, ids) + "&format=xml")).status_code == 400
+        # A feed serves JSON only: any other format is refused like a set's bad one.
+        feed = feed_url(server, f"user:{execution_id}")
+        for bad in ("xml", "html", "json&format=json"):
+            assert (await http.get(f"{feed}&format={bad}")).status_code == 400, bad
+        async with SSEClient(f"{feed}&format=json") as client:
+            assert client.response is not None and client.response.status_code == 200

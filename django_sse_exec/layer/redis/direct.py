@@ -118,14 +118,16 @@ class _Shard:
         else:
             await loop.create_connection(lambda: protocol, endpoint["host"], endpoint["port"])
         self.protocol = protocol
-        pending = []
         if endpoint["password"]:
             auth = [endpoint["username"], endpoint["password"]] if endpoint["username"] else [endpoint["password"]]
-            pending.append(self._command("auth", 1, "AUTH", *auth))
-        if self.channels:
-            pending.append(self._command("subscribe", len(self.channels), "SUBSCRIBE", *self.channels))
-        for future in pending:
-            await asyncio.wait_for(future, TIMEOUT)
+            await asyncio.wait_for(self._command("auth", 1, "AUTH", *auth), TIMEOUT)
+        sent: set[str] = set()
+        while self.channels - sent:  # channels wanted while the last SUBSCRIBE was on its way too
+            names = list(self.channels - sent)
+            sent.update(names)
+            await asyncio.wait_for(self._command("subscribe", len(names), "SUBSCRIBE", *names), TIMEOUT)
+        if sent - self.channels:  # given up meanwhile
+            protocol.transport.write(resp.pack("UNSUBSCRIBE", *(sent - self.channels)))
         if not self.ready.done():
             self.ready.set_result(None)
 

@@ -142,8 +142,21 @@ def describe(loop: asyncio.AbstractEventLoop | None = None) -> dict[str, str]:
         out["uvicorn_http_auto"] = AutoHTTPProtocol.__name__
     except ImportError:
         out["uvicorn_http_auto"] = "uvicorn not installed"
+    out["hub_reads"] = hub_reads(loop)
     return out
 
 
+def hub_reads(loop: asyncio.AbstractEventLoop | None) -> str:
+    """How the app's hub on ``loop`` receives events: its own Redis subscription, or the layer."""
+    try:
+        from django_sse_exec.hub.running import running_hub
+    except Exception:  # Django not set up: not an app server
+        return "-"
+    hub = running_hub(loop) if loop is not None else None
+    if hub is None or hub.channel is None:
+        return "not started"
+    return "its own Redis subscription" if hub.direct is not None else "the channel layer"
+
+
 __all__ = ["FAST_SET", "LABELS", "SUFFIX", "WITHOUT_DIR", "daphne_command", "describe", "env_for",
-           "env_without", "loop_factory", "missing", "reference_of", "run", "uvicorn_args"]
+           "env_without", "hub_reads", "loop_factory", "missing", "reference_of", "run", "uvicorn_args"]

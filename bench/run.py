@@ -113,6 +113,13 @@ class System:
 
     def stop(self) -> None:
         if isinstance(self.proc, Server):
+            try:  # how its hub received events, now that it ran (in place: the result holds this dict)
+                import httpx
+
+                self.runtime["hub_reads"] = httpx.get(f"http://127.0.0.1:{self.port}/bench/runtime",
+                                                      timeout=10).json().get("hub_reads", "-")
+            except Exception:
+                pass
             self.proc.stop()
         elif self.proc is not None:
             self.proc.terminate()

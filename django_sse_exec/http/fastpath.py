@@ -53,6 +53,7 @@ from ..streams.headers import as_asgi, response_headers
 from ..streams.many.feeds import open_feed_stream
 from ..streams.many.sets import open_multi_stream
 from ..streams.single import open_stream
+from ..streams.write_now import DIRECT_SEND
 from ..telemetry import metrics
 from .views import feed_view, multi_view, stream_view
 
@@ -235,6 +236,7 @@ async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
     assert me is not None
     state = {"disconnected": False, "finished": False}
     watcher = asyncio.create_task(_watch(receive, state, me))
+    DIRECT_SEND.set(send)  # the stream may write events itself (streams/write_now.py)
     try:
         await send({"type": "http.response.start", "status": 200,
                     "headers": as_asgi(outcome.headers)})

@@ -58,7 +58,8 @@ class Subscriber:
     __slots__ = ("execution_id", "execution_ids", "member", "limit", "max_bytes", "buffered",
                  "pending_events", "items", "overflowed", "catch_up_to", "_waiter", "_loop",
                  "_timer", "_deadline", "end_reason", "expires_at",
-                 "task", "writing_since", "backlog", "sent", "delivered", "progress_at")
+                 "task", "writing_since", "backlog", "sent", "delivered", "progress_at",
+                 "sink", "cursor_now", "direct_send", "tally", "written_at", "inflight", "_timeout")
 
     def __init__(self, execution_id: str, member: str, limit: int,
                  max_bytes: int = 1 << 20) -> None:
@@ -95,9 +96,27 @@ class Subscriber:
         self.sent = 0
         self.delivered = 0
         self.progress_at = self._loop.time()
+        #: ``sink(sub, batch) -> bool``: writes a batch to the client at once, from the
+        #: fan-out, while the stream waits (see :func:`~django_sse_exec.streams.live.follow`).
+        self.sink: Any = None
+        #: The stream's cursor, for its sink.
+        self.cursor_now: Any = None
+        #: The entry point's ASGI ``send`` where it may be called from the fan-out, and
+        #: what a direct write accounts to (set by the stream).
+        self.direct_send: Any = None
+        self.tally: Any = None
+        #: Loop time of the stream's last write (a busy stream writes every 10 ms at most).
+        self.written_at = 0.0
+        #: A direct write whose ``send`` suspended (the server's transport was paused).
+        self.inflight: asyncio.Task[None] | None = None
+        self._timeout = 0.0
 
     def push(self, item: Item) -> None:
-        """Queue a batch; past the limits drop it and mark the stream for catch-up."""
+        """Queue a batch, or write it now if the stream waits and its sink can;
+        past the limits drop it and mark the stream for catch-up."""
+        sink, waiter = self.sink, self._waiter
+        if sink is not None and waiter is not None and not waiter.done() and sink(self, item):
+            return
         if self.pending_events >= self.limit or self.buffered > self.max_bytes:
             self.overflowed = True
         else:
@@ -175,6 +194,7 @@ class Subscriber:
         loop = self._loop
         waiter = loop.create_future()
         self._waiter = waiter
+        self._timeout = timeout
         self._deadline = loop.time() + timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._on_timer)
@@ -182,6 +202,11 @@ class Subscriber:
             return await waiter
         finally:
             self._waiter = None
+
+    def quiet_since(self, now: float) -> None:
+        """The stream wrote at ``now`` while it waits: its silence (keepalive) starts again."""
+        self.written_at = now
+        self._deadline = now + self._timeout
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -198,8 +223,12 @@ class Subscriber:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.inflight is not None:
+            self.inflight.cancel()
+            self.inflight = None
         self.task = None
         self.backlog = None
+        self.sink = self.cursor_now = self.direct_send = self.tally = None
 
     def take(self) -> tuple[list[Item], int, bool]:
         """Everything pending: (items, catch-up id, overflowed), and reset."""

@@ -35,6 +35,7 @@ from ..store import Store
 from ..wire import KEEPALIVE, preamble, rejoin_hint
 from .cursor import Cursor
 from .stats import StreamTally
+from .write_now import COALESCE, DIRECT_SEND, PIECE_BYTES, settle, take_now
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -49,13 +50,6 @@ def retry_ms() -> int:
 _REJOIN_REASONS = ("shutdown", "lifetime", "reset")
 
 
-
-#: Seconds a busy stream gathers events before its next write.
-COALESCE = 0.01
-
-#: Largest piece a stream hands to the server at once (a long replay is cut up,
-#: so the unsent-bytes limit holds during it too).
-PIECE_BYTES = 64 * 1024
 
 
 def _pieces(chunk: bytes) -> list[bytes]:
@@ -98,6 +92,9 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         return
     sub.backlog = find_backlog(scope)
     tally = StreamTally(label, entry_point)
+    direct_send = DIRECT_SEND.get()
+    if direct_send is not None:  # the entry point lets the fan-out write (see follow())
+        sub.direct_send, sub.tally = direct_send, tally
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     phase: AsyncIterator[bytes] | None
@@ -113,6 +110,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
                     backlog = sub.backlog
                     if backlog is not None and backlog.pending() > limit and not await sub.drained(limit):
                         return  # ended while its client was not reading: no more bytes
+                    if sub.inflight is not None:  # a write of the fan-out's is still on its way
+                        await settle(sub)
                     sub.writing(len(piece))
                     tally.wrote(piece)
                     yield piece
@@ -143,7 +142,9 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
     loop = asyncio.get_running_loop()
-    written_at = 0.0
+    if sub.direct_send is not None and render is JSON and grow is None and len(cursors) == 1:
+        # While it waits, the fan-out writes its events itself (streams/write_now.py).
+        sub.cursor_now, sub.sink = next(iter(cursors.values())), take_now
     while sub.end_reason is None and (grow is not None or not all(c.done for c in cursors.values())):
         if not await sub.wait(keepalive):
             yield KEEPALIVE
@@ -152,12 +153,12 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
         # events per write instead of one (the first event after a quiet spell
         # goes out at once).
         now = loop.time()
-        if now < written_at + COALESCE:
-            await asyncio.sleep(written_at + COALESCE - now)
+        if now < sub.written_at + COALESCE:
+            await asyncio.sleep(sub.written_at + COALESCE - now)
             now = loop.time()
         if sub.end_reason is not None:
             return
-        written_at = now
+        sub.written_at = now
         batches, catch_up, overflowed = sub.take()
         out: list[bytes] = []
         for batch in batches:

@@ -30,6 +30,9 @@ _RESET = b"event: stream-reset\n"
 _CLOSED = b"\nevent: stream-closed\n"
 #: Reasons the hub gives for ending a stream, as they are; any other one is a drop.
 _PLANNED = ("shutdown", "lifetime", "reset")
+#: The end reason of a stream whose client went away during a write made for it by the
+#: fan-out (:mod:`.write_now`): counted as the client's going, like one during its own write.
+GONE_MID_WRITE = "client went away mid-write"
 
 
 class StreamTally:
@@ -71,6 +74,8 @@ class StreamTally:
             return "closed"
         if end_reason in _PLANNED:
             return end_reason
+        if end_reason == GONE_MID_WRITE:
+            return "client_gone"
         if end_reason is not None:
             return "slow"
         return "error" if self.failed else "client_gone"

@@ -77,6 +77,13 @@ def app():
     return wrap(get_asgi_application())
 
 
+async def _connected(app: Any, execution_id: str) -> Client:
+    """A client of ``execution_id``'s stream, once its preamble arrived."""
+    client = Client(app, sse.stream_url(execution_id))
+    await wait_until(lambda: client.bodies, 10, what="the preamble")
+    return client
+
+
 async def _send(execution_id: str, count: int, start: int = 0) -> list[int]:
     ids = []
     for n in range(start, start + count):
@@ -87,8 +94,7 @@ async def _send(execution_id: str, count: int, start: int = 0) -> list[int]:
 
 @pytest.mark.asyncio
 async def test_events_to_a_waiting_stream_are_written_by_the_fan_out_once_and_in_order(app, execution_id):
-    client = Client(app, sse.stream_url(execution_id))
-    await wait_until(lambda: client.bodies, 10, what="the preamble")
+    client = await _connected(app, execution_id)
     ids = await _send(execution_id, 10)
     await wait_until(lambda: client.ids() == ids, 10, what="every event")
     by_task = [own for body, own in client.bodies if b"\nid: " in b"\n" + body]
@@ -99,8 +105,7 @@ async def test_events_to_a_waiting_stream_are_written_by_the_fan_out_once_and_in
 
 @pytest.mark.asyncio
 async def test_a_send_that_suspends_holds_later_events_back_without_reordering(app, execution_id):
-    client = Client(app, sse.stream_url(execution_id))
-    await wait_until(lambda: client.bodies, 10, what="the preamble")
+    client = await _connected(app, execution_id)
     first = await _send(execution_id, 2)
     await wait_until(lambda: client.ids() == first, 10, what="the first events")
     client.gate = asyncio.get_running_loop().create_future()  # the transport is paused
@@ -116,8 +121,7 @@ async def test_a_send_that_suspends_holds_later_events_back_without_reordering(a
 
 @pytest.mark.asyncio
 async def test_a_send_that_fails_ends_the_stream(app, execution_id, caplog):
-    client = Client(app, sse.stream_url(execution_id))
-    await wait_until(lambda: client.bodies, 10, what="the preamble")
+    client = await _connected(app, execution_id)
     await _send(execution_id, 1)
     await wait_until(lambda: client.ids() == [1], 10, what="the first event")
     client.fail = True
@@ -131,8 +135,7 @@ async def test_a_send_that_fails_ends_the_stream(app, execution_id, caplog):
 @pytest.mark.asyncio
 async def test_keepalives_count_silence_from_the_last_direct_write(app, execution_id):
     with override_settings(SSE_EXEC={"KEEPALIVE": 0.4}):
-        client = Client(app, sse.stream_url(execution_id))
-        await wait_until(lambda: client.bodies, 10, what="the preamble")
+        client = await _connected(app, execution_id)
         for n in range(12):  # events every ~0.1 s for ~1.2 s: never 0.4 s of silence
             await sse.asend_sse_event(execution_id, "step", {"n": n})
             await asyncio.sleep(0.1)
@@ -144,8 +147,7 @@ async def test_keepalives_count_silence_from_the_last_direct_write(app, executio
 
 @pytest.mark.asyncio
 async def test_the_view_writes_from_its_own_task(execution_id):
-    client = Client(get_asgi_application(), sse.stream_url(execution_id))
-    await wait_until(lambda: client.bodies, 10, what="the preamble")
+    client = await _connected(get_asgi_application(), execution_id)
     ids = await _send(execution_id, 4)
     await wait_until(lambda: client.ids() == ids, 10, what="every event")
     # Django's response iterates the stream: the fan-out never writes to it.

@@ -187,7 +187,14 @@ _OPENERS: dict[Any, Callable[..., Awaitable[Outcome]]] = {
 
 async def serve(scope: Scope, receive: Receive, send: Send,
                 target: tuple[Any, dict[str, Any]]) -> None:
-    """Answer one stream request with ASGI messages (same statuses and bytes as the view)."""
+    """Answer one stream request with ASGI messages (same statuses and bytes as the view).
+
+    A 200 sends the stream's chunks until it ends or the client disconnects: one
+    watcher task waits for ``http.disconnect`` and cancels this task, so the
+    stream's generator is interrupted at its current ``await`` and cleans up in
+    its ``finally`` — as Django does for the view. (One coroutine does all of it:
+    a stream holds its frames for hours.)
+    """
     view, kwargs = target
     try:
         request = _build_request(scope)
@@ -212,34 +219,16 @@ async def serve(scope: Scope, receive: Receive, send: Send,
     if outcome.status != 200 or outcome.body is None:
         await _respond(send, outcome.status, outcome.reason.encode(), outcome.headers)
         return
-    await _pump(outcome, receive, send)
-
-
-async def _watch(receive: Receive, state: dict[str, bool], stream: asyncio.Task[Any]) -> None:
-    """Cancel ``stream`` when the client disconnects (unless it finished first)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    if not state["finished"]:
-        state["disconnected"] = True
-        stream.cancel()
-
-
-async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
-    """Send the stream's chunks until it ends or the client disconnects.
-
-    One watcher task waits for ``http.disconnect`` and cancels this task, so the
-    stream's generator is interrupted at its current ``await`` and cleans up in
-    its ``finally`` — as Django does for the view.
-    """
     body: Any = outcome.body
     me = asyncio.current_task()
     assert me is not None
     state = {"disconnected": False, "finished": False}
     watcher = asyncio.create_task(_watch(receive, state, me))
-    DIRECT_SEND.set(send)  # the stream may write events itself (streams/write_now.py)
+    scope[DIRECT_SEND] = send  # the stream may write events itself (streams/write_now.py)
     try:
         await send({"type": "http.response.start", "status": 200,
                     "headers": as_asgi(outcome.headers)})
+        del outcome
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         state["finished"] = True
@@ -262,6 +251,15 @@ async def _pump(outcome: Outcome, receive: Receive, send: Send) -> None:
         state["finished"] = True
         watcher.cancel()
         await body.aclose()
+
+
+async def _watch(receive: Receive, state: dict[str, bool], stream: asyncio.Task[Any]) -> None:
+    """Cancel ``stream`` when the client disconnects (unless it finished first)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if not state["finished"]:
+        state["disconnected"] = True
+        stream.cancel()
 
 
 __all__ = ["StreamFastPath", "serve", "wrap"]

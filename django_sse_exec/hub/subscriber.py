@@ -182,26 +182,26 @@ class Subscriber:
             return False
         return now - self.progress_at > timeout
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until something is pending; False after ``timeout`` seconds of nothing.
+    def wait(self, timeout: float) -> asyncio.Future[bool]:
+        """A future that is True once something is pending, False after ``timeout``
+        seconds of nothing (a future, not a coroutine: a waiting stream holds one
+        object less).
 
         One timer per stream is re-armed lazily (not one created and cancelled
         per event): with events every few ms, the timer fires about once per
         ``timeout`` instead of costing two heap operations per event.
         """
-        if self.pending():
-            return True
         loop = self._loop
         waiter = loop.create_future()
-        self._waiter = waiter
+        if self.pending():
+            waiter.set_result(True)
+            return waiter
+        self._waiter = waiter  # a done one left here is ignored (see wake, push, _on_timer)
         self._timeout = timeout
         self._deadline = loop.time() + timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._on_timer)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
+        return waiter
 
     def quiet_since(self, now: float) -> None:
         """The stream wrote at ``now`` while it waits: its silence (keepalive) starts again."""

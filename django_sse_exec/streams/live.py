@@ -35,7 +35,7 @@ from ..store import Store
 from ..wire import KEEPALIVE, preamble, rejoin_hint
 from .cursor import Cursor
 from .stats import StreamTally
-from .write_now import COALESCE, DIRECT_SEND, PIECE_BYTES, settle, take_now
+from .write_now import COALESCE, PIECE_BYTES, direct_send, settle, take_now
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -92,9 +92,9 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         return
     sub.backlog = find_backlog(scope)
     tally = StreamTally(label, entry_point)
-    direct_send = DIRECT_SEND.get()
-    if direct_send is not None:  # the entry point lets the fan-out write (see follow())
-        sub.direct_send, sub.tally = direct_send, tally
+    send = direct_send(scope)
+    if send is not None:  # the entry point lets the fan-out write (see follow())
+        sub.direct_send, sub.tally = send, tally
     retry = retry_ms()
     limit = int(sse_settings.CLIENT_BUFFER_BYTES)
     phase: AsyncIterator[bytes] | None

@@ -5,7 +5,7 @@ it for each event costs a pass of the event loop and the resumption of three
 nested generators (the entry point's pump, :func:`~.live.deliver`,
 :func:`~.live.follow`) — per delivered event, most of what the app adds to a
 raw server's work. Where the entry point lets its ASGI ``send`` be called
-directly (the fast path: :data:`DIRECT_SEND`), :func:`take_now` writes a batch
+directly (the fast path puts it in the scope: :data:`DIRECT_SEND`), :func:`take_now` writes a batch
 the moment the hub pushes it, as the woken task would have: the same bytes, the
 same cursor, tally and keepalive bookkeeping, and only when the task would have
 written it at once and on its own (the stream is exactly at the batch's first id,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar
 from typing import Any
 
 from ..hub.subscriber import Batch, Subscriber
@@ -32,10 +31,16 @@ from .stats import GONE_MID_WRITE
 
 logger = logging.getLogger("django_sse_exec")
 
-#: The entry point's ASGI ``send`` while it iterates a stream, if the stream may call it
-#: itself (set by the fast path; the view's bytes go through Django's response).
-DIRECT_SEND: ContextVar[Callable[[dict[str, Any]], Awaitable[None]] | None] = ContextVar(
-    "sse_exec_direct_send", default=None)
+#: The key of the request's ASGI scope under which the entry point puts its ``send``
+#: when the stream may call it itself (the fast path does; the view's bytes go through
+#: Django's response). In the scope rather than a context variable: the scope is kept
+#: for the stream's lifetime anyway, a context variable set per request is not free.
+DIRECT_SEND = "django_sse_exec.send"
+
+
+def direct_send(scope: Any) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+    """The ``send`` a stream of this request may call itself, or None."""
+    return scope.get(DIRECT_SEND) if isinstance(scope, dict) else None
 
 #: Largest piece a stream hands to the server at once (a long replay is cut up,
 #: so the unsent-bytes limit holds during it too); bigger batches are not written here.
@@ -109,4 +114,4 @@ async def settle(sub: Subscriber) -> None:
         await asyncio.wait((inflight,))
 
 
-__all__ = ["COALESCE", "DIRECT_SEND", "PIECE_BYTES", "settle", "take_now"]
+__all__ = ["COALESCE", "DIRECT_SEND", "PIECE_BYTES", "direct_send", "settle", "take_now"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 
@@ -75,19 +76,26 @@ class Connection(asyncio.Protocol):
                 del streams[self.execution_id]  # type: ignore[arg-type]
 
 
+def frame_of(message: bytes) -> bytes:
+    """The SSE frame of one published message (``b"<id>\\n<event>\\n<data>"``)."""
+    event_id, event, data = message.split(b"\n", 2)
+    return b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n"
+
+
 def relay(execution_id: str, message: bytes) -> None:
-    """Write one message (``b"<id>\\n<event>\\n<data>"``) to its execution's connections, framed once."""
+    """Write one message to its execution's connections, framed once."""
     group = streams.get(execution_id)
     if not group:
         return
-    event_id, event, data = message.split(b"\n", 2)
-    frame = chunk(b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n")
+    frame = chunk(frame_of(message))
     for transport in group:
         transport.write(frame)
 
 
-async def fan_out(redis_url: str, prefix: str) -> None:
-    """Relay every published message to the connections of its execution."""
+async def fan_out(redis_url: str, prefix: str,
+                  deliver: Callable[[str, bytes], Awaitable[None] | None] = relay) -> None:
+    """Hand every message published on ``<prefix>.*`` to ``deliver(execution_id, message)``
+    (default: :func:`relay`; awaited if it returns an awaitable)."""
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
     await pubsub.psubscribe(f"{prefix}.*")
@@ -96,7 +104,9 @@ async def fan_out(redis_url: str, prefix: str) -> None:
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
         if message is None:
             continue
-        relay(message["channel"][skip:].decode(), message["data"])
+        pending = deliver(message["channel"][skip:].decode(), message["data"])
+        if pending is not None:
+            await pending
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -176,7 +176,7 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
         if profile:
             profiler = base.start_profiler(system, profile)
         t0 = time.time() + 0.5
-        reports = await senders.send("raw" if system.flavour == "raw" else "app",
+        reports = await senders.send("raw" if system.flavour in ("raw", "asgi") else "app",
                                      f"{base.PREFIX}_raw", ids, seconds, t0)
         if profiler is not None:
             base.stop_profiler(profiler)

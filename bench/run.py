@@ -71,7 +71,7 @@ class System:
 
     name: str
     server: str  # daphne | uvicorn | raw
-    flavour: str  # view | fast | eventstream | naive | raw
+    flavour: str  # view | fast | eventstream | naive | raw | asgi (bench/asgi_raw.py)
     label: str
     #: Channel-layer alias of the app (bench/settings.py): "pubsub" or "core".
     layer: str = "pubsub"
@@ -107,7 +107,8 @@ class System:
         if self.flavour == "fast":
             env["SSE_FAST_PATH"] = "1"
         args = (*deps.uvicorn_args(self.fast), *self.args) if self.server == "uvicorn" else self.args
-        self.proc = _Server(self.server, env=env, args_extra=args, fast=self.fast).start()
+        app = "bench.asgi_raw:app" if self.flavour == "asgi" else "example_project.asgi:application"
+        self.proc = _Server(self.server, env=env, args_extra=args, fast=self.fast, app=app).start()
         self.port = self.proc.port
         self.runtime = _runtime(self)
 
@@ -145,6 +146,8 @@ class System:
             return f"{base}/es/?channel={execution_id}"
         if self.flavour == "naive":
             return f"{base}/naive/{execution_id}"
+        if self.flavour == "asgi":
+            return f"{base}/asgi/{execution_id}"
         return f"{base}/raw/{execution_id}"
 
     async def send(self, execution_id: str) -> None:
@@ -236,6 +239,8 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
 
 SYSTEMS = {
     "raw": System("raw", "raw", "raw", "raw asyncio (ceiling)"),
+    "asgi-uvicorn": System("asgi-uvicorn", "uvicorn", "asgi", "raw relay as bare ASGI, uvicorn (server's floor)"),
+    "asgi-daphne": System("asgi-daphne", "daphne", "asgi", "raw relay as bare ASGI, daphne (server's floor)"),
     "fast-uvicorn": System("fast-uvicorn", "uvicorn", "fast", "this app, fast path, uvicorn"),
     "fast-daphne": System("fast-daphne", "daphne", "fast", "this app, fast path, daphne"),
     "view-uvicorn": System("view-uvicorn", "uvicorn", "view", "this app, view, uvicorn"),

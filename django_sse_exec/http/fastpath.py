@@ -48,6 +48,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 from django.utils.functional import SimpleLazyObject
 
+from ..runtime.drive import Driven
 from ..streams.connect import Outcome, last_event_id_of, position_of
 from ..streams.headers import as_asgi, response_headers
 from ..streams.many.feeds import open_feed_stream
@@ -209,6 +210,7 @@ async def serve(scope: Scope, receive: Receive, send: Send,
         return
     try:
         outcome = await opening
+        del opening  # the finished coroutine: kept by this frame for the stream's lifetime
     except Exception:
         metrics.connected("fast", 500)
         logger.exception("could not open the stream %s %s", scope.get("path"), kwargs)
@@ -222,8 +224,7 @@ async def serve(scope: Scope, receive: Receive, send: Send,
     body: Any = outcome.body
     me = asyncio.current_task()
     assert me is not None
-    state = {"disconnected": False, "finished": False}
-    watcher = asyncio.create_task(_watch(receive, state, me))
+    watcher = _Watch(receive, me)
     scope[DIRECT_SEND] = send  # the stream may write events itself (streams/write_now.py)
     try:
         await send({"type": "http.response.start", "status": 200,
@@ -231,10 +232,10 @@ async def serve(scope: Scope, receive: Receive, send: Send,
         del outcome
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        state["finished"] = True
+        watcher.finished = True
         await send({"type": "http.response.body", "body": b""})
     except asyncio.CancelledError:
-        if not state["disconnected"]:
+        if not watcher.disconnected:
             raise  # the server is cancelling us: let it
         if hasattr(me, "uncancel"):  # Python 3.11+ counts cancel requests; 3.10 does not
             me.uncancel()
@@ -244,22 +245,52 @@ async def serve(scope: Scope, receive: Receive, send: Send,
         # Headers are out: end the response cleanly so the client reconnects
         # with its Last-Event-ID, instead of leaving it a broken connection.
         logger.exception("stream failed; ending the response")
-        if not state["finished"]:
-            state["finished"] = True
+        if not watcher.finished:
+            watcher.finished = True
             await send({"type": "http.response.body", "body": b""})
     finally:
-        state["finished"] = True
+        watcher.finished = True
         watcher.cancel()
         await body.aclose()
 
 
-async def _watch(receive: Receive, state: dict[str, bool], stream: asyncio.Task[Any]) -> None:
-    """Cancel ``stream`` when the client disconnects (unless it finished first)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    if not state["finished"]:
-        state["disconnected"] = True
-        stream.cancel()
+class _Watch:
+    """Cancels the stream's task when the client disconnects, unless it finished first.
+
+    It waits in ``receive()`` driven from the future it awaits
+    (:class:`~django_sse_exec.runtime.drive.Driven`), not in a task of its own: a
+    stream holds it for hours.
+    """
+
+    __slots__ = ("receive", "stream", "driven", "finished", "disconnected")
+
+    def __init__(self, receive: Receive, stream: asyncio.Task[Any]) -> None:
+        self.receive = receive
+        self.stream = stream
+        self.driven: Driven | None = None
+        self.finished = False
+        self.disconnected = False
+        self._listen()
+
+    def _listen(self) -> None:
+        driven = Driven(self.receive(), self._received)
+        if not driven.done:  # (a message already there was handled inside)
+            self.driven = driven
+
+    def _received(self, message: Any, exc: BaseException | None) -> None:
+        if exc is not None:  # the server gave up on the request: nothing more to watch
+            logger.debug("receive() failed while watching a stream: %r", exc)
+            return
+        if message["type"] != "http.disconnect":
+            self._listen()
+        elif not self.finished:
+            self.disconnected = True
+            self.stream.cancel()
+
+    def cancel(self) -> None:
+        if self.driven is not None:
+            self.driven.cancel()
+
 
 
 __all__ = ["StreamFastPath", "serve", "wrap"]

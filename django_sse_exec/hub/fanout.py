@@ -55,8 +55,9 @@ class Group:
         #: Highest id announced while a catch-up was running.
         self.wanted = 0
         self.catching_up: asyncio.Task[None] | None = None
-        #: Frames fanned out in this turn of the event loop, not yet pushed.
-        self.pending: list[Entry] = []
+        #: Frames fanned out in this turn of the event loop, not yet pushed (None: none;
+        #: a list only while there are some, as most executions have nothing pending).
+        self.pending: list[Entry] | None = None
 
 
 class LagMeter:
@@ -139,12 +140,15 @@ class Fanout:
         """Queue an event for the group's streams; they get it as part of a batch
         at the end of this turn of the event loop (see :meth:`_flush`)."""
         group.seen = event.id
-        if not group.pending:
-            if self.touched is not None:
-                self.touched.append(group)
-            else:
-                asyncio.get_running_loop().call_soon(self._flush, group)
-        group.pending.append((event.id, event.event, frame(event), event))
+        entry = (event.id, event.event, frame(event), event)
+        if group.pending is not None:
+            group.pending.append(entry)
+            return
+        group.pending = [entry]
+        if self.touched is not None:
+            self.touched.append(group)
+        else:
+            asyncio.get_running_loop().call_soon(self._flush, group)
 
     def flush_touched(self) -> None:
         """Hand the streams what :meth:`dispatch` queued since the last call (the events of
@@ -157,7 +161,7 @@ class Fanout:
 
     @staticmethod
     def _flush(group: Group) -> None:
-        events, group.pending = group.pending, []
+        events, group.pending = group.pending, None
         if events:
             batch = Batch(events, group.execution_id)
             for sub in group.subscribers:

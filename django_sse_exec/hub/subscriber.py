@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from ..runtime.daphne_buffer import Backlog
+from ..runtime.drive import Driven
 from ..wire import STREAM_CLOSED, Event
 
 #: One event in a batch: (id, name, encoded JSON frame, the event itself).
@@ -108,7 +109,7 @@ class Subscriber:
         #: Loop time of the stream's last write (a busy stream writes every 10 ms at most).
         self.written_at = 0.0
         #: A direct write whose ``send`` suspended (the server's transport was paused).
-        self.inflight: asyncio.Task[None] | None = None
+        self.inflight: Driven | None = None
         self._timeout = 0.0
 
     def push(self, item: Item) -> None:

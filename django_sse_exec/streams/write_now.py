@@ -14,19 +14,19 @@ batch fits one piece, it does not end the execution, the client's unsent bytes
 are under the limit). Anything else goes the usual way.
 
 ASGI does not promise that ``send`` completes without suspending (uvicorn's
-waits while its transport is paused). A send that suspends is finished by a
-task of its own (:func:`_finish`), and the stream writes nothing else until it
-has (:func:`settle`).
+waits while its transport is paused). A send that suspends is driven to its
+end from the future it waits on (:class:`~django_sse_exec.runtime.drive.Driven`),
+and the stream writes nothing else until it has (:func:`settle`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..hub.subscriber import Batch, Subscriber
+from ..runtime.drive import Driven
 from .stats import GONE_MID_WRITE
 
 logger = logging.getLogger("django_sse_exec")
@@ -78,40 +78,26 @@ def take_now(sub: Subscriber, batch: Batch) -> bool:
         sub.end_reason = sub.end_reason or GONE_MID_WRITE
         sub.wake()
         return True
-    sub.inflight = asyncio.ensure_future(_finish(sending, waiting_on, sub))
+    sub.inflight = Driven(sending, lambda _, exc: _sent(sub, exc), started=True, waiting=waiting_on)
     return True
 
 
-async def _finish(sending: Coroutine[Any, Any, None], waiting_on: Any, sub: Subscriber) -> None:
-    """Drive a ``send`` that suspended to its end, as a task drives a coroutine."""
-    try:
-        while True:
-            if waiting_on is None:  # a bare yield
-                await asyncio.sleep(0)
-            else:
-                waiting_on._asyncio_future_blocking = False
-                await asyncio.wait((waiting_on,))
-            try:
-                waiting_on = sending.send(None)
-            except StopIteration:
-                sub.written()
-                return
-    except asyncio.CancelledError:
-        sending.close()
-        raise
-    except Exception as exc:
-        logger.debug("a direct write to a stream of %s failed: %s", sub.execution_id, exc)
-        sub.end_reason = sub.end_reason or GONE_MID_WRITE
-        sub.wake()
-    finally:
-        sub.inflight = None
+def _sent(sub: Subscriber, exc: BaseException | None) -> None:
+    """A direct write that had to wait for the server is done (or failed)."""
+    sub.inflight = None
+    if exc is None:
+        sub.written()
+        return
+    logger.debug("a direct write to a stream of %s failed: %s", sub.execution_id, exc)
+    sub.end_reason = sub.end_reason or GONE_MID_WRITE
+    sub.wake()
 
 
 async def settle(sub: Subscriber) -> None:
     """Wait until a direct write of ``sub`` that suspended has finished (before writing more)."""
     inflight = sub.inflight
     if inflight is not None:
-        await asyncio.wait((inflight,))
+        await inflight.finished()
 
 
 __all__ = ["COALESCE", "DIRECT_SEND", "PIECE_BYTES", "direct_send", "settle", "take_now"]

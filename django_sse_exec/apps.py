@@ -1,4 +1,4 @@
-"""App config: registers the system checks, and the hub's check for lost executions."""
+"""App config: registers the system checks, and the hub's checks for lost and stalled executions."""
 
 from django.apps import AppConfig
 
@@ -11,7 +11,8 @@ class SSEExecConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, as Django asks: the app registry must be ready first.
         from . import checks  # noqa: F401  (registers the checks)
-        from .execution.leases import maintain
+        from .execution import leases, stalls
         from .hub.maintenance import add_job
 
-        add_job(maintain)
+        add_job(leases.maintain)
+        add_job(stalls.maintain)

@@ -34,6 +34,7 @@ from typing import Any
 from django.conf import settings
 
 from ..api import close_sse_connections, send_sse_event
+from ..execution.keys import lifecycle_key
 from ..execution.leases import Lease, hold_lease
 from ..execution.snapshot import get_execution_state
 from .tasks_compat import signal_sets
@@ -70,8 +71,9 @@ def reports_itself(task: Any) -> bool:
 
 
 def _send_all(execution_id: str, messages: list[Message]) -> None:
+    """Send each message with its key: a signal sent twice reports once."""
     for event, data in messages:
-        send_sse_event(execution_id, event, data)
+        send_sse_event(execution_id, event, data, key=lifecycle_key(event, data))
 
 
 def _safely(what: str, execution_id: str, func: Any, *args: Any) -> None:

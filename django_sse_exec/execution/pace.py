@@ -46,7 +46,7 @@ def rounded(value: float) -> float:
     """``value`` to three significant figures (what a rate is worth showing)."""
     if value == 0 or not math.isfinite(value):
         return 0.0
-    return round(value, max(0, 2 - int(math.floor(math.log10(abs(value))))))
+    return float(round(value, 2 - int(math.floor(math.log10(abs(value))))))
 
 
 @dataclass

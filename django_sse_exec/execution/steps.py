@@ -91,14 +91,14 @@ class StepTree:
         return self.open[-1]
 
     def enter(self, name: str, weight: float | None = None,
-              plan: dict[str, float] | None = None) -> None:
-        """Start step ``name`` inside the current one; ``plan`` declares its own steps."""
+              steps: dict[str, float] | None = None) -> None:
+        """Start step ``name`` inside the current one; ``steps`` declares its own steps."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step's name must be a non-empty str, not {name!r}")
         parent = self.current
         child = parent.start(name, weight)
-        if plan:
-            child.plan(plan)
+        if steps:
+            child.plan(steps)
         self.open.append(child)
         self.path.append(parent.label(child))
 

@@ -10,8 +10,9 @@ Templates (override any of them in the project to restyle the widget):
 * ``django_sse_exec/progress.html`` — the whole widget: the element that holds
   the stream (``hx-ext="sse"``, ``sse-connect``, ``sse-close``), the state, a
   live region for screen readers, and the refresh on a refused stream;
-* ``django_sse_exec/state.html`` — the state inside it (bar, counts, summary,
-  task list), also sent as each state fragment;
+* ``django_sse_exec/state.html`` — the state inside it (bar, counts, the pace
+  line: rate, time left, a stall or a cancel under way; summary, task list), also
+  sent as each state fragment;
 * ``django_sse_exec/events/<event>.html`` and ``django_sse_exec/event.html`` —
   one event's fragment (the live region announces them).
 """
@@ -23,6 +24,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from ..auth.cancel import make_cancel_token
 from ..auth.policies import make_token
 from ..auth.stream_urls import multi_stream_url
 from ..execution.state import ExecutionState
@@ -76,18 +78,36 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
         "summary": state.summary,
         "message": (state.last_progress or {}).get("message") if status == "running" else None,
         "last_event_id": state.last_event_id,
+        "pace": pace_context(state, status),
     }
+
+
+def pace_context(state: ExecutionState, status: str) -> dict[str, Any]:
+    """The pace line of a running execution: ``rate`` (units/s) and ``eta`` (s) of its last
+    ``progress`` (when they mean something), its ``step`` labels, ``stalled_after`` (s) while
+    stalled, and ``cancelling`` once a cancel was requested. Empty values once it ended."""
+    if status in FINAL:
+        return {"rate": None, "eta": None, "step": None, "stalled_after": None,
+                "cancelling": False}
+    progress = state.last_progress or {}
+    stall = state.stall or {}
+    return {"rate": progress.get("rate"), "eta": progress.get("eta"),
+            "step": " › ".join(progress.get("step") or []) or None,
+            "stalled_after": stall.get("after") if state.stalled else None,
+            "cancelling": state.cancel_requested}
 
 
 def progress_context(state: ExecutionState, *, user: Any = None, max_age: float | None = None,
                      token: str | None = None, refreshes: int = 0,
-                     refused: str | None = None) -> dict[str, Any]:
+                     refused: str | None = None, cancel: bool | str = False) -> dict[str, Any]:
     """What ``progress.html`` is rendered with: ``state.html``'s context plus the URLs.
 
     ``stream_url`` (HTML format, resuming after ``state.last_event_id``) is
     None when the execution has ended or the stream was ``refused`` (then the
     reason is shown). ``token`` reuses a token instead of minting one (the
     refresh view passes the request's, so a refresh never extends a grant).
+    ``cancel=True`` adds the cancel control (``cancel_url``, bound like the
+    stream's token); a str is a cancel token to reuse (the refresh view's).
     """
     context = state_context(state)
     execution_id = state.execution_id
@@ -95,10 +115,16 @@ def progress_context(state: ExecutionState, *, user: Any = None, max_age: float 
     if live and token is None:
         token = make_token(execution_id, user, max_age)
     query = {"token": token or ""}
-    context.update(refused=refused, stream_url=None, refresh_url=None)
+    context.update(refused=refused, stream_url=None, refresh_url=None, cancel_url=None)
+    cancel_token = cancel if isinstance(cancel, str) else (
+        make_cancel_token(execution_id, user, max_age) if cancel and live else None)
+    if live and cancel_token:
+        where = reverse("django_sse_exec:cancel", args=[execution_id])
+        context["cancel_url"] = f"{where}?{urlencode({'token': cancel_token})}"
+        query["cancel"] = cancel_token
     if live:
         stream = reverse("django_sse_exec:stream", args=[execution_id])
-        resume = {**query, "format": "html", "last_event_id": state.last_event_id}
+        resume = {"token": query["token"], "format": "html", "last_event_id": state.last_event_id}
         context["stream_url"] = f"{stream}?{urlencode(resume)}"
         if refreshes < MAX_REFRESHES:
             refresh = reverse("django_sse_exec:progress", args=[execution_id])
@@ -128,5 +154,5 @@ def many_context(states: list[ExecutionState], *, user: Any = None,
     return {"widgets": widgets, "stream_url": stream}
 
 
-__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "many_context", "progress_context",
-           "state_context"]
+__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "many_context", "pace_context",
+           "progress_context", "state_context"]

@@ -48,3 +48,12 @@ def nap(self, seconds: float) -> float:
 def crash(self) -> None:
     """The worker process dies mid-task (as on an OOM kill)."""
     os._exit(1)
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.slow_rows")
+def slow_rows(self, rows: int, delay: float) -> int:
+    """A row every ``delay`` seconds, each reported: a task a cancel can stop mid-way."""
+    for n in range(1, rows + 1):
+        time.sleep(delay)
+        self.progress(n, rows, f"row {n}")
+    return rows

@@ -220,7 +220,7 @@ async def test_an_async_task_runs_in_db_worker(deployment, url_for, sqlite_env):
     events = await stream(test, url_for, result_id)
     assert names(events)[:2] == ["execution-start", "task-start"], test.logs()
     assert names(events)[-3:] == ["task-complete", "execution-complete", "stream-closed"]
-    assert events[-4].json == {"progress": 3, "total": 3, "taskId": result_id}
+    assert events[-4].json == {"progress": 3, "total": 3, "taskId": result_id, "percent": 100.0}
 
 
 async def test_a_killed_worker_ends_its_execution_as_lost(deployment, url_for, sqlite_env):

@@ -9,7 +9,8 @@ learns it in its own round trip (no polling): a reporter raises
 the task integrations stop their task there (and do not start the ones still
 queued), and the producer ends the execution ``execution-cancelled``, then
 ``stream-closed``. Hooks added with :func:`add_cancel_hook` run after the
-request is logged: the Celery integration's revokes the execution's tasks.
+request is logged (say, to tell a system the app knows nothing of), for at most
+:data:`HOOK_TIMEOUT` seconds each.
 
 Who asked, without personal data: ``by`` is a role (``"staff"``, ``"user"``,
 or ``"link"`` for the holder of a signed cancel URL bound to no user) and
@@ -20,6 +21,7 @@ with its own user's, and nobody else learns who it was.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -43,6 +45,8 @@ logger = logging.getLogger("django_sse_exec")
 REQUEST_KEY = "cancel-requested"
 #: Roles ``by`` can say.
 ROLES = ("staff", "user", "link")
+#: Seconds the request waits for each hook (a hook stuck on a network call is left running).
+HOOK_TIMEOUT = 5.0
 
 #: ``hook(execution_id, state)`` after a request is logged; sync or async.
 CancelHook = Callable[[str, ExecutionState], Any]
@@ -97,11 +101,10 @@ async def arequest_cancel(execution_id: str, *, by: str = "user",
                               kind=CANCEL)
     if not appended.repeated:
         for hook in list(_hooks):
+            call = hook if inspect.iscoroutinefunction(hook) else sync_to_async(
+                hook, thread_sensitive=False)
             try:
-                if inspect.iscoroutinefunction(hook):
-                    await hook(execution_id, state)
-                else:
-                    await sync_to_async(hook, thread_sensitive=False)(execution_id, state)
+                await asyncio.wait_for(call(execution_id, state), HOOK_TIMEOUT)
             except Exception:
                 logger.warning("execution %s: cancel hook %r failed", execution_id, hook,
                                exc_info=True)
@@ -114,5 +117,5 @@ def request_cancel(execution_id: str, *, by: str = "user", requester: str | None
                                                               requester=requester))
 
 
-__all__ = ["REQUEST_KEY", "ROLES", "add_cancel_hook", "arequest_cancel", "request_cancel",
+__all__ = ["HOOK_TIMEOUT", "REQUEST_KEY", "ROLES", "add_cancel_hook", "arequest_cancel", "request_cancel",
            "requester_id", "role_of"]

@@ -32,9 +32,10 @@ Cancel (``cancel_url``, ``request_cancel``): a task still queued does not run
 :class:`~django_sse_exec.exceptions.ExecutionCancelled` at its next
 ``self.progress`` (let it propagate: it is in ``throws``, so the worker records
 the task as failed without logging it as an error), the tasks running when the
-request was made are revoked (``control.revoke``, without terminating them:
-stopping is cooperative), and the execution ends ``execution-cancelled``, sent
-once whichever task gets there first. Every event is keyed (see
+request was seen are revoked by the task that saw it first (``control.revoke``
+from the worker, without terminating them: stopping is cooperative; a revoked
+id is never run again by a retry or a redelivery), and the execution ends
+``execution-cancelled``, sent once whichever task gets there first. Every event is keyed (see
 :mod:`django_sse_exec.execution.keys`): a task redelivered after its worker died
 repeats nothing, and a retry's progress shows only past where the earlier
 attempt got. ``progress`` carries ``percent``, ``rate`` and ``eta`` of the task,
@@ -57,14 +58,13 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from celery import Task, current_app, signals
+from celery import Task, signals
 from celery.app.task import Context
 from celery.canvas import Signature
 from celery.exceptions import Retry
 
 from ..api import close_sse_connections
 from ..exceptions import ExecutionCancelled, ExecutionClosed
-from ..execution.cancel import add_cancel_hook
 from ..execution.reporter import ExecutionState
 from ..sending.feeds import add_to_feed
 from ..wire import validate_execution_id
@@ -151,7 +151,8 @@ class ExecutionTask(Task):
         try:
             reports.safely(reports.report_start, request, self.name, execution_id)
         except ExecutionCancelled as exc:  # cancelled while queued: the task does not run
-            reports.safely(reports.report_cancelled, execution_id, exc.reason)
+            reports.safely(reports.report_cancelled, execution_id, exc.reason, self.app,
+                           request.id)
             raise
         with reports.leased(execution_id):
             return self._run_reported(request, execution_id, started, args, kwargs)
@@ -164,7 +165,8 @@ class ExecutionTask(Task):
             reports.safely(reports.report_retry, request, execution_id, exc, started)
             raise
         except ExecutionCancelled as exc:
-            reports.safely(reports.report_cancelled, execution_id, exc.reason)
+            reports.safely(reports.report_cancelled, execution_id, exc.reason, self.app,
+                           request.id)
             raise
         except Exception as exc:
             # Not SystemExit & co.: then the process is going (revoked with terminate,
@@ -271,17 +273,6 @@ def _on_task_revoked(sender: Task | None = None, request: Any = None, terminated
 
     reports.safely(cancel)
 
-
-def revoke_running(execution_id: str, state: ExecutionState) -> None:
-    """Cancel hook: revoke the execution's tasks that were running (not terminating them:
-    they stop at their next report; a revoked id is also never run again, by a retry or a
-    redelivery). Queued tasks do not run anyway: they find the request at their start."""
-    running = list(state.running)
-    if running:
-        current_app.control.revoke(running)
-
-
-add_cancel_hook(revoke_running)
 
 __all__ = [
     "EXECUTION_HEADER", "ExecutionTask", "PROGRESS_INTERVAL", "RESULT_MAX_BYTES", "TITLE_HEADER",

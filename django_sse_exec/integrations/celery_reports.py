@@ -110,9 +110,14 @@ def report_start(request: Any, name: str, execution_id: str) -> None:
                                          attempt=attempt(request)))
 
 
-def report_cancelled(execution_id: str, reason: str) -> None:
-    """End a cancelled execution: ``execution-cancelled`` (once, whoever sends it), then close."""
+def report_cancelled(execution_id: str, reason: str, app: Any = None,
+                     task_id: str | None = None) -> None:
+    """End a cancelled execution: revoke its other running tasks (with ``app``'s control),
+    then ``execution-cancelled`` (once, whoever sends it), then close."""
     state = read_state(execution_id)
+    others = [other for other in state.running if other != task_id]
+    if app is not None and others and not state.finished:
+        safely(app.control.revoke, others)
     if not state.finished:
         try:
             send(execution_id, state.cancel(reason))

@@ -57,3 +57,14 @@ def slow_rows(self, rows: int, delay: float) -> int:
         time.sleep(delay)
         self.progress(n, rows, f"row {n}")
     return rows
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.retry_rows", max_retries=2)
+def retry_rows(self, rows: int, fail_at: int) -> int:
+    """Counts its rows from 1 on every attempt; the first attempt fails at ``fail_at``."""
+    for n in range(1, rows + 1):
+        time.sleep(0.3)
+        self.progress(n, rows, f"row {n}")
+        if self.request.retries == 0 and n == fail_at:
+            raise self.retry(exc=ConnectionError("the source went away"), countdown=0.1)
+    return rows

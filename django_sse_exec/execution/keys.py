@@ -20,6 +20,11 @@ The keys, by task and attempt:
   attempt that counts the same rows again shows them once, and one that resumes
   from a checkpoint shows only what is new.
 
+A run that finds an earlier attempt's progress in the log (the task
+integrations rebuild the state at their start) also holds back its own progress
+until it gets further than that (:func:`shown_before`): an attempt that counts
+with other steps than the last, or is throttled at other moments, has other keys.
+
 Pure: no I/O.
 """
 
@@ -68,6 +73,18 @@ def lifecycle_key(event: str, data: dict[str, Any]) -> str | None:
     return None
 
 
+#: Half the rounding step of a payload's ``percent`` (one decimal), as a fraction.
+PERCENT_ROUNDING = 0.0005
+
+
+def shown_before(current: float, total: float | None, high_water: float | None) -> bool:
+    """True when ``progress(current, total)`` is no further than ``high_water`` (the share an
+    earlier attempt reported, from its rounded ``percent``): showing it would repeat."""
+    if high_water is None or not total:
+        return False
+    return current / total <= high_water + PERCENT_ROUNDING
+
+
 class ProgressKeys:
     """Keys of one run's ``progress`` events, by subject, step and phase."""
 
@@ -95,4 +112,4 @@ class ProgressKeys:
         return _fit(f"step:{subject}:{'/'.join(path)}:{edge}")
 
 
-__all__ = ["MAX_KEY", "ProgressKeys", "lifecycle_key"]
+__all__ = ["MAX_KEY", "PERCENT_ROUNDING", "ProgressKeys", "lifecycle_key", "shown_before"]

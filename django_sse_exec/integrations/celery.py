@@ -65,6 +65,7 @@ from celery.exceptions import Retry
 
 from ..api import close_sse_connections
 from ..exceptions import ExecutionCancelled, ExecutionClosed
+from ..execution.keys import shown_before
 from ..execution.reporter import ExecutionState
 from ..sending.feeds import add_to_feed
 from ..wire import validate_execution_id
@@ -193,8 +194,8 @@ class ExecutionTask(Task):
         if now - getattr(request, "sse_progress_at", 0.0) < PROGRESS_INTERVAL and not last:
             return
         high_water = getattr(request, "sse_high_water", None)
-        if high_water is not None and not last and total:
-            if current / total <= high_water:
+        if high_water is not None and not last:
+            if shown_before(current, total, high_water):
                 return  # an earlier attempt of the task showed this far already
             request.sse_high_water = None
         request.sse_progress_at = now

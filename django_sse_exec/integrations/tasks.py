@@ -62,6 +62,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..exceptions import ExecutionCancelled, ExecutionClosed
+from ..execution.keys import shown_before
 from ..execution.leases import Lease
 from ..execution.reporter import ExecutionReporter
 from ..execution.snapshot import aget_execution_state
@@ -146,8 +147,8 @@ class TaskReporter(ExecutionReporter):
         last = total is not None and current >= total
         if now - self._progress_at < PROGRESS_INTERVAL and not last:
             return 0
-        if self.high_water is not None and not last and total:
-            if current / total <= self.high_water:
+        if self.high_water is not None and not last:
+            if shown_before(current, total, self.high_water):
                 return 0  # an earlier attempt showed this far already
             self.high_water = None
         self._progress_at = now

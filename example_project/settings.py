@@ -125,6 +125,8 @@ else:
 
 SSE_EXEC: dict[str, object] = {
     "KEEPALIVE": float(os.environ.get("SSE_KEEPALIVE", "15")),
+    # An execution silent this long is shown as stalled (the demo's "stall" option).
+    "STALL_AFTER": float(os.environ.get("SSE_STALL_AFTER", "5")),
 }
 
 LOGGING = {

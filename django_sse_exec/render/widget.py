@@ -84,13 +84,16 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
 
 def pace_context(state: ExecutionState, status: str) -> dict[str, Any]:
     """The pace line of a running execution: ``rate`` (units/s) and ``eta`` (s) of its last
-    ``progress`` (when they mean something), its ``step`` labels, ``stalled_after`` (s) while
-    stalled, and ``cancelling`` once a cancel was requested. Empty values once it ended."""
+    ``progress`` (when they mean something, and not while it is stalled), its ``step``
+    labels, ``stalled_after`` (s) while stalled, and ``cancelling`` once a cancel was
+    requested. Empty values once it ended."""
     if status in FINAL:
         return {"rate": None, "eta": None, "step": None, "stalled_after": None,
                 "cancelling": False}
     progress = state.last_progress or {}
     stall = state.stall or {}
+    if state.stalled:  # a silent producer's last speed says nothing now
+        progress = {"step": progress.get("step")}
     return {"rate": progress.get("rate"), "eta": progress.get("eta"),
             "step": " › ".join(progress.get("step") or []) or None,
             "stalled_after": stall.get("after") if state.stalled else None,

@@ -169,8 +169,10 @@
       this.source.close();
     }
     this._setState("closed");
-    if (this._cancelButton) {
+    if (this._cancelButton) {  // a closed stream lets go of its button
       this._cancelButton.hidden = true;
+      this._cancelButton.removeEventListener("click", this._onCancelClick);
+      this._cancelButton = null;
     }
   };
 
@@ -224,6 +226,7 @@
       pace.stalled = false;
     } else if (event === "execution-stalled") {
       pace.stalled = true;
+      pace.rate = pace.eta = null;  // a silent producer's last speed says nothing now
     } else if (event === "execution-resumed") {
       pace.stalled = false;
     } else if (event === "execution-cancel-requested") {
@@ -263,7 +266,8 @@
   Stream.prototype._wireCancel = function (button) {
     var self = this;
     this._cancelButton = button;
-    button.addEventListener("click", function (e) {
+    button.disabled = false;
+    this._onCancelClick = function (e) {
       if (e && e.preventDefault) { e.preventDefault(); }
       button.disabled = true;
       self.cancel().then(function (answer) {
@@ -272,7 +276,8 @@
         button.disabled = false;
         report(self, error, "cancel");
       });
-    });
+    };
+    button.addEventListener("click", this._onCancelClick);
     this._syncCancel();
   };
 

@@ -118,13 +118,15 @@ class KnownState:
 
     def fraction(self) -> float:
         """The execution's share done, 0 to 1: its tasks (an ended one counts 1, a running
-        one its last progress, steps rolled up), or its own progress when it has no task."""
+        one its last progress, steps rolled up), or its own progress (``progress`` with no
+        task: the producer's account of the whole) when that says more."""
         total = (int_or(self.summary.get("total"), 0) or 0) if self.summary else self.total_tasks()
+        own = 0.0 if self.summary else (self.own_fraction or 0.0)
         if total <= 0:
-            return 1.0 if self.summary and self.status == "success" else (self.own_fraction or 0.0)
+            return 1.0 if self.summary and self.status == "success" else own
         running = 0.0 if self.summary else sum(
             self.tasks[task_id].fraction or 0.0 for task_id in self.running if task_id in self.tasks)
-        return min(1.0, (self.completed + running) / total)
+        return min(1.0, max(own, (self.completed + running) / total))
 
     @property
     def percent(self) -> int:

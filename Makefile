@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test test-topologies test-matrix lint install docs dist bench bench-realistic chaos clean
+.PHONY: demo test test-topologies test-matrix lint install docs dist bench bench-realistic \
+	bench-instructions bench-instructions-check chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,7 +90,7 @@ dist: install
 # (docs/scaling.png). See docs/benchmarks.md.
 REALISTIC_ARGS ?=
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q -e ".[test,bench,fast]"
 	touch $@
 
 bench: $(VENV)/.bench-installed
@@ -97,6 +98,18 @@ bench: $(VENV)/.bench-installed
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.realistic $(REALISTIC_ARGS)
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.scaling
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.multi
+
+# Instructions per connect and per delivered event (raw, fast path, view; with and without
+# the fast dependency set), counted by valgrind's callgrind: the same on a loaded machine.
+# About two minutes. -check fails if a figure grew past bench/instructions-baseline.json's
+# margin; INSTRUCTIONS_ARGS="--update" rewrites the baseline, "--layers memory,redis" adds Redis.
+# Needs valgrind and a C compiler (apt-get install valgrind gcc).
+INSTRUCTIONS_ARGS ?=
+bench-instructions: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.instructions $(INSTRUCTIONS_ARGS)
+
+bench-instructions-check: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.instructions --check $(INSTRUCTIONS_ARGS)
 
 # Only the realistic scenario (REALISTIC_ARGS=--quick: about three minutes).
 bench-realistic: $(VENV)/.bench-installed

@@ -18,19 +18,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench.asgi_driver import scope_for
 from bench.run import PREFIX  # noqa: F401  (configures Django for the benchmark)
 from django_sse_exec import stream_url
 from django_sse_exec.auth.policies import authorize
 from django_sse_exec.http.fastpath import StreamFastPath, _build_request
 from django_sse_exec.hub.running import get_hub
-
-
-def scope_for(url: str) -> dict[str, Any]:
-    path, _, query = url.partition("?")
-    return {"type": "http", "method": "GET", "path": path, "query_string": query.encode(),
-            "root_path": "", "headers": [(b"host", b"127.0.0.1:8000"),
-                                         (b"accept", b"text/event-stream")],
-            "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
 
 
 async def timed(label: str, count: int, step: Callable[[int], Awaitable[Any] | Any]) -> list[Any]:

@@ -7,7 +7,11 @@ connections, framed once per message (as HTTP/1.1 chunks, like the ASGI servers,
 so the load client does the same work for every system). Whatever the other systems do beyond this
 is overhead measured against it.
 
-    python -m bench.raw_server --port 8001 --prefix bench
+    python -m bench.raw_server --port 8001 --prefix bench [--loop uvloop]
+
+``--loop uvloop`` runs it on the event loop of the fast dependency set
+(:mod:`bench.deps`), so that the app's servers are compared with a ceiling on
+the same loop; redis-py parses with hiredis whenever that imports.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import asyncio
 import signal
 
 import redis.asyncio as redis
+
+from bench import deps
 
 
 def chunk(data: bytes) -> bytes:
@@ -69,6 +75,17 @@ class Connection(asyncio.Protocol):
                 del streams[self.execution_id]  # type: ignore[arg-type]
 
 
+def relay(execution_id: str, message: bytes) -> None:
+    """Write one message (``b"<id>\\n<event>\\n<data>"``) to its execution's connections, framed once."""
+    group = streams.get(execution_id)
+    if not group:
+        return
+    event_id, event, data = message.split(b"\n", 2)
+    frame = chunk(b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n")
+    for transport in group:
+        transport.write(frame)
+
+
 async def fan_out(redis_url: str, prefix: str) -> None:
     """Relay every published message to the connections of its execution."""
     client = redis.Redis.from_url(redis_url)
@@ -79,31 +96,30 @@ async def fan_out(redis_url: str, prefix: str) -> None:
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
         if message is None:
             continue
-        group = streams.get(message["channel"][skip:].decode())
-        if not group:
-            continue
-        event_id, event, data = message["data"].split(b"\n", 2)
-        frame = chunk(b"id: " + event_id + b"\nevent: " + event + b"\ndata: " + data + b"\n\n")
-        for transport in group:
-            transport.write(frame)
+        relay(message["channel"][skip:].decode(), message["data"])
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--prefix", default="bench_raw")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
+async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Connection, "127.0.0.1", args.port, backlog=4096)
-    relay = asyncio.create_task(fan_out(args.redis_url, args.prefix))
+    relaying = asyncio.create_task(fan_out(args.redis_url, args.prefix))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    relay.cancel()
+    relaying.cancel()
     server.close()
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--prefix", default="bench_raw")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args()
+    deps.run(serve(args), args.loop)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

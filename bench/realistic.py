@@ -3,6 +3,7 @@
     python -m bench.realistic              # 10,000 × 1 and 2,000 × 3 streams, 30 s, 5 systems
     python -m bench.realistic --quick      # 1,000 × 1 and 300 × 3, 8 s: about three minutes
     python -m bench.realistic --shapes 2000x1 --seconds 10 --systems raw,fast-uvicorn --repeat 3
+    python -m bench.realistic --deps fast  # only with the fast dependency set (default: both)
 
 Production looks like thousands of executions running at once, each watched by
 zero to three browsers. For each shape (executions × streams per execution)
@@ -24,6 +25,11 @@ run, so nothing else moves its command counts; it is stopped at the end.
 Ratios are against the raw server measured in the same repeat; with
 ``--repeat N`` every figure is the median of the N repeats (ratios are taken
 within each repeat first).
+
+As in :mod:`bench.run`, every system runs without and with the fast dependency
+set (``--deps``; ``<system>+fast`` is compared with ``raw+fast``), and so do
+the sender processes: a set's systems are fed by senders with the same set
+(hiredis for their Redis replies).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import deps  # noqa: E402
 from tests.helpers import PrivateRedis  # noqa: E402
 
 SYSTEM_NAMES = ("raw", "fast-uvicorn", "fast-daphne", "view-uvicorn", "view-daphne")
@@ -214,10 +221,10 @@ async def measure(base: Any, system: Any, senders: Senders, redis: PrivateRedis,
     }
 
 
-async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list[tuple[int, int]],
-                  systems: list[str], seconds: int, repeat: int,
+async def run_all(base: Any, senders: dict[bool, Senders], redis: PrivateRedis,
+                  shapes: list[tuple[int, int]], systems: list[str], seconds: int, repeat: int,
                   profile: str | None = None, trace: bool = False) -> list[list[dict[str, Any]]]:
-    """Every shape on every system, ``repeat`` times (in one event loop)."""
+    """Every shape on every system, ``repeat`` times (in one event loop); ``senders`` by set."""
     repeats = []
     for run in range(repeat):
         results = []
@@ -225,11 +232,12 @@ async def run_all(base: Any, senders: Senders, redis: PrivateRedis, shapes: list
             for name in systems:
                 print(f"== run {run + 1}/{repeat}: {executions}x{per_execution} {name}",
                       file=sys.stderr, flush=True)
+                system = base.system_named(name)
                 try:
-                    result = await measure(base, base.SYSTEMS[name], senders, redis,
+                    result = await measure(base, system, senders[system.fast], redis,
                                            executions, per_execution, seconds, profile, trace)
                 except Exception as exc:  # one failure must not lose the rest
-                    result = {"system": name, "label": base.SYSTEMS[name].label,
+                    result = {"system": name, "label": system.label,
                               "executions": executions, "per_execution": per_execution,
                               "error": f"{type(exc).__name__}: {exc}"}
                 print(json.dumps(result), file=sys.stderr, flush=True)
@@ -263,6 +271,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, help="seconds of sending (default 30)")
     parser.add_argument("--systems", default=",".join(SYSTEM_NAMES))
     parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
+    parser.add_argument("--deps", choices=("stdlib", "fast", "both"), default="both",
+                        help="without the fast dependency set, with it, or both (bench/deps.py)")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="print the table of saved runs (their repeats pooled), measure nothing")
@@ -276,6 +286,9 @@ def main() -> None:
         print_report(summarise([r for run in runs for r in run["repeats"]]),
                      runs[0]["seconds"], sum(len(run["repeats"]) for run in runs))
         return
+    if args.deps != "stdlib" and deps.missing():
+        parser.error(f"the fast set is not installed ({', '.join(deps.missing())}): "
+                     "pip install -e '.[fast]', or --deps stdlib")
     shapes = [parse_shape(s) for s in (args.shapes or ("1000x1,300x3" if args.quick
                                                       else "10000x1,2000x3")).split(",")]
     seconds = args.seconds or (8 if args.quick else 30)
@@ -289,12 +302,15 @@ def main() -> None:
             from bench import run as base  # configures Django for the benchmark, on that Redis
 
             env = {**os.environ, **base.SERVER_ENV, "PYTHONPATH": str(ROOT)}
-            senders = Senders(SENDERS, env)
+            systems = base.with_deps(args.systems.split(","), args.deps)
+            senders = {fast: Senders(SENDERS, deps.env_for(fast, env))
+                       for fast in sorted({n.endswith(deps.SUFFIX) for n in systems})}
             try:
-                repeats = asyncio.run(run_all(base, senders, redis, shapes, args.systems.split(","),
+                repeats = asyncio.run(run_all(base, senders, redis, shapes, systems,
                                               seconds, args.repeat, args.profile, args.trace))
             finally:
-                senders.stop()
+                for pool in senders.values():
+                    pool.stop()
         finally:
             redis.stop()
     print_report(summarise(repeats), seconds, args.repeat)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
+from bench.deps import reference_of
 from bench.text import fmt
 
 #: Figures that get a ratio against raw's in the same repeat.
@@ -27,10 +28,11 @@ def summarise(repeats: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per (shape, system): medians over repeats, ratios against raw per repeat."""
     groups: dict[tuple[tuple[int, int], str], list[dict[str, Any]]] = {}
     for results in repeats:
-        raw = {_shape(r): r for r in results if r["system"] == "raw" and "error" not in r}
+        raw = {(_shape(r), r["system"]): r for r in results
+               if r["system"] == reference_of(r["system"]) and "error" not in r}
         for r in results:
             r = dict(r)
-            base = raw.get(_shape(r))
+            base = raw.get((_shape(r), reference_of(r["system"])))
             if base is not None and "error" not in r:
                 for key in RATIOS:
                     if base.get(key):
@@ -87,7 +89,7 @@ def targets(rows: list[dict[str, Any]]) -> str:
     def check(what: str, ok: bool, detail: str) -> None:
         lines.append(f"- [{'x' if ok else ' '}] {what}: {detail}")
 
-    ours = [r for r in rows if r["system"] != "raw" and "error" not in r]
+    ours = [r for r in rows if r["system"] != reference_of(r["system"]) and "error" not in r]
     for r in ours:
         name = f"{r['executions']:,}×{r['per_execution']} {r['system']}"
         cpu, p99 = r.get("server_us_per_event_ratio"), r.get("p99_ms_ratio")

@@ -3,12 +3,22 @@
     python -m bench.run                     # everything (several minutes)
     python -m bench.run --quick             # small sizes, to check the bench itself
     python -m bench.run --systems raw,fast-uvicorn --scenarios idle,paced
+    python -m bench.run --deps fast         # only with the fast dependency set (default: both)
 
 Each system is started on its own free port on 127.0.0.1, all on the same
 Redis (a key prefix unique to the run), and driven by :mod:`bench.client` from
 this process; events are sent from this process too, each with its send time
 ``"t"`` first in the payload. Ratios are taken against the raw asyncio server
 measured in the same run.
+
+Every system runs without and with the fast dependency set (``--deps``, see
+:mod:`bench.deps`): "stdlib" is uvicorn's asyncio loop and h11 parser, daphne's
+default loop, redis-py's Python parser; "+fast" is uvloop (uvicorn, daphne and
+the raw server alike), httptools (uvicorn) and hiredis (everyone's Redis
+replies). A system with the set is compared with raw with the set (``raw+fast``),
+so every ratio has the same event loop and Redis parser on both sides. Each
+server's loop and parser are read back from it (``/bench/runtime``) and must be
+the ones asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
+from bench import deps  # noqa: E402
 from bench.client import Sink, close_all, open_streams  # noqa: E402
 from bench.text import fmt, pct  # noqa: E402
 from tests.server import Server, free_port  # noqa: E402
@@ -64,11 +75,20 @@ class System:
     label: str
     #: Channel-layer alias of the app (bench/settings.py): "pubsub" or "core".
     layer: str = "pubsub"
-    #: Extra server arguments (e.g. uvicorn's HTTP parser and event loop).
+    #: Extra server arguments.
     args: tuple[str, ...] = ()
+    #: With the fast dependency set (bench.deps): uvloop, httptools (uvicorn), hiredis.
+    fast: bool = False
     proc: Any = None
     port: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    #: What the server process runs, read back from it (event loop, Redis parser).
+    runtime: dict[str, str] = field(default_factory=dict)
+
+    def with_fast_set(self) -> System:
+        """This system with the fast dependency set (named ``<name>+fast``)."""
+        return replace(self, name=self.name + deps.SUFFIX, label=f"{self.label} + fast set",
+                       fast=True, counters={}, runtime={})
 
     # lifecycle ------------------------------------------------------------------
 
@@ -77,16 +97,19 @@ class System:
             self.port = free_port()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.raw_server", "--port", str(self.port),
-                 "--prefix", f"{PREFIX}_raw", "--redis-url", REDIS_URL], cwd=ROOT)
+                 "--prefix", f"{PREFIX}_raw", "--redis-url", REDIS_URL,
+                 "--loop", "uvloop" if self.fast else "asyncio"],
+                cwd=ROOT, env=deps.env_for(self.fast, {**os.environ, "PYTHONPATH": str(ROOT)}))
             _wait_for_port(self.port, self.proc)
+            self.runtime = {"loop": "uvloop" if self.fast else "asyncio"}
             return
-        env = {**SERVER_ENV, "BENCH_SSE_LAYER": self.layer}
+        env = deps.env_for(self.fast, {**SERVER_ENV, "BENCH_SSE_LAYER": self.layer, "PYTHONPATH": str(ROOT)})
         if self.flavour == "fast":
             env["SSE_FAST_PATH"] = "1"
-        if self.args:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [EXTRA_PYTHONPATH, str(ROOT)]))
-        self.proc = _Server(self.server, env=env, args_extra=self.args).start()
+        args = (*deps.uvicorn_args(self.fast), *self.args) if self.server == "uvicorn" else self.args
+        self.proc = _Server(self.server, env=env, args_extra=args, fast=self.fast).start()
         self.port = self.proc.port
+        self.runtime = _runtime(self)
 
     def stop(self) -> None:
         if isinstance(self.proc, Server):
@@ -144,38 +167,49 @@ class System:
 
 
 class _Server(Server):
-    """The tests' server, with extra command-line arguments."""
+    """The tests' server, with extra command-line arguments, and daphne on uvloop with the set."""
 
-    def __init__(self, *args: Any, args_extra: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, args_extra: tuple[str, ...] = (), fast: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.args_extra = args_extra
+        self.fast = fast
 
     def command(self) -> list[str]:
-        return [*super().command(), *self.args_extra]
+        command = super().command()
+        if self.kind == "daphne":
+            command = [*deps.daphne_command(self.fast), *command[1:]]
+        return [*command, *self.args_extra]
 
 
-#: Where uvicorn's optional C parts (httptools, uvloop) are, if not installed in the
-#: environment: the "fast-uvicorn-httptools" system runs only when they import.
-EXTRA_PYTHONPATH = os.environ.get("BENCH_EXTRA_PYTHONPATH", "")
+def _runtime(system: System) -> dict[str, str]:
+    """What the server runs (``/bench/runtime``); RuntimeError unless it is the set asked for."""
+    import httpx
+
+    response = httpx.get(f"http://127.0.0.1:{system.port}/bench/runtime", timeout=10)
+    if response.status_code != 200:  # e.g. another process's server took the port first
+        raise RuntimeError(f"{system.name}: /bench/runtime answered {response.status_code}: "
+                           f"{response.text[:200]!r}")
+    runtime: dict[str, str] = response.json()
+    uvloop = runtime["loop"].startswith("uvloop")
+    hiredis = runtime["redis_parser"] == "_AsyncHiredisParser"
+    if uvloop != system.fast or hiredis != system.fast:
+        raise RuntimeError(f"{system.name} runs {runtime}, not the {deps.LABELS[system.fast]} set")
+    return runtime
 
 
-def has_uvicorn_extras() -> bool:
-    code = "import httptools, uvloop"
-    env = {**os.environ, "PYTHONPATH": EXTRA_PYTHONPATH}
-    return subprocess.run([sys.executable, "-c", code], env=env,
-                          capture_output=True).returncode == 0
-
-
-_redis_client: Any = None
+#: The driver's Redis client for raw's PUBLISH, per event loop (each system runs in its own).
+_redis_clients: dict[Any, Any] = {}
 
 
 def _raw_redis() -> Any:
-    global _redis_client
-    if _redis_client is None:
+    loop = asyncio.get_running_loop()
+    if loop not in _redis_clients:
         import redis.asyncio as redis
 
-        _redis_client = redis.Redis.from_url(REDIS_URL)
-    return _redis_client
+        _redis_clients.clear()  # a client of a finished loop cannot be used again
+        _redis_clients[loop] = redis.Redis.from_url(REDIS_URL)
+    return _redis_clients[loop]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -199,9 +233,6 @@ SYSTEMS = {
     "fast-daphne": System("fast-daphne", "daphne", "fast", "this app, fast path, daphne"),
     "view-uvicorn": System("view-uvicorn", "uvicorn", "view", "this app, view, uvicorn"),
     "view-daphne": System("view-daphne", "daphne", "view", "this app, view, daphne"),
-    "fast-uvicorn-httptools": System("fast-uvicorn-httptools", "uvicorn", "fast",
-                                     "this app, fast path, uvicorn (httptools, uvloop)",
-                                     args=("--http", "httptools", "--loop", "uvloop")),
     "fast-uvicorn-core": System("fast-uvicorn-core", "uvicorn", "fast",
                                 "this app, fast path, uvicorn, core layer", layer="core"),
     "naive-daphne": System("naive-daphne", "daphne", "naive", "naive channels view, daphne"),
@@ -209,7 +240,19 @@ SYSTEMS = {
                                  "django-eventstream (Redis), daphne"),
 }
 #: Systems that also get the 10,000-stream scenario (it needs ~20k file descriptors).
-HUGE_SYSTEMS = {"raw", "fast-uvicorn", "fast-daphne", "view-uvicorn", "fast-uvicorn-httptools"}
+HUGE_SYSTEMS = {"raw", "fast-uvicorn", "fast-daphne", "view-uvicorn"}
+
+
+def system_named(name: str) -> System:
+    """A system of :data:`SYSTEMS` by name; ``<name>+fast`` is it with the fast dependency set."""
+    base = SYSTEMS[name.removesuffix(deps.SUFFIX)]
+    return base.with_fast_set() if name.endswith(deps.SUFFIX) else replace(base, counters={}, runtime={})
+
+
+def with_deps(names: list[str], choice: str) -> list[str]:
+    """``names`` without the fast set, with it, or both (``choice``), raw first in each."""
+    variants = {"stdlib": [""], "fast": [deps.SUFFIX], "both": ["", deps.SUFFIX]}[choice]
+    return [n + suffix for suffix in variants for n in names if not n.endswith(deps.SUFFIX)]
 
 
 # -- measuring ---------------------------------------------------------------------------
@@ -450,8 +493,13 @@ def summarise_profile(path: str, top: int = 25) -> str:
 
 async def bench_system(system: System, scenarios: set[str], sizes: Sizes,
                        profile: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"system": system.name, "label": system.label}
-    system.start()
+    result: dict[str, Any] = {"system": system.name, "label": system.label, "fast": system.fast}
+    try:
+        system.start()
+    except Exception as exc:  # e.g. not running the dependency set asked for
+        system.stop()
+        return {**result, "error": f"{type(exc).__name__}: {exc}"}
+    result["runtime"] = system.runtime
     if isinstance(system.proc, Server):
         result["server_log"] = str(system.proc.log_path)
     profiler = None
@@ -464,7 +512,7 @@ async def bench_system(system: System, scenarios: set[str], sizes: Sizes,
         if "paced" in scenarios:
             result.update(await scenario_paced_and_burst(system, sizes.fan, sizes.rate,
                                                          sizes.seconds, sizes.burst))
-        if "huge" in scenarios and system.name in HUGE_SYSTEMS:
+        if "huge" in scenarios and system.name.removesuffix(deps.SUFFIX) in HUGE_SYSTEMS:
             result.update(await scenario_huge(system, sizes.huge, sizes.huge_events))
     except Exception as exc:  # one system failing must not lose the others' figures
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -500,8 +548,8 @@ def delete_run_keys() -> int:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """The results as a Markdown table, with ratios against the raw server."""
-    raw = next((r for r in results if r["system"] == "raw"), {})
+    """The results as a Markdown table, with ratios against the raw server of the same set."""
+    raws = {r["system"]: r for r in results if r["system"] in ("raw", "raw" + deps.SUFFIX)}
     rows = [
         "| system | paced p50 / p99 ms (×raw p99) | paced lost | burst delivered/s (×raw) | "
         "burst lost | server µs/event | idle: connect s, 200s | RSS KB/idle conn | "
@@ -512,6 +560,7 @@ def table(results: list[dict[str, Any]]) -> str:
         if "error" in r and "paced_p99_ms" not in r and "idle_ok" not in r:
             rows.append(f"| {r['label']} | failed: {r['error']} |||||||| ")
             continue
+        raw = raws.get(deps.reference_of(r["system"]), {})
         p99_ratio = (r.get("paced_p99_ms", 0) / raw["paced_p99_ms"]) if raw.get("paced_p99_ms") else None
         burst_ratio = (r.get("burst_per_s", 0) / raw["burst_per_s"]) if raw.get("burst_per_s") else None
         huge = (f"{fmt(r.get('huge_connect_s'), '.2f')}, {r.get('huge_ok')}/{r.get('huge_clients')}"
@@ -528,8 +577,23 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def by_deps(results: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The results of each dependency set, named without the suffix (each set has its own raw)."""
+    groups = []
+    for fast in (False, True):
+        group = [{**r, "system": r["system"].removesuffix(deps.SUFFIX)} for r in results
+                 if r["system"].endswith(deps.SUFFIX) == fast]
+        if group:
+            groups.append((deps.LABELS[fast], group))
+    return groups
+
+
 def targets(results: list[dict[str, Any]]) -> str:
-    """Each target of the issue: met or missed, with the figures."""
+    """Each target of the issue, for each dependency set: met or missed, with the figures."""
+    return "\n".join(f"{title}:\n{_targets(group)}" for title, group in by_deps(results))
+
+
+def _targets(results: list[dict[str, Any]]) -> str:
     by = {r["system"]: r for r in results}
     raw = by.get("raw", {})
     lines = []
@@ -580,6 +644,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the bench)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--scenarios", default="idle,paced,huge,sync")
+    parser.add_argument("--deps", choices=("stdlib", "fast", "both"), default="both",
+                        help="without the fast dependency set, with it, or both (bench/deps.py)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--profile", metavar="DIR",
                         help="sample each server with py-spy during the scenarios; summarise")
@@ -591,14 +657,13 @@ def main() -> None:
         key, _, value = item.partition("=")
         setattr(sizes, key, type(getattr(sizes, key))(value))
     scenarios = set(args.scenarios.split(","))
+    if args.deps != "stdlib" and deps.missing():
+        parser.error(f"the fast set is not installed ({', '.join(deps.missing())}): "
+                     "pip install -e '.[fast]', or --deps stdlib")
     results = []
-    for name in args.systems.split(","):
-        if name == "fast-uvicorn-httptools" and not has_uvicorn_extras():
-            print(f"== {name}: skipped (httptools/uvloop not importable; see docs/benchmarks.md)",
-                  file=sys.stderr, flush=True)
-            continue
+    for name in with_deps(args.systems.split(","), args.deps):
         print(f"== {name}", file=sys.stderr, flush=True)
-        system = SYSTEMS[name]
+        system = system_named(name)
         with override_settings(SSE_EXEC={**settings.SSE_EXEC, "CHANNEL_LAYER": system.layer}):
             result = asyncio.run(bench_system(system, scenarios, sizes, args.profile))
         print(json.dumps(result), file=sys.stderr, flush=True)

@@ -29,7 +29,18 @@ from django.conf import settings
 from django.test import override_settings
 
 from bench.client import Sink, close_all, open_streams
-from bench.run import ROOT, SYSTEMS, System, cpu_seconds, delete_run_keys, rss, settle, wait_streams, warm_up
+from bench.run import (
+    ROOT,
+    SYSTEMS,
+    System,
+    cpu_seconds,
+    delete_run_keys,
+    rss,
+    settle,
+    system_named,
+    wait_streams,
+    warm_up,
+)
 
 CONNECTIONS = [100, 1000, 3000, 10_000]
 EXECUTIONS = [1, 10, 100, 1000, 10_000]
@@ -130,7 +141,9 @@ def plot(results: dict[str, list[dict[str, Any]]], title: str, out: Path,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--system", default="fast-uvicorn", choices=sorted(SYSTEMS))
+    parser.add_argument("--system", default="fast-uvicorn",
+                        choices=sorted([*SYSTEMS, *(name + "+fast" for name in SYSTEMS)]),
+                        help="<system>+fast: with the fast dependency set (bench/deps.py)")
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "scaling.png"))
     parser.add_argument("--replot", action="store_true",
@@ -149,7 +162,7 @@ def main() -> None:
         plot(data["results"], data["title"], Path(args.out), realistic)
         print(f"plot: {args.out}")
         return
-    system = SYSTEMS[args.system]
+    system = system_named(args.system)
     connections = [100, 300] if args.quick else CONNECTIONS
     executions = [1, 10, 100] if args.quick else EXECUTIONS
     streams = 300 if args.quick else EXECUTION_SERIES_STREAMS

@@ -27,7 +27,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .setting_types import CHECK_ID, Setting, choice_or_path, fraction, redis_url, seconds, spec, text, whole
+from .setting_types import (
+    CHECK_ID,
+    Setting,
+    choice_or_path,
+    flag_or_prefixes,
+    fraction,
+    redis_url,
+    seconds,
+    spec,
+    text,
+    whole,
+)
 
 SETTINGS: dict[str, Setting] = {
     "STORE": spec("auto", choice_or_path("auto", "memory", "redis"), """
@@ -137,6 +148,13 @@ SETTINGS: dict[str, Setting] = {
         exception they caught: `"auto"` (its message only with `DEBUG` on, else its
         type and a generic message), `"type"`, `"message"`, or the dotted path of (or
         the) callable `(exception) -> str`.""", "django_sse_exec.E013"),
+    "FOLLOW_TASKS": spec(False, flag_or_prefixes(), """
+        Tasks of Django's tasks framework (`django.tasks`, or the `django-tasks` backport)
+        reported from the framework's signals, with no change to their code: `True`
+        (every task) or a list of prefixes of the tasks' dotted paths
+        (`["myapp.tasks."]`). The app connects to the signals when it starts if this is
+        set. Progress tasks (`@progress_task`) report themselves; this only adds their
+        queued step."""),
     "MAX_STREAMS_PER_USER": spec(None, whole(1, optional=True, unit="streams"), """
         Streams one logged-in user may hold open in one process; over it a connect
         gets 429 with `Retry-After`. `None`: no cap."""),

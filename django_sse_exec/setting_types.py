@@ -86,6 +86,15 @@ def choice_or_path(*choices: str, call: bool = False) -> Rule:
     return accepts, f"{names}a dotted import path{' or a callable' if call else ''}"
 
 
+def flag_or_prefixes() -> Rule:
+    """``True``, ``False``, or a list (or tuple) of non-empty str prefixes."""
+    def accepts(value: Any) -> bool:
+        return isinstance(value, bool) or (isinstance(value, (list, tuple)) and all(
+            isinstance(prefix, str) and prefix for prefix in value))
+
+    return accepts, "True, False or a list of dotted-path prefixes (str)"
+
+
 def text(pattern: str, form: str) -> Rule:
     """A str matching ``pattern`` whole."""
     compiled = re.compile(pattern)
@@ -101,5 +110,5 @@ def redis_url() -> Rule:
     return accepts, "None or a redis://, rediss:// or unix:// URL"
 
 
-__all__ = ["CHECK_ID", "Rule", "Setting", "choice_or_path", "fraction", "redis_url", "seconds",
-           "spec", "text", "whole"]
+__all__ = ["CHECK_ID", "Rule", "Setting", "choice_or_path", "flag_or_prefixes", "fraction", "redis_url",
+           "seconds", "spec", "text", "whole"]

@@ -1,7 +1,7 @@
 """Stream the runs of Django's tasks framework: ``from django_sse_exec.tasks import progress_task``.
 
 Works with ``django.tasks`` (Django 6.0+) and, on Django 5.2, with the
-``django-tasks`` backport (``pip install 'django-sse-exec[tasks]'``)::
+``django-tasks`` backport (the ``[tasks]`` extra)::
 
     @progress_task()
     def import_rows(reporter, path):

@@ -20,6 +20,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import httpx
+
 from tests.server import ROOT, VENV_BIN, free_port, stop_process, wait_until_serving
 
 DOCS = ROOT / "docs"
@@ -147,6 +149,16 @@ class RecipeProject:
         for proc in self.procs:
             stop_process(proc, timeout=15)
         self.procs.clear()
+
+
+async def started_page(http: httpx.AsyncClient, path: str, prefix: str) -> httpx.Response:
+    """GET ``path`` (a view that starts work and redirects to its page under ``prefix``),
+    then that page."""
+    started = await http.get(path)
+    assert started.status_code == 302 and started.headers["location"].startswith(prefix), started.text
+    page = await http.get(started.headers["location"])
+    assert page.status_code == 200, page.text
+    return page
 
 
 def run(command: list[str], **kwargs: object) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.recipe import RecipeProject, snippet
+from tests.recipe import RecipeProject, snippet, started_page
 from tests.server import VENV_BIN, free_port, stop_process, wait_until_serving
 from tests.sse import SSEClient
 
@@ -40,7 +40,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecipeProject]
     made.stop()
 
 
-@pytest.mark.parametrize("name", ["install", "install-prometheus"])
+@pytest.mark.parametrize("name", ["install", "install-prometheus", "install-tasks"])
 def test_install_lines_name_this_checkout_and_its_extras(name):
     line = snippet(name).strip()
     assert line.startswith('pip install ".[')  # a checkout, never an index the package is not on
@@ -62,10 +62,7 @@ async def test_the_three_steps_stream_an_execution(project):
     assert "no issues" in checked, checked
     base = project.daphne()
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        started = await http.get("/start/")
-        assert started.status_code == 302 and started.headers["location"].startswith("/progress/exec-")
-        page = await http.get(started.headers["location"])
-        assert page.status_code == 200
+        page = await started_page(http, "/start/", "/progress/exec-")
         script, stream = page_links(page.text)
         js = await http.get(script)
         assert js.status_code == 200 and "SSEExec" in js.text
@@ -103,7 +100,7 @@ async def test_fast_path_asgi_and_metrics_recipes(project):
     project.apply("metrics-urls")
     base = project.daphne()
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        page = await http.get((await http.get("/start/")).headers["location"])
+        page = await started_page(http, "/start/", "/progress/exec-")
         _, stream = page_links(page.text)
         async with SSEClient(base + stream) as client:
             events = await client.read_until_closed(timeout=30)

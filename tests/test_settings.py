@@ -39,7 +39,8 @@ def test_keepalive_with_a_unit_fails_the_check_with_key_value_and_form():
     ("RETRY_MS", -1), ("HISTORY_MAX_EVENTS", 0), ("CLOSED_TTL", "1h"), ("STORE", 42),
     ("STORE", "not a path"), ("REDIS_URL", "127.0.0.1:6379"), ("MAX_STREAM_LIFETIME", 0),
     ("MAX_STREAM_LIFETIME_JITTER", 1), ("MAX_STREAMS_PER_USER", 0), ("SHUTDOWN_GRACE", -1),
-    ("CHANNEL_LAYER", None),
+    ("CHANNEL_LAYER", None), ("FOLLOW_TASKS", "myapp.tasks."), ("FOLLOW_TASKS", ["myapp.", 3]),
+    ("FOLLOW_TASKS", [""]), ("FOLLOW_TASKS", None), ("FOLLOW_TASKS", 1),
 ])
 def test_each_kind_of_bad_value_is_reported(key, value):
     [message] = e016({key: value})
@@ -50,6 +51,8 @@ def test_each_kind_of_bad_value_is_reported(key, value):
     ("MAX_STREAM_LIFETIME", None), ("MAX_STREAM_LIFETIME", 2.0), ("SHUTDOWN_GRACE", 0),
     ("STORE", "redis"), ("STORE", "myapp.stores.Custom"), ("REDIS_URL", "rediss://r:6380/1"),
     ("AUTHORIZE", lambda request, execution_id: True), ("MAX_STREAM_LIFETIME_JITTER", 0),
+    ("FOLLOW_TASKS", True), ("FOLLOW_TASKS", False), ("FOLLOW_TASKS", ["myapp.tasks."]),
+    ("FOLLOW_TASKS", ("a.", "b.")), ("FOLLOW_TASKS", []),
 ])
 def test_good_values_pass(key, value):
     assert e016({key: value}) == []

@@ -11,6 +11,10 @@ On Django 5.2 the framework is the django-tasks backport, on 6.x ``django.tasks`
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import django
 import pytest
@@ -24,6 +28,7 @@ from django_sse_exec.integrations.tasks_compat import framework, signal_sets
 from django_sse_exec.tasks import progress_task
 from tests import tasks_jobs
 from tests.helpers import names
+from tests.server import ROOT
 from tests.test_reporter import final, logged
 
 SUCCESS = ["execution-start", "task-start", "progress", "progress", "task-complete",
@@ -47,7 +52,7 @@ def test_the_framework_is_djangos_own_on_6_and_the_backport_before():
 def test_without_the_backport_before_django_6_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(tasks_compat.django, "VERSION", (5, 2, 0, "final", 0))
     monkeypatch.setattr(tasks_compat, "_optional", lambda name: None)
-    with pytest.raises(ImproperlyConfigured, match=r"django-sse-exec\[tasks\]"):
+    with pytest.raises(ImproperlyConfigured, match=r"the \[tasks\] extra, which brings django-tasks"):
         tasks_compat.framework()
     assert tasks_compat.signal_sets() == []
 
@@ -186,10 +191,71 @@ def test_a_followed_failure_publishes_the_exception_type_only():
 
 
 def test_tasks_are_not_followed_unless_asked():
-    for setting in (False, ["other.app."], "tests"):
+    for setting in (False, ["other.app."], []):
         with followed(setting):
             result = tasks_jobs.plain_add.enqueue(1, 1)
             assert get_execution_state(result.id).status == "pending"
+
+
+def test_an_invalid_follow_tasks_fails_no_task_and_says_why(caplog):
+    with followed("tests"):  # a str, not a list of prefixes: check E016 reports it
+        result = tasks_jobs.plain_add.enqueue(1, 1)
+    assert result.status == "SUCCESSFUL" and result.return_value == 2
+    assert "tasks are not followed: SSE_EXEC[\"FOLLOW_TASKS\"] = 'tests'" in caplog.text
+
+
+#: Plain tasks in a module of their own: nothing in the process imports the progress tasks.
+PLAIN_TASKS = """
+try:
+    from django.tasks import task  # Django 6.0+
+except ImportError:
+    from django_tasks import task  # the backport, on Django 5.2
+
+
+@task()
+def add(a, b):
+    return a + b
+"""
+
+#: A fresh process: set up Django, enqueue a plain task (the immediate backend runs it),
+#: print how its execution ended and which integration modules were imported.
+ENQUEUE = """
+import sys
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+
+django.setup()
+from plain_tasks import add
+
+from django_sse_exec import get_execution_state
+
+result = add.enqueue(2, 3)
+try:
+    state = get_execution_state(result.id)
+    print(result.status, state.status, state.closed, end=" ")
+except ImproperlyConfigured:  # the settings refuse every read while a value is invalid
+    print(result.status, "refused", end=" ")
+print(*(name in sys.modules for name in (
+    "django_sse_exec.integrations.tasks", "django_sse_exec.integrations.tasks_follow")))
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [
+    (True, "SUCCESSFUL success True False True"),
+    (["plain_tasks."], "SUCCESSFUL success True False True"),
+    (False, "SUCCESSFUL pending False False False"),
+    ("plain_tasks.", "SUCCESSFUL refused False False"),  # invalid (E016): the app still loads
+])
+def test_the_app_connects_the_followers_when_it_starts_with_follow_tasks(tmp_path, setting, expected):
+    (tmp_path / "plain_tasks.py").write_text(PLAIN_TASKS)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+           "SSE_EXEC_JSON": json.dumps({"FOLLOW_TASKS": setting})}
+    done = subprocess.run([sys.executable, "-c", ENQUEUE], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected, done.stderr
 
 
 def test_following_does_not_report_a_progress_task_twice():

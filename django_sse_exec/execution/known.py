@@ -57,7 +57,7 @@ class KnownState:
         self.summary: dict[str, Any] | None = None
         #: The last ``progress`` payload (``progress``, ``total``, ``message``, ``taskId``).
         self.last_progress: dict[str, Any] | None = None
-        #: Set by ``execution-start`` (or :meth:`start`).
+        #: Set by ``execution-start`` (or :meth:`~django_sse_exec.execution.state.ExecutionState.start`).
         self.started = False
         #: Set once the log's ``stream-closed`` was applied: nothing follows.
         self.closed = False

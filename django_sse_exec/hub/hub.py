@@ -9,7 +9,7 @@ Each event is encoded to bytes once, here, and shared by all local streams.
 
 Fan-out and catch-up are in :mod:`.fanout`; periodic work (repair sweep, heartbeats, group refresh, restore after a
 channel-layer failure) is in :mod:`.maintenance`; ending streams on purpose in
-:mod:`.guard` and :mod:`.shutdown`.
+:mod:`.slow_clients` and :mod:`.shutdown`.
 """
 
 from __future__ import annotations

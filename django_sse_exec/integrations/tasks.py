@@ -34,8 +34,11 @@ Django's framework has no retry of its own yet, so a result whose execution had
 already ended (failed, or ended as lost) runs unreported (logged).
 
 While the function runs the execution holds a lease (see
-:mod:`django_sse_exec.leases`): if the worker process is killed, the execution
-ends as ``lost`` about ``LEASE_TTL`` seconds later.
+:mod:`django_sse_exec.execution.leases`): if the worker process is killed, the execution
+ends as ``lost`` about ``LEASE_TTL`` seconds later. Reporting problems (the
+store unreachable, the execution closed meanwhile) are logged and never fail the
+task itself; ``progress`` is sent at most every :data:`PROGRESS_INTERVAL`
+seconds (the last step always goes out).
 
 Cancel: once someone asked to cancel the execution (its ``cancel_url``), the
 run's next report raises :class:`~django_sse_exec.exceptions.ExecutionCancelled`
@@ -45,10 +48,7 @@ exception ends the task (the framework records it as failed: it has no
 cancelled state). Its events are keyed (see :mod:`django_sse_exec.execution.keys`),
 and a run that finds progress of an earlier attempt in the log shows its own
 only once it gets further than that, so a result run again never shows the
-same progress twice. Reporting problems (the
-store unreachable, the execution closed meanwhile) are logged and never fail the
-task itself; ``progress`` is sent at most every :data:`PROGRESS_INTERVAL`
-seconds (the last step always goes out).
+same progress twice.
 """
 
 from __future__ import annotations

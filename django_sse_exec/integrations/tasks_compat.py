@@ -61,7 +61,7 @@ def framework() -> ModuleType:
     if backport is None:
         raise ImproperlyConfigured(
             f"Django {django.get_version()} has no django.tasks: install the backport "
-            "(pip install 'django-sse-exec[tasks]', which brings django-tasks) or use Django 6.0+")
+            "(the [tasks] extra, which brings django-tasks) or use Django 6.0+")
     return backport
 
 

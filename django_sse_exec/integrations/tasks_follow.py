@@ -22,8 +22,11 @@ prefixes of the tasks' dotted paths (``["myapp.tasks."]``). Progress tasks
 (:mod:`.tasks`) report their own runs; the setting only adds their queued step.
 Every process reads the log to know the execution's state (the three signals come
 from different processes), and reporting problems are logged, never raised into
-the backend. The receivers are connected when :mod:`django_sse_exec.tasks` is
-imported (:func:`connect`).
+the backend (an invalid ``SSE_EXEC`` follows nothing: check ``E016`` names it).
+The receivers are connected (:func:`connect`) when the app starts with
+``FOLLOW_TASKS`` set (:meth:`~django_sse_exec.apps.SSEExecConfig.ready`), and
+whenever :mod:`django_sse_exec.integrations.tasks` is imported (any module with a
+progress task imports it).
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from ..api import close_sse_connections, send_sse_event
+from ..conf import sse_settings
 from ..execution.keys import lifecycle_key
 from ..execution.leases import Lease, hold_lease
 from ..execution.snapshot import get_execution_state
@@ -50,8 +54,16 @@ _leases: dict[str, Lease] = {}
 
 
 def follow_setting() -> Any:
-    """``SSE_EXEC["FOLLOW_TASKS"]`` (``False`` when unset)."""
-    return getattr(settings, "SSE_EXEC", {}).get("FOLLOW_TASKS", False)
+    """``SSE_EXEC["FOLLOW_TASKS"]``: ``False`` (the default), ``True`` or a list of prefixes.
+
+    ``False`` while ``SSE_EXEC`` holds an invalid value (logged): a task is never
+    failed by the app's configuration.
+    """
+    try:
+        return sse_settings.FOLLOW_TASKS
+    except ImproperlyConfigured as exc:
+        logger.warning("tasks are not followed: %s", exc)
+        return False
 
 
 def followed(task: Any) -> bool:
@@ -59,7 +71,7 @@ def followed(task: Any) -> bool:
     setting = follow_setting()
     if setting is True:
         return True
-    if not setting or isinstance(setting, str):
+    if not setting:
         return False
     path = str(getattr(task, "module_path", ""))
     return any(path.startswith(prefix) for prefix in setting)

@@ -6,7 +6,7 @@ Every send and close goes through the process's :class:`Delivery`, picked by
 =====================  ==========================================================
 :class:`Delivery`      log in the store, then ``group_send`` (memory store, or any
                        layer that is not channels_redis). Sync callers run it on
-                       the server's loop or the private loop (:mod:`.runner`).
+                       the server's loop or the private loop (:mod:`~django_sse_exec.runtime.sync`).
 :class:`LoggedThenPublished`  Redis store and a channels_redis layer whose messages
                        Redis cannot deliver itself: sync callers log with one
                        blocking round trip and hand the message to the ordered

@@ -35,7 +35,7 @@ class Publisher:
 
     ``submit`` appends to a bounded backlog and returns at once; one drain task
     on the private loop takes up to ``BATCH`` messages at a time and sends them
-    with :func:`~django_sse_exec.layer.access.group_send_in_order` (one pipelined round
+    with :func:`~django_sse_exec.layer.redis.batches.group_send_in_order` (one pipelined round
     trip on the pub/sub layer). Thread-safe.
     """
 

@@ -253,7 +253,7 @@ class Store:
         """The first id of a log created under ``epoch``."""
         return epoch * EPOCH_SPAN + 1
 
-    # -- operations: leases and listing (see leases.py and the admin page) ----
+    # -- operations: leases and listing (see execution/leases.py and the admin page) ----
 
     async def hold_lease(self, execution_id: str, ttl: float) -> bool:
         """Take or renew the execution's lease until ``ttl`` seconds from now.

@@ -11,7 +11,7 @@ is shared with streams of many executions, in :mod:`django_sse_exec.streams.live
 
 Streams also end on purpose — on shutdown, when rotated after
 ``MAX_STREAM_LIFETIME``, or when their client stops taking bytes (see
-:meth:`~django_sse_exec.hub.hub.Hub.drop`) — always between two events, so the
+:func:`~django_sse_exec.hub.slow_clients.drop`) — always between two events, so the
 client's reconnect with ``Last-Event-ID`` resumes without loss or repeat. The
 ``retry:`` they send is jittered per stream so clients dropped together spread
 their reconnects.

@@ -81,7 +81,8 @@ def sse_exec_progress(execution: "str | ExecutionState", user: Any = None,
     execution that has ended renders without a stream. ``cancel=True`` adds a
     Cancel button (a signed :func:`~django_sse_exec.cancel_url`, bound like the
     stream's token: render it only for those who may cancel). Restyle it by
-    overriding the ``django_sse_exec/*.html`` templates (see the README).
+    overriding the ``django_sse_exec/*.html`` templates (see :doc:`/howto/htmx`,
+    "Restyling").
     """
     state = execution if isinstance(execution, ExecutionState) else get_execution_state(execution)
     return render_to_string("django_sse_exec/progress.html",

@@ -2,10 +2,10 @@
 
 One :class:`Mux` per stream holds every execution's position as the cursor
 that goes out as each frame's ``id:``; one :class:`MultiRender` per execution
-frames its events with that cursor (:mod:`.multiwire`), advancing its own
-position as it frames. Kept apart from the connect rules (:mod:`.multi`) so the
-HTML representation (:mod:`.multihtml`) and feeds (:mod:`.feedstream`) build
-on it without importing those.
+frames its events with that cursor (:mod:`django_sse_exec.wire.many`), advancing
+its own position as it frames. Kept apart from a set's stream (:mod:`.sets`) so
+the HTML representation (:mod:`.html`), which that stream uses, and feeds
+(:mod:`.feeds`) build on it without importing it.
 """
 
 from __future__ import annotations

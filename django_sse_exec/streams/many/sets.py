@@ -47,7 +47,7 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
                             entry_point: str = "view") -> Outcome:
     """Connect a stream of the fixed set ``?ids=`` (404 malformed, 403, 204 all closed).
 
-    ``?format=html`` sends each execution's state as HTML (:mod:`.multihtml`).
+    ``?format=html`` sends each execution's state as HTML (:mod:`.html`).
     """
     execution_ids = parse_ids(ids, multi_max())
     if execution_ids is None:
@@ -81,7 +81,7 @@ async def first_pages(store: Store, cursors: list[Cursor]) -> list[LogSlice]:
     """The first page of each execution's log past its cursor, read together.
 
     Read after subscribing (the seam between replay and live, see
-    :mod:`.streaming`); a stream of a hundred executions makes one round of
+    :mod:`django_sse_exec.streams.live`); a stream of a hundred executions makes one round of
     concurrent reads to start, not a hundred in a row.
     """
     return await asyncio.gather(*(store.read(c.execution_id, after=c.last_sent,

@@ -16,14 +16,13 @@ import time
 from typing import Any
 
 from .conf import sse_settings
-from .execution.vocabulary import EXECUTION_RESUMED
 from .hub.running import get_hub
 from .layer.access import get_layer
 from .layer.names import group_name
 from .runtime.sync import run_sync
 from .sending.delivery import aget_delivery, get_delivery
 from .store import get_store
-from .store.base import NOTICE, REPORT, Appended
+from .store.base import EXECUTION_RESUMED, NOTICE, REPORT, Appended
 from .telemetry import metrics
 from .wire import encode_data, validate_event_name, validate_execution_id
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conf import sse_settings
+from ..store.base import EXECUTION_RESUMED
 from ..wire import encode_data
 from .error_detail import describe_exception
 
@@ -28,7 +29,6 @@ EXECUTION_CANCEL_REQUESTED = "execution-cancel-requested"
 #: No report for ``STALL_AFTER`` seconds: ``{executionId, lastReportAt, after}``; then,
 #: at the next report, ``execution-resumed {executionId, at}`` (see :mod:`.stalls`).
 EXECUTION_STALLED = "execution-stalled"
-EXECUTION_RESUMED = "execution-resumed"
 
 #: An event to send: its name and its (JSON-serialisable) data.
 Message = tuple[str, dict[str, Any]]

@@ -57,6 +57,8 @@ NOTICE = "notice"
 CANCEL = "cancel"
 STALLED = "stalled"
 KINDS = (REPORT, NOTICE, CANCEL, STALLED)
+#: The notice a sender sends when its report ended a stall (``Appended.resumed``).
+EXECUTION_RESUMED = "execution-resumed"
 
 
 class Appended(int):

@@ -15,7 +15,8 @@ from tests.helpers import names
 from tests.sse import SSEClient
 from tests.test_cancel_workers import worker  # noqa: F401  (fixture)
 from tests.test_celery_reporting import on_redis, setup, sig, web  # noqa: F401
-from tests.workers import delete_keys, redis_env, run_sender
+from tests.test_multiprocess import LAYERS, redis_setup  # noqa: F401  (fixture)
+from tests.workers import run_sender
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,24 +36,21 @@ emit(ids)
 """
 
 
-@pytest.mark.parametrize("layer", ["redis", "pubsub"])
-async def test_a_repeated_key_is_neither_logged_nor_delivered(layer, requires_redis, make_server,
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_a_repeated_key_is_neither_logged_nor_delivered(layer, redis_setup, make_server,
                                                               url_for, execution_id):
-    env = redis_env(requires_redis, layer)
-    try:
-        srv = make_server("daphne", env=env)
-        async with SSEClient(url_for(srv, execution_id)) as client:
-            await client.read_chunk()
-            ids = await asyncio.to_thread(run_sender, env, SENDER.format(execution_id=execution_id))
-            events = await client.wait_for(lambda got: "end" in names(got))
-        assert ids == [1, 1, 2, 1, 3, 3]  # a repeated key answers its first event's id
-        assert [(e.event, e.int_id, e.json["n"]) for e in events] == [
-            ("a", 1, 1), ("b", 2, 3), ("c", 3, 5), ("end", 4, 7)]
-        async with SSEClient(url_for(srv, execution_id)) as replay:
-            again = await replay.wait_for(lambda got: len(got) >= 4)
-        assert [e.int_id for e in again] == [1, 2, 3, 4]
-    finally:
-        delete_keys(requires_redis, env["TEST_KEY_PREFIX"])
+    env = redis_setup(layer)
+    srv = make_server("daphne", env=env)
+    async with SSEClient(url_for(srv, execution_id)) as client:
+        await client.read_chunk()
+        ids = await asyncio.to_thread(run_sender, env, SENDER.format(execution_id=execution_id))
+        events = await client.wait_for(lambda got: "end" in names(got))
+    assert ids == [1, 1, 2, 1, 3, 3]  # a repeated key answers its first event's id
+    assert [(e.event, e.int_id, e.json["n"]) for e in events] == [
+        ("a", 1, 1), ("b", 2, 3), ("c", 3, 5), ("end", 4, 7)]
+    async with SSEClient(url_for(srv, execution_id)) as replay:
+        again = await replay.wait_for(lambda got: len(got) >= 4)
+    assert [e.int_id for e in again] == [1, 2, 3, 4]
 
 
 async def test_a_celery_retry_shows_its_progress_once(worker, web, on_redis,  # noqa: F811

@@ -133,6 +133,7 @@ def test_a_group_rolls_up_and_stops_whole(worker, web, on_redis, execution_id): 
     assert "task-complete" not in kinds and "execution-complete" not in kinds
     wait_until_sync(lambda: worker.log().count("raised expected: ExecutionCancelled") >= 3, 20,
                     "every member stopped")
+    assert "Tasks flagged as revoked" in worker.log()  # the first to stop revoked the others
 
 
 def test_a_chains_queued_tasks_never_run(worker, web, on_redis, execution_id):  # noqa: F811

@@ -100,3 +100,20 @@ def test_keyed_false_sends_every_event(execution_id):
         with ExecutionReporter(execution_id, close=False, keyed=False) as report:
             report.progress(1, 1)
     assert names(logged(execution_id)).count("progress") == 2
+
+
+def test_a_silent_execution_is_stalled_and_resumed_but_never_a_feed(settings, execution_id):
+    import time
+
+    from django_sse_exec import add_to_feed, check_stalls, send_sse_event
+
+    settings.SSE_EXEC = {"STORE": "memory", "STALL_AFTER": 0.2}
+    add_to_feed(f"user:{execution_id}", execution_id)
+    send_sse_event(execution_id, "progress", {"progress": 1, "total": 2})
+    time.sleep(0.3)
+    assert check_stalls() == [execution_id]  # the feed's log is no execution
+    assert check_stalls() == []  # announced once
+    send_sse_event(execution_id, "progress", {"progress": 2, "total": 2})
+    events = logged(execution_id)
+    assert names(events) == ["progress", "execution-stalled", "progress", "execution-resumed"]
+    assert events[1][1]["after"] == 0.2 and events[3][1]["executionId"] == execution_id

@@ -164,6 +164,7 @@ class TaskReporter(ExecutionReporter):
         ``execution-cancelled``.
         """
         cancelled = isinstance(error, (asyncio.CancelledError, ExecutionCancelled))
+        self._finishing = True  # the run is over: a cancel request must not stop its end
         if not cancelled:
             for message in end(self.state, self.task_id, attempt=self.attempt, error=error):
                 await self._emit(message)

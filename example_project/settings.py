@@ -123,6 +123,21 @@ else:
         }
     }
 
+# Who may read /metrics besides logged-in staff users (the metrics are operational
+# data; example_project/metrics_access.py): a scraper that sends
+# "Authorization: Bearer <DEMO_METRICS_TOKEN>", or one whose address, as the server
+# sees it, is in DEMO_METRICS_ADDRESSES (comma-separated in the environment). Both
+# empty by default: staff only. Behind a proxy every client has the proxy's address
+# unless the server takes it from X-Forwarded-For (daphne --proxy-headers).
+DEMO_METRICS_TOKEN = os.environ.get("DEMO_METRICS_TOKEN", "")
+DEMO_METRICS_ADDRESSES = [a.strip() for a in os.environ.get("DEMO_METRICS_ADDRESSES", "").split(",")
+                          if a.strip()]
+
+# Executions one visitor (one client address) may start per minute, on either
+# dashboard; past it, 429 with Retry-After (example_project/demo/limits.py). Counted
+# per web process, like DEMO_MAX_RUNNING (the executions running at once).
+DEMO_STARTS_PER_MINUTE = int(os.environ.get("DEMO_STARTS_PER_MINUTE", "10"))
+
 SSE_EXEC: dict[str, object] = {
     "KEEPALIVE": float(os.environ.get("SSE_KEEPALIVE", "15")),
     # An execution silent this long is shown as stalled (the demo's "stall" option).

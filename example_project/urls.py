@@ -4,12 +4,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from django_sse_exec.telemetry.metrics import metrics_view
+from .metrics_access import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Operational data: expose it to your scraper only (network policy or proxy rule).
-    path("metrics", metrics_view),
+    # Operational data: staff or the configured scraper only (metrics_access.py, settings).
+    path("metrics", metrics),
     path("sse/", include("django_sse_exec.urls")),
     path("", include("example_project.demo.urls")),
 ]

@@ -71,6 +71,13 @@ if os.environ.get("TEST_DAPHNE_VERSION"):  # play a daphne the slow-client guard
 
     daphne.__version__ = os.environ["TEST_DAPHNE_VERSION"]
 
+# The example project's /metrics is for staff or a configured scraper: the tests'
+# scrapes come from this address (TEST_METRICS_ADDRESSES="" tries the default, staff only).
+DEMO_METRICS_ADDRESSES = [a for a in os.environ.get("TEST_METRICS_ADDRESSES", "127.0.0.1").split(",")
+                          if a]
+# Tests start many executions from one address: the demo's rate limit only where asked.
+DEMO_STARTS_PER_MINUTE = int(os.environ.get("DEMO_STARTS_PER_MINUTE", "100000"))
+
 # No retry jitter unless a test asks for it, so the preamble is predictable.
 SSE_EXEC = {"KEY_PREFIX": _prefix, "RETRY_JITTER_MS": 0,
             **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}

@@ -120,6 +120,12 @@ def test_staff_list_search_open_and_close_an_execution(browser, admin_server):  
     page.wait_for_selector("#events")
     assert [r.get_attribute("data-event") for r in page.locator("tr.event-row").all()] == [
         "task-start", "execution-start"]
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#close-execution")  # asked first (admin-confirm.js): dismissed, nothing closes
+    page.wait_for_timeout(500)
+    assert asked == [f"Close {live}? Every stream gets stream-closed."]
+    assert page.locator("#execution-state").inner_text() == "open"
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#close-execution")
     page.wait_for_selector("text=stream-closed is event 3")

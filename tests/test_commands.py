@@ -220,3 +220,97 @@ def test_tail_url_unreachable(execution_id):
     result = manage("sse_tail", execution_id, "--url", f"http://127.0.0.1:{free_port()}",
                     env={"TEST_LAYER": "memory"})
     assert result.returncode == 1 and "cannot reach" in result.stderr
+
+
+# -- what sse_tail prints is safe for a terminal -----------------------------------------
+
+#: A window title, a screen clear, a C1 CSI, a right-to-left override and an isolate, DEL.
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\u2066\x7f"
+
+
+def test_escape_controls_escapes_exactly_the_unsafe_characters():
+    from django_sse_exec.management.terminal import UNSAFE, escape_controls
+
+    assert escape_controls("plain – ünïcode, \\x1b stays") == "plain – ünïcode, \\x1b stays"
+    assert escape_controls("a\x1bb\tc\nd\re\x00") == "a\\x1bb\\x09c\\x0ad\\x0de\\x00"
+    assert escape_controls("\x7f\x80\x9b\x9f\xa0") == "\\x7f\\x80\\x9b\\x9f\xa0"
+    assert escape_controls("\u202a\u202e\u2066\u2069\u200e\u200f\u061c\u2028\u2029") == (
+        "\\u202a\\u202e\\u2066\\u2069\\u200e\\u200f\\u061c\\u2028\\u2029")
+    assert escape_controls("\x9b\u202e\x7f", json=True) == "\\u009b\\u202e\\u007f"
+    text = "".join(chr(c) for c in range(0x3000) if not 0xD800 <= c < 0xE000)
+    for escaped in (escape_controls(text), escape_controls(json.dumps(text, ensure_ascii=False), json=True)):
+        assert not UNSAFE.search(escaped)
+    # A JSON line stays JSON that means the same.
+    assert json.loads(escape_controls(json.dumps(text, ensure_ascii=False), json=True)) == text
+
+
+def assert_printable(out: str) -> None:
+    from django_sse_exec.management.terminal import UNSAFE
+
+    for line in out.splitlines():
+        assert not UNSAFE.search(line), repr(line)
+
+
+def test_tail_escapes_event_data(redis_setup, execution_id):
+    env = redis_setup.env
+    sent = manage("sse_send", execution_id, "evil", json.dumps({"name": HOSTILE}), "--close", env=env)
+    assert sent.returncode == 0, sent.stderr
+    code, out, err = finish(spawn("sse_tail", execution_id, env=env))
+    assert code == 0, err
+    assert_printable(out)
+    first = out.splitlines()[0]
+    # (JSON had escaped the C0 controls already; the C1, DEL and bidi ones are escaped now.)
+    assert first == '1 evil {"name":"\\u001b]0;owned\\u0007\\u001b[2J\\x9b31m\\u202egnp.exe\\u2066\\x7f"}'
+    code, out, err = finish(spawn("sse_tail", execution_id, "--json", env=env))
+    assert code == 0, err
+    assert_printable(out)
+    assert json.loads(out.splitlines()[0])["data"] == {"name": HOSTILE}  # exactly what was sent
+
+
+def test_tail_escapes_what_a_remote_server_writes(execution_id):
+    """A server that is not ours: controls in its ``id:`` and ``event:`` lines and its data."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.server import free_port
+
+    body = (f"id: 7{HOSTILE}\nevent: x{HOSTILE}\ndata: raw {HOSTILE}\r\n\n"
+            "id: 8\nevent: stream-closed\ndata: {}\n\n").encode()
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if "refuse" in self.path:
+                self.send_response(403)
+                self.end_headers()
+                self.wfile.write(f"no {HOSTILE}".encode())
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        env = {"TEST_LAYER": "memory"}
+        result = manage("sse_tail", execution_id, "--url", base, "--timeout", "30", env=env)
+        assert result.returncode == 0, result.stderr
+        assert_printable(result.stdout)
+        assert result.stdout.splitlines()[0] == (
+            "7\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202egnp.exe\\u2066\\x7f "
+            "x\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202egnp.exe\\u2066\\x7f "
+            "raw \\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202egnp.exe\\u2066\\x7f")
+        result = manage("sse_tail", execution_id, "--url", base, "--json", "--timeout", "30", env=env)
+        assert result.returncode == 0, result.stderr
+        assert_printable(result.stdout)
+        assert json.loads(result.stdout.splitlines()[0]) == {
+            "id": f"7{HOSTILE}", "event": f"x{HOSTILE}", "data": f"raw {HOSTILE}"}
+        refused = manage("sse_tail", "refuse", "--url", base, env=env)
+        assert refused.returncode == 1 and "HTTP 403 no \\x1b]0;owned" in refused.stderr
+        assert_printable(refused.stderr)
+    finally:
+        server.shutdown()

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -99,8 +100,8 @@ async def test_an_execution_sent_by_another_process_gets_no_stream_url(demo):
         assert 'data-stream-url=""' in forged.text
         shared = client.get("/", params={"execution": execution_id, "token": link})
         assert f'data-stream-url="/sse/executions/{execution_id}/events?token=' in shared.text
-        # ... and the browser keeps that access
-        assert client.get(f"/demo/executions/{execution_id}").status_code == 200
+        # ... for as long as the link's token, and no more (see the share-link test)
+        assert client.get(f"/demo/executions/{execution_id}").status_code == 404
 
 
 async def test_one_browser_cannot_see_or_cancel_another_browsers_execution(demo):
@@ -139,6 +140,53 @@ async def test_a_logged_in_user_gets_user_bound_tokens_and_only_their_executions
         client.post("/control/login", json={"username": f"v-{uuid.uuid4().hex[:8]}"})
         assert client.get(f"/demo/executions/{started['executionId']}").status_code == 404
         assert client.get("/demo/executions").json()["executions"] == []
+
+
+def stream_token_of(page: str) -> str:
+    """The token of the stream URL a page (either dashboard) hands its browser."""
+    url = re.search(r'(?:data-stream-url|sse-connect)="([^"]+)"', page).group(1)
+    return parse_qs(urlsplit(url.replace("&amp;", "&")).query)["token"][0]
+
+
+async def test_a_share_link_grants_viewing_for_its_lifetime_and_never_cancel(demo):
+    """The finding: a read-only share link granted cancel rights and outlived its token
+    (the page remembered the execution in the ownership cookie and minted new tokens)."""
+    from django_sse_exec import stream_url
+
+    with browser(demo) as alice, browser(demo) as bob:
+        execution_id = start(alice, tasks=60, delayMs=500)["executionId"]
+        try:
+            link = parse_qs(urlsplit(stream_url(execution_id, max_age=4)).query)["token"][0]
+            for page in ("/", "/htmx/"):
+                shared = bob.get(page, params={"execution": execution_id, "token": link})
+                assert shared.status_code == 200 and stream_token_of(shared.text) == link
+                assert "demo_executions" not in shared.headers.get("set-cookie", "")
+                assert "Cancel</button>" not in shared.text  # no widget button,
+                assert "cancel?token=" not in shared.text  # and no cancel URL for the script
+                cache = shared.headers["cache-control"]
+                assert "no-store" in cache and "private" in cache, cache
+            # Viewing only: no status API, no cancel on either dashboard, nothing without the link.
+            assert bob.get(f"/demo/executions/{execution_id}").status_code == 404
+            assert cancel(bob, execution_id).status_code == 403
+            bob.get("/htmx/")  # a CSRF token of bob's own is no cancel grant either
+            assert bob.post(f"/sse/executions/{execution_id}/cancel", data={
+                "csrfmiddlewaretoken": bob.cookies["csrftoken"]},
+                headers={"Referer": f"{demo.base_url}/htmx/"}).status_code == 403
+            assert alice.get(f"/demo/executions/{execution_id}").json()["status"] == "running"
+            for page in ("/", "/htmx/"):
+                again = bob.get(page, params={"execution": execution_id}).text
+                assert f"executions/{execution_id}/events" not in again
+            # While the token lives, its stream works; once it expires, stream and link are dead.
+            async with SSEClient(demo.base_url + f"/sse/executions/{execution_id}/events?token={link}") as live:
+                assert live.response.status_code == 200
+            time.sleep(5)
+            async with SSEClient(demo.base_url + f"/sse/executions/{execution_id}/events?token={link}") as late:
+                assert late.response.status_code == 403
+            for page in ("/", "/htmx/"):
+                expired = bob.get(page, params={"execution": execution_id, "token": link})
+                assert f"executions/{execution_id}/events" not in expired.text
+        finally:
+            assert cancel(alice, execution_id).status_code == 202
 
 
 # -- 3. cross-site requests, inputs, caps ---------------------------------------
@@ -272,3 +320,62 @@ def test_debug_page_masks_redis_broker_and_layer_passwords():
         safe = get_default_exception_reporter_filter().get_safe_settings()
     assert password not in repr(safe)
     assert safe["REDIS_URL"] == safe["CELERY_BROKER_URL"] == "********************"
+
+
+# -- 5. /metrics and the rate of starts ------------------------------------------------
+
+METRICS_TOKEN = "scrape-me-" + uuid.uuid4().hex
+SCRAPER_ADDRESS = "10.9.9.9"
+
+
+@pytest.fixture(scope="module")
+def locked(db_env: dict[str, str]) -> Iterator[Server]:
+    """The example project's defaults for /metrics (staff only) plus a token and an
+    address, 3 starts a minute, and client addresses from X-Forwarded-For (so a test
+    can be several visitors)."""
+    env = {**db_env, "TEST_METRICS_ADDRESSES": SCRAPER_ADDRESS, "DEMO_METRICS_TOKEN": METRICS_TOKEN,
+           "DEMO_STARTS_PER_MINUTE": "3"}
+    with Server("daphne", env=env, extra_args=["--proxy-headers"]) as srv:
+        yield srv
+
+
+def test_metrics_answer_only_staff_or_the_configured_scraper(locked):
+    """The finding: /metrics was open to anyone."""
+    with browser(locked) as client:
+        assert client.get("/metrics").status_code == 403
+        for header in (f"Bearer {METRICS_TOKEN}x", f"Basic {METRICS_TOKEN}", "Bearer"):
+            assert client.get("/metrics", headers={"Authorization": header}).status_code == 403
+        scrape = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert scrape.status_code == 200 and "sse_exec_" in scrape.text
+        assert client.get("/metrics", headers={"X-Forwarded-For": SCRAPER_ADDRESS}).status_code == 200
+        assert client.get("/metrics", headers={"X-Forwarded-For": "10.9.9.8"}).status_code == 403
+        client.post("/control/login", json={"username": f"n-{uuid.uuid4().hex[:8]}"})
+        assert client.get("/metrics").status_code == 403  # logged in, not staff
+        client.post("/control/login", json={"username": f"s-{uuid.uuid4().hex[:8]}", "staff": True})
+        assert client.get("/metrics").status_code == 200
+
+
+def test_the_example_projects_own_defaults():
+    """Staff only for /metrics, 10 starts a minute per visitor, unless configured."""
+    shown = settings_of({}, "print(settings.DEMO_METRICS_TOKEN == '', settings.DEMO_METRICS_ADDRESSES,"
+                            " settings.DEMO_STARTS_PER_MINUTE)")
+    assert shown.stdout.split() == ["True", "[]", "10"], shown.stderr
+
+
+def test_starts_are_rate_limited_per_visitor(locked):
+    """Three starts a minute for one visitor, on either dashboard; another visitor is not held up."""
+    visitor = {"X-Forwarded-For": "10.1.1.1"}
+    with browser(locked) as client:
+        for _ in range(3):
+            resp = client.post("/demo/executions", json={"tasks": 1, "delayMs": 0}, headers=visitor)
+            assert resp.status_code == 201, resp.text
+        over = client.post("/demo/executions", json={"tasks": 1, "delayMs": 0}, headers=visitor)
+        assert over.status_code == 429 and "at most 3 starts a minute" in over.json()["error"]
+        assert 1 <= int(over.headers["retry-after"]) <= 60
+        client.get("/htmx/", headers=visitor)
+        form = client.post("/htmx/start", headers={**visitor, "Referer": f"{locked.base_url}/htmx/"},
+                           data={"csrfmiddlewaretoken": client.cookies["csrftoken"], "tasks": "1"})
+        assert form.status_code == 429 and "at most 3 starts a minute" in form.text
+        other = client.post("/demo/executions", json={"tasks": 1, "delayMs": 0},
+                            headers={"X-Forwarded-For": "10.1.1.2"})
+        assert other.status_code == 201

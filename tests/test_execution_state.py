@@ -116,6 +116,35 @@ async def test_reads_every_page(execution_id):
     assert log.events[0] == Event(3, "step", "2")
 
 
+async def test_fold_reads_page_by_page_and_lean_keeps_the_vocabulary_only(execution_id):
+    import json
+
+    from django_sse_exec.execution.snapshot import fold_log
+
+    store = MemoryStore(page_events=3)
+    reads: list[int] = []
+    read = store.read
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return await read(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.read = counted  # type: ignore[method-assign]
+    await store.append(execution_id, "execution-start", json.dumps({"totalTasks": 4}))
+    for n in range(1, 5):
+        await store.append(execution_id, "task-complete" if n != 3 else "task-fail", json.dumps({
+            "taskId": f"t{n}", "status": "success" if n != 3 else "failed", "duration": n,
+            "progress": n, "total": 4, "output": "x" * 1000}))
+    full, lean = await fold_log(store, execution_id), await fold_log(store, execution_id, lean=True)
+    assert len(reads) == 4  # two reads each: pages of three events
+    for state in (full, lean):
+        assert (state.last_event_id, state.completed, state.failed, state.percent) == (5, 4, 1, 100)
+        assert [t.status for t in state.tasks.values()] == ["success", "success", "failed", "success"]
+    assert full.results[0]["output"] == "x" * 1000
+    assert lean.results[0] == {"taskId": "t1", "status": "success", "duration": 1, "progress": 1,
+                               "total": 4}
+
+
 def test_check_warns_when_the_templates_cannot_be_found(settings):
     from django.core.checks import run_checks
 

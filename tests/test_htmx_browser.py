@@ -1,7 +1,8 @@
 """The progress widget in real headless Chromium with the real htmx files, against real daphne.
 
 The pages have no script of their own: only ``{% sse_exec_scripts %}`` (htmx
-2.0.11 and htmx-ext-sse 2.2.4, vendored from npm) and ``{% sse_exec_progress %}``.
+2.0.11 and htmx-ext-sse 2.2.4, vendored from npm, and the widget's helper) and
+``{% sse_exec_progress %}``.
 They reach 100 % with the right summary, reload mid-run straight into the same
 state, stop requesting the stream after ``stream-closed``, agree across tabs,
 and show a refused stream instead of retrying it. htmx 4's built-in
@@ -21,7 +22,9 @@ from tests.helpers import wait_until_sync
 from tests.server import Server
 from tests.test_browser import ARTIFACTS, TIMEOUT_MS, browser, open_tabs  # noqa: F401  (browser: the module's Chromium)
 
-VENDOR = "/static/django_sse_exec/vendor/"
+#: Where every script of the pages comes from: the app's static files (htmx, its SSE
+#: extension, the widget's helper), none of the page's own.
+APP_STATIC = "/static/django_sse_exec/"
 BODY = ".sse-exec__body"
 
 
@@ -125,7 +128,7 @@ def tabs(browser: Any) -> Any:  # noqa: F811
 def test_page_without_script_of_its_own_reaches_100_percent(server, tabs, execution_id):
     tab = tabs(f"{server.base_url}/test/htmx/{execution_id}").open()
     scripts = tab.page.eval_on_selector_all("script", "els => els.map(e => e.src)")
-    assert len(scripts) == 2 and all(VENDOR in src for src in scripts), scripts
+    assert len(scripts) == 3 and all(APP_STATIC in src for src in scripts), scripts
     assert tab.page.eval_on_selector_all("script:not([src]), [onclick], [hx-on]", "els => els.length") == 0
     assert tab.body("data-status") == "pending"
     tab.page.wait_for_function("() => document.querySelector('.sse-exec')['htmx-internal-data']"
@@ -257,7 +260,7 @@ def test_htmx_4_does_not_retry_a_refused_stream(server, tabs, execution_id):
 def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server, tabs):
     tab = tabs(f"{server.base_url}/htmx/", width=1200).open()
     scripts = tab.page.eval_on_selector_all("script", "els => els.map(e => e.src)")
-    assert len(scripts) == 2 and all(VENDOR in src for src in scripts), scripts
+    assert len(scripts) == 3 and all(APP_STATIC in src for src in scripts), scripts
     tab.page.fill("input[name=tasks]", "10")
     tab.page.fill("input[name=fail_percent]", "20")
     tab.page.click(".speed label:has-text('Fast')")

@@ -66,7 +66,7 @@ def test_only_the_browser_that_started_it_gets_the_widget(demo):
             cache = page.headers["cache-control"]
             assert "no-store" in cache and "private" in cache, cache
             theirs = other.get(f"/htmx/?execution={execution_id}")
-            assert "token=" not in theirs.text and "sse-exec" not in theirs.text
+            assert "token=" not in theirs.text and 'class="sse-exec"' not in theirs.text
             assert "not started from this browser" in theirs.text
             # Another browser has no Cancel button, and no URL to post to: the run goes on.
             assert cancel(other, execution_id).status_code == 403

@@ -392,7 +392,19 @@ async def test_html_format_sends_each_executions_state_and_resumes(server, execu
     for e in ids:
         await asyncio.to_thread(server.close, e)
     async with SSEClient(url) as client:
-        events = await client.read_until_closed()  # ends when both closed, with no stream-closed
-    assert all(e.event.startswith("state:") for e in events)
+        events = await client.read_until_closed()  # ends when both closed
+    # No stream-closed per execution (htmx would close the whole connection at the
+    # first); one of the set's own at the very end, with no id (the cursor stays).
+    assert all(e.event.startswith("state:") for e in events[:-1])
+    assert events[-1].event == "stream-closed" and events[-1].id == events[-2].id
+    assert client.raw.rsplit(b"\n\n", 2)[-2].startswith(b"event: stream-closed\n")  # no id: line
+    async with SSEClient(url, {"Last-Event-ID": client.parser.last_event_id}) as client:
+        assert client.response.status_code == 204  # a reconnect after the end: nothing more
     async with httpx.AsyncClient() as http:
         assert (await http.get(multi_url(server, ids) + "&format=xml")).status_code == 400
+        # A feed serves JSON only: any other format is refused like a set's bad one.
+        feed = feed_url(server, f"user:{execution_id}")
+        for bad in ("xml", "html", "json&format=json"):
+            assert (await http.get(f"{feed}&format={bad}")).status_code == 400, bad
+        async with SSEClient(f"{feed}&format=json") as client:
+            assert client.response is not None and client.response.status_code == 200

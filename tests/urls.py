@@ -16,6 +16,7 @@ urlpatterns = [
     path("test/htmx/<str:execution_id>", views.htmx_page),
     path("test/htmx4/<str:execution_id>", views.htmx4_page),
     path("test/htmx-many/<str:ids>", views.htmx_many_page),
+    path("test/htmx-csp/<str:ids>", views.htmx_csp_page),
     path("control/lease-producer", views.lease_producer),
     path("control/lease-producer-kill", views.lease_producer_kill),
     path("", include("example_project.urls")),

@@ -30,19 +30,43 @@ async def read_all(store: Store, execution_id: str, after: int = 0,
     return LogSlice(events, last.last_id, head.first_id, last.closed)
 
 
+#: What a lean state keeps of each task result (``task-complete`` / ``task-fail`` data).
+RESULT_FIELDS = ("taskId", "taskTitle", "status", "duration", "error", "attempt", "progress",
+                 "total", "skipped")
+
+
+async def fold_log(store: Store, execution_id: str, *, lean: bool = False) -> ExecutionState:
+    """The state the retained log describes, read and applied one page at a time.
+
+    Only one page of the log (the store's ``page_events`` / ``page_bytes``) is
+    held at once, whatever the log's length. With ``lean``, each task result
+    keeps only the vocabulary's fields (:data:`RESULT_FIELDS`), not the other
+    keys a producer put in its payload (an output, a report): what a widget
+    shows, in memory that does not grow with what the events carry.
+    """
+    state = ExecutionState(execution_id)
+    async for page in store.pages(execution_id):
+        kept = len(state.results)
+        for event in page.events:
+            state.apply_event(event)
+        if lean:
+            state.results[kept:] = [{k: r[k] for k in RESULT_FIELDS if k in r}
+                                    for r in state.results[kept:]]
+        state.last_event_id = max(state.last_event_id, page.last_id)
+    return state
+
+
 async def aget_execution_state(execution_id: str) -> ExecutionState:
     """The execution's state rebuilt from its logged events (no I/O besides the read).
 
     An execution nothing was sent to yet is ``pending`` with ``last_event_id``
     0. Only the retained history (``HISTORY_MAX_EVENTS``) is replayed: for an
-    execution with more events, counts start at the oldest retained one.
+    execution with more events, counts start at the oldest retained one. The
+    log is read page by page (:func:`fold_log`).
     Raises ``ValueError``/``TypeError`` for an invalid execution id.
     """
     validate_execution_id(execution_id)
-    log = await read_all(get_store(), execution_id)
-    state = ExecutionState.from_events(execution_id, log.events)
-    state.last_event_id = max(state.last_event_id, log.last_id)
-    return state
+    return await fold_log(get_store(), execution_id)
 
 
 def get_execution_state(execution_id: str) -> ExecutionState:
@@ -50,4 +74,4 @@ def get_execution_state(execution_id: str) -> ExecutionState:
     return run_sync("get_execution_state", aget_execution_state, execution_id)
 
 
-__all__ = ["aget_execution_state", "get_execution_state", "read_all"]
+__all__ = ["RESULT_FIELDS", "aget_execution_state", "fold_log", "get_execution_state", "read_all"]

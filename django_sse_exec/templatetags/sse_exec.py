@@ -9,14 +9,24 @@ Load them with ``{% load sse_exec %}``::
     {% sse_feed_url "user:42" user=request.user %}       {# every execution of a feed #}
 
     {% sse_exec_scripts %}                  {# htmx and its SSE extension, served by the app #}
+    {% sse_exec_scripts csp=True %}         {# the same, configured for a strict CSP #}
     {% sse_exec_progress execution_id %}    {# bar, task list, summary; live over SSE #}
     {% sse_exec_progress execution_id cancel=True %}   {# with a Cancel button #}
     {% sse_exec_progress_many ids %}        {# a widget each, all live over ONE stream #}
 
 The URL's characters (path of a validated id, ``?token=`` and URL-safe base64)
 need no escaping in HTML attributes or JavaScript string literals.
+
+The widgets embed a stream token: serve the pages that show them with
+``Cache-Control: no-store, private`` (``@never_cache``), as the app's own
+refresh view does. With the event store down they render an "unavailable,
+retrying" state (:class:`~django_sse_exec.render.widget.Unavailable`) rather
+than fail the page. They need no ``unsafe-eval`` and no inline style: under a
+Content-Security-Policy such as ``script-src 'self'; style-src 'self'`` load
+the scripts with ``{% sse_exec_scripts csp=True %}``.
 """
 
+import math
 from typing import Any
 
 from django import template
@@ -26,9 +36,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..auth.stream_urls import feed_stream_url, multi_stream_url, stream_url
-from ..execution.snapshot import get_execution_state
 from ..execution.state import ExecutionState
-from ..render.widget import many_context, progress_context
+from ..render.widget import Unavailable, get_widget_state, many_context, progress_context
 from ..wire import DEFAULT_FORMAT
 
 register = template.Library()
@@ -36,6 +45,12 @@ register = template.Library()
 #: The vendored scripts (see ``static/django_sse_exec/vendor/README.md``).
 HTMX_SCRIPT = "django_sse_exec/vendor/htmx-2.0.11.min.js"
 SSE_EXTENSION_SCRIPT = "django_sse_exec/vendor/htmx-ext-sse-2.2.4.min.js"
+#: The widget's own helper (a refused stream asks the refresh view; no eval needed).
+WIDGET_SCRIPT = "django_sse_exec/sse-exec-htmx.js"
+#: htmx's configuration under a strict Content-Security-Policy: nothing compiled
+#: with ``Function`` (``unsafe-eval``), no ``<style>`` element of htmx's own
+#: (``style-src 'unsafe-inline'``), no script run from swapped content.
+CSP_HTMX_CONFIG = '{"allowEval":false,"includeIndicatorStyles":false,"allowScriptTags":false}'
 
 
 @register.simple_tag
@@ -63,30 +78,52 @@ def sse_feed_url(feed: str, user: Any = None, max_age: float | None = None) -> s
 
 
 @register.simple_tag
-def sse_exec_scripts() -> SafeString:
-    """``<script>`` tags of htmx 2 and its SSE extension, as shipped with the app (deferred)."""
-    return format_html('<script src="{}" defer></script>\n<script src="{}" defer></script>',
-                       static(HTMX_SCRIPT), static(SSE_EXTENSION_SCRIPT))
+def sse_exec_scripts(csp: bool = False) -> SafeString:
+    """``<script>`` tags of htmx 2, its SSE extension and the widget's helper, as shipped with the app (deferred).
+
+    ``csp=True`` also configures htmx for a strict Content-Security-Policy
+    (a ``<meta name="htmx-config">`` before the scripts: :data:`CSP_HTMX_CONFIG`):
+    no ``unsafe-eval`` (``allowEval`` off: no ``hx-on``, no trigger filters, no
+    ``js:`` values anywhere on the page) and no inline ``<style>`` of htmx's
+    own (``includeIndicatorStyles`` off). A page with a ``htmx-config`` meta
+    of its own keeps the first one in the document.
+    """
+    meta = format_html('<meta name="htmx-config" content="{}">\n', CSP_HTMX_CONFIG) if csp else ""
+    return format_html('{}<script src="{}" defer></script>\n<script src="{}" defer></script>\n'
+                       '<script src="{}" defer></script>', meta, static(HTMX_SCRIPT),
+                       static(SSE_EXTENSION_SCRIPT), static(WIDGET_SCRIPT))
+
+
+def _read(execution: Any) -> ExecutionState | Unavailable:
+    """The state of ``execution`` (an id is read from the log; the store down is Unavailable)."""
+    if isinstance(execution, (ExecutionState, Unavailable)):
+        return execution
+    return get_widget_state(execution)
 
 
 @register.simple_tag
-def sse_exec_progress(execution: "str | ExecutionState", user: Any = None,
-                      max_age: float | None = None, cancel: bool = False) -> SafeString:
+def sse_exec_progress(execution: "str | ExecutionState | Unavailable", user: Any = None,
+                      max_age: float | None = None, token: str | None = None,
+                      cancel: bool = False) -> SafeString:
     """The progress widget of an execution: right on first paint, then live.
 
     ``execution`` is an execution id (the state is read from the log, so call
-    it from sync views) or an :class:`~django_sse_exec.ExecutionState` from
-    ``await aget_execution_state(id)`` (async views). ``user`` and ``max_age``
-    bind the stream's token as for :func:`~django_sse_exec.stream_url`. An
-    execution that has ended renders without a stream. ``cancel=True`` adds a
-    Cancel button (a signed :func:`~django_sse_exec.cancel_url`, bound like the
-    stream's token: render it only for those who may cancel). Restyle it by
-    overriding the ``django_sse_exec/*.html`` templates (see :doc:`/howto/htmx`,
-    "Restyling").
+    it from sync views) or what ``await aget_widget_state(id)``
+    (:func:`~django_sse_exec.render.widget.aget_widget_state`) or
+    ``await aget_execution_state(id)`` returned (async views). ``user`` and
+    ``max_age`` bind the stream's token as for :func:`~django_sse_exec.stream_url`;
+    ``token`` reuses a token instead (a link's that shared the execution: the
+    widget then lives as long as that token). An execution that has ended
+    renders without a stream; with the event store down, "unavailable,
+    retrying" (the stream brings the state once the store is back).
+    ``cancel=True`` adds a Cancel button (a signed
+    :func:`~django_sse_exec.cancel_url`, bound like the stream's token: render it
+    only for those who may cancel). Restyle it by overriding the
+    ``django_sse_exec/*.html`` templates (see :doc:`/howto/htmx`, "Restyling").
     """
-    state = execution if isinstance(execution, ExecutionState) else get_execution_state(execution)
     return render_to_string("django_sse_exec/progress.html",
-                            progress_context(state, user=user, max_age=max_age, cancel=cancel))
+                            progress_context(_read(execution), user=user, max_age=max_age,
+                                             token=token, cancel=cancel))
 
 
 @register.simple_tag
@@ -95,14 +132,23 @@ def sse_exec_progress_many(executions: Any, user: Any = None,
     """Progress widgets of several executions, all live over one connection.
 
     ``executions`` is a list of execution ids (or a comma-separated str; states
-    are read from the log, so call it from sync views) or of
-    :class:`~django_sse_exec.ExecutionState` (async views). At most
-    ``MULTI_STREAM_MAX`` of them; ``user`` and ``max_age`` bind the token.
+    are read from the log, so call it from sync views) or of what
+    ``aget_widget_state`` / ``aget_execution_state`` returned (async views).
+    At most ``MULTI_STREAM_MAX`` of them; ``user`` and ``max_age`` bind the
+    token. The stream ends, and the page stops asking for it, once every
+    execution has closed.
     """
     items = executions.split(",") if isinstance(executions, str) else list(executions)
-    states = [e if isinstance(e, ExecutionState) else get_execution_state(e) for e in items]
     return render_to_string("django_sse_exec/progress_many.html",
-                            many_context(states, user=user, max_age=max_age))
+                            many_context([_read(e) for e in items], user=user, max_age=max_age))
+
+
+@register.filter
+def sse_exec_percent(value: Any) -> int:
+    """``value`` as a whole percentage 0-100 (the bar's classes ``sse-exec-w<n>``, ``sse-exec-ok<n>``)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return 0
+    return max(0, min(100, int(value)))
 
 
 @register.filter

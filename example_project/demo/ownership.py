@@ -3,10 +3,15 @@
 Knowing an execution id must never be enough to read it, so the demo hands out
 stream URLs only for executions the caller started: their ids live in a signed
 cookie (no database needed), signed for the logged-in user (or for anonymous
-visitors) so a cookie minted for one user is worthless to another. A valid
-stream token in a shared link (``/?execution=<id>&token=<token>``, printed by
-``manage.py simulate_execution``) grants the same access, since only a holder
-of ``SECRET_KEY`` can mint one.
+visitors) so a cookie minted for one user is worthless to another.
+
+A valid stream token in a shared link (``/?execution=<id>&token=<token>``,
+printed by ``manage.py simulate_execution``) grants what the token grants and
+no more (:func:`shared_token`): viewing that execution, with that very token,
+for as long as the token lives. It never joins the cookie (so it never grants
+cancel, and a reload without the token shows nothing), and the page's stream
+URL carries the link's token rather than a new one (so the stream stops when
+the token expires).
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ from __future__ import annotations
 import json
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from django_sse_exec.auth.policies import check_token
 
 COOKIE = "demo_executions"
 #: The browser's own feed (anonymous visitors): ``browser:<this cookie's value>``.
@@ -79,3 +88,17 @@ def remember_feed(response: HttpResponse, request: HttpRequest, feed: str) -> No
     response.set_signed_cookie(FEED_COOKIE, feed.partition(":")[2], salt=FEED_COOKIE,
                                max_age=COOKIE_AGE, httponly=True, samesite="Strict",
                                secure=request.is_secure())
+
+
+def shared_token(request: HttpRequest, user: Any, execution_id: str) -> str | None:
+    """The request's ``?token=`` if it grants ``execution_id`` to this visitor, else None."""
+    token = request.GET.get("token")
+    if not execution_id or not token:
+        return None
+    user_pk = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    return token if check_token(token, execution_id, user_pk) is None else None
+
+
+def shared_stream_url(execution_id: str, token: str) -> str:
+    """The stream URL of a shared execution, with the link's own token (it lives no longer)."""
+    return reverse("django_sse_exec:stream", args=[execution_id]) + "?" + urlencode({"token": token})

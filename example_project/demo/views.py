@@ -15,8 +15,10 @@ caller started (:mod:`.ownership`), bound to the logged-in user if any; the POST
 endpoint accepts only ``Content-Type: application/json`` (415 otherwise), which
 a cross-site form cannot send and a cross-site script cannot send without a
 CORS preflight this app never answers; inputs are validated (400, never 500);
-at most :data:`MAX_RUNNING` executions run at once (429); pages and JSON that
-carry tokens are never cached.
+at most :data:`MAX_RUNNING` executions run at once and each visitor starts at
+most ``DEMO_STARTS_PER_MINUTE`` a minute (429, :mod:`.limits`); pages and JSON
+that carry tokens are never cached. A shared link (``&token=``) shows an
+execution for the token's lifetime, with that token, and grants no cancel.
 """
 
 from __future__ import annotations
@@ -39,10 +41,9 @@ from django_sse_exec import (
     feed_stream_url,
     stream_url,
 )
-from django_sse_exec.auth.policies import check_token
 from django_sse_exec.wire import is_valid_execution_id
 
-from . import executor, ownership
+from . import executor, limits, ownership
 
 #: Limits of what the dashboard may start.
 MAX_TASKS = 200
@@ -123,23 +124,27 @@ def index(request: HttpRequest) -> HttpResponse:
     execution_id = requested if is_valid_execution_id(requested) else ""
     user = request.user
     ids = ownership.owned(request, user)
-    granted = bool(execution_id) and (execution_id in ids or check_token(
-        request.GET.get("token"), execution_id,
-        user.pk if user.is_authenticated else None) is None)
+    token_user = ownership.user_of_token(user)
+    shared = None if execution_id in ids else ownership.shared_token(request, user, execution_id)
+    if execution_id and execution_id in ids:
+        stream = stream_url(execution_id, user=token_user)
+    elif shared is not None:  # a shared link: its own token, for its lifetime, never remembered
+        stream = ownership.shared_stream_url(execution_id, shared)
+    else:
+        stream = ""
     feed, new_feed = ownership.feed_of(request, user)
-    sim = executor.REGISTRY.get(execution_id) if granted and execution_id in ids else None
+    # Only a run this browser started (not one a shared link shows) can be cancelled here.
+    sim = executor.REGISTRY.get(execution_id) if execution_id and execution_id in ids else None
     response = render(request, "demo/index.html", {
-        "feed_url": feed_stream_url(feed, user=ownership.user_of_token(user)),
-        "execution_id": execution_id if granted else "",
-        "cancel_url": cancel_url(execution_id, user=ownership.user_of_token(user))
+        "feed_url": feed_stream_url(feed, user=token_user),
+        "execution_id": execution_id if stream else "",
+        "stream_url": stream,
+        "cancel_url": cancel_url(execution_id, user=token_user)
         if sim is not None and not sim.finished else "",
-        "token_user": ownership.user_of_token(user),
         "invalid_execution": bool(requested) and not execution_id,
-        "unknown_execution": bool(execution_id) and not granted,
+        "unknown_execution": bool(execution_id) and not stream,
         "max_tasks": MAX_TASKS,
     })
-    if granted and execution_id not in ids:
-        ownership.remember(response, request, user, ids, execution_id)
     if new_feed:
         ownership.remember_feed(response, request, feed)
     return response
@@ -167,6 +172,9 @@ async def executions(request: HttpRequest) -> JsonResponse:
     if executor.REGISTRY.running() >= MAX_RUNNING:
         return _error(f"{MAX_RUNNING} executions are running; try again when one ends", 429,
                       **{"Retry-After": "10"})
+    wait = limits.take_start(request)
+    if wait is not None:
+        return _error(limits.refusal(wait), 429, **{"Retry-After": str(wait)})
     execution_id = executor.new_execution_id()
     feed, new_feed = ownership.feed_of(request, user)
     await aadd_to_feed(feed, execution_id)  # before its first event: the recent list shows it all

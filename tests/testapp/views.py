@@ -139,6 +139,21 @@ def htmx_many_page(request: HttpRequest, ids: str) -> HttpResponse:
     return render(request, "testapp/htmx-many.html", {"ids": ids})
 
 
+#: A strict Content-Security-Policy: scripts and styles from the site's own files only
+#: (no inline script or style, no eval), everything fetched from the site only.
+STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+              "img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+
+
+def htmx_csp_page(request: HttpRequest, ids: str) -> HttpResponse:
+    """The widget of one execution (``?user=<pk>`` binds its token), or of the comma-separated
+    ``ids`` over one stream, served with :data:`STRICT_CSP`."""
+    response = render(request, "testapp/htmx-csp.html", {
+        "ids": ids, "many": "," in ids, "user_pk": request.GET.get("user")})
+    response["Content-Security-Policy"] = STRICT_CSP
+    return response
+
+
 def htmx4_page(request: HttpRequest, execution_id: str) -> HttpResponse:
     """The HTML stream under htmx 4's built-in ``hx-sse:connect`` (no extension of htmx 2)."""
     return render(request, "testapp/htmx4.html",

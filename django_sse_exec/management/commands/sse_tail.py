@@ -1,7 +1,10 @@
 """``manage.py sse_tail``: follow an execution in the terminal, like ``tail -f``.
 
 Prints the retained history, then live events, one line each (id, event,
-compact data), and exits after ``stream-closed``. By default it follows the
+compact data), and exits after ``stream-closed``. Everything it prints that it
+did not write itself (data, ids and names, a server's error) has its control
+and bidirectional characters escaped (:mod:`django_sse_exec.management.terminal`).
+By default it follows the
 execution in-process with the app's own stream logic
 (:func:`~django_sse_exec.streams.single.stream_events`: replay, live, gap repair), which
 reaches other processes' events through the Redis store and channel layer.
@@ -26,6 +29,7 @@ from ...store import get_store
 from ...streams.single import stream_events
 from ...wire import STREAM_CLOSED
 from .. import execution_id_arg, local_store_problem, run
+from ..terminal import escape_controls
 
 #: Seconds between reconnects when a stream ends without ``stream-closed``.
 RECONNECT_DELAY = 1.0
@@ -72,11 +76,12 @@ class EventPrinter:
                 value: Any = json.loads(data)
             except ValueError:
                 value = data
-            line = json.dumps({"id": event_id, "event": event, "data": value}, ensure_ascii=False)
+            line = escape_controls(json.dumps({"id": event_id, "event": event, "data": value},
+                                              ensure_ascii=False), json=True)
         else:
             if self.width and len(data) > self.width:
                 data = data[: self.width - 1] + "…"
-            line = f"{event_id or '-'} {event} {data}"
+            line = " ".join(escape_controls(part) for part in (event_id or "-", event, data))
         self.write(line)
 
 
@@ -168,7 +173,7 @@ class Command(BaseCommand):
                         if deadline is not None and time.monotonic() > deadline:
                             break
             except HTTPError as exc:
-                reason = exc.read().decode("utf-8", "replace").strip()
+                reason = escape_controls(exc.read(500).decode("utf-8", "replace").strip())
                 raise CommandError(f"{url.split('?')[0]}: HTTP {exc.code} {reason}") from None
             except (URLError, OSError) as exc:
                 if not connected_once:

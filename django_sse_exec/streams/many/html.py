@@ -9,15 +9,21 @@ under one ``sse-connect``. Fragments come from the loop's
 process, as on single streams. The frame's ``id:`` is the stream's cursor with
 this execution at the state's last event: a reconnect resumes every widget
 exactly. No ``stream-closed`` is sent per execution (it would close the whole
-connection under htmx); the stream ends when every execution has closed.
+connection under htmx); the stream ends when every execution has closed, with
+one ``stream-closed`` of its own (:data:`SET_CLOSED_HTML`, no ``id:``, so the
+client keeps the cursor of the last state), which the widget's ``sse-close``
+waits for.
 """
 
 from __future__ import annotations
 
 from ...hub.subscriber import Batch, Entry
 from ...render.html import UsesCache
-from ...wire import Event
+from ...wire import STREAM_CLOSED, Event, text_frame
 from .frames import MultiRender
+
+#: The last frame of an HTML set stream whose executions have all closed.
+SET_CLOSED_HTML = text_frame(None, STREAM_CLOSED, '<span data-event="stream-closed">Ended</span>')
 
 
 class MultiHtmlRender(UsesCache, MultiRender):
@@ -55,4 +61,4 @@ class MultiHtmlRender(UsesCache, MultiRender):
             out.append(f"id: {cursor}\nevent: state:{self.execution_id}\n".encode() + state)
 
 
-__all__ = ["MultiHtmlRender"]
+__all__ = ["SET_CLOSED_HTML", "MultiHtmlRender"]

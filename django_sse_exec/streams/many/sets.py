@@ -35,7 +35,7 @@ from ..connect import Outcome, connect
 from ..cursor import Cursor
 from ..live import deliver, follow, replay
 from .frames import AllRenders, MultiRender, Mux
-from .html import MultiHtmlRender
+from .html import SET_CLOSED_HTML, MultiHtmlRender
 
 
 def multi_max() -> int:
@@ -133,8 +133,21 @@ class SetStream:
         self.html = html
 
     def phases(self, hub: Hub, sub: Subscriber) -> tuple[AsyncIterator[bytes], AsyncIterator[bytes]]:
-        return self._start(hub, sub), follow(hub, sub, self.cursors,
-                                             self.everyone if self.html else JSON)
+        if not self.html:
+            return self._start(hub, sub), follow(hub, sub, self.cursors, JSON)
+        return self._start(hub, sub), self._ended(sub, follow(hub, sub, self.cursors, self.everyone))
+
+    async def _ended(self, sub: Subscriber, live: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``live``, then, once every execution has closed, the set's own ``stream-closed``.
+
+        HTML streams send no ``stream-closed`` per execution (it would close the
+        whole connection under htmx); without one at the end, htmx's SSE
+        extension would open the stream again, replaying the final states, for ever.
+        """
+        async for chunk in live:
+            yield chunk
+        if sub.end_reason is None and all(c.done for c in self.cursors.values()):
+            yield SET_CLOSED_HTML
 
     async def _start(self, hub: Hub, sub: Subscriber) -> AsyncIterator[bytes]:
         if sub.end_reason is not None:

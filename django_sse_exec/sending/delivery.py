@@ -102,7 +102,9 @@ class Delivery:
         appended = _appended(await self.store.append(execution_id, event, data,
                                                      **_options(key, kind)))
         if _fresh(appended):
-            await self.publish(execution_id, appended, event, data)
+            # The plain id: an Appended in the message would be deep-copied (in-memory
+            # layer) attribute by attribute, and is no id to any other reader.
+            await self.publish(execution_id, int(appended), event, data)
         return appended
 
     async def close(self, execution_id: str) -> int:
@@ -151,7 +153,7 @@ class LoggedThenPublished(Delivery):
             execution_id, event, data, key=key, kind=kind)
         if _fresh(appended):
             publisher().submit(group_name(execution_id),
-                               message(execution_id, appended, event, data))
+                               message(execution_id, int(appended), event, data))
         return appended
 
     def close_blocking(self, execution_id: str) -> int:

@@ -149,6 +149,14 @@ class Server:
         resp.raise_for_status()
         return resp.json()["ids"]
 
+    async def script(self, ops: list[list[Any]]) -> list[int]:
+        """Run ``ops`` in the server, in order, in one request (see the ``script`` view):
+        ``["send", id, event, data]``, ``["add", feed, id]``, ``["close", id]``; their ids."""
+        async with httpx.AsyncClient(timeout=60) as client:
+            resp = await client.post(self.base_url + "/control/script", json={"ops": ops})
+        resp.raise_for_status()
+        return resp.json()["ids"]
+
     def close(self, execution_id: str) -> int:
         resp = httpx.post(self.base_url + "/control/close", json={"execution_id": execution_id},
                           timeout=30)

@@ -304,9 +304,9 @@ async def run(srv: Server, kind: Kind, plan: Plan, window: int) -> None:
     tracker = Tracker(kind)
     ops = [op for i, n in enumerate(plan.before) for op in operations(subject, "send", i, n)]
     ops += [["add", subject.feed, e] for e in subject.ids[:plan.joined]]
-    model.apply(ops, await srv.script(ops))
     cursor: str | None = None
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as http:
+        model.apply(ops, await srv.script(ops, http))
         for round_ in plan.rounds:
             live = [op for verb, index, count in round_.ops
                     for op in operations(subject, verb, index, count)]
@@ -334,7 +334,7 @@ async def connection(http: httpx.AsyncClient, srv: Server, subject: Subject, mod
     async with http.stream("GET", url, headers=headers) as resp:
         assert resp.status_code == 200, (resp.status_code, (await resp.aread())[:300])
         if live:
-            model.apply(live, await srv.script(live))
+            model.apply(live, await srv.script(live, http))
         seen, parser = tracker.copy(), SSEParser(last_event_id=cursor)
         raw, count, chunks = b"", 0, resp.aiter_raw()
         must_end = final and not subject.kind.feed  # sets and single streams end by themselves
@@ -554,6 +554,7 @@ async def test_malformed_input_is_a_4xx_or_a_full_replay_never_a_5xx(servers, ki
             for record in records:
                 if record[0] == "event" and record[1] not in tracker.last:
                     tracker.last[record[1]] = record[2] - 1  # where it resumed
+                    tracker.announced.add(record[1])
                 if record[0] != "reset":
                     tracker.take(record)
         finally:

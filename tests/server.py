@@ -151,7 +151,8 @@ class Server:
 
     async def script(self, ops: list[list[Any]], http: httpx.AsyncClient | None = None) -> list[int]:
         """Run ``ops`` in the server, in order, in one request (see the ``script`` view):
-        ``["send", id, event, data]``, ``["add", feed, id]``, ``["close", id]``; their ids.
+        ``["send", id, event, data]``, ``["fill", id, count, size]``, ``["add", feed, id]``,
+        ``["close", id]``; their ids.
 
         ``http``: a client to reuse (making one costs tens of milliseconds)."""
         if http is None:

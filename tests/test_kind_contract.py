@@ -56,6 +56,7 @@ SET_MAX = 300
 #: History of the server of the reset tests.
 TRIMMED_HISTORY = 6
 SERVERS = {
+    "plain": {"KEEPALIVE": 30},
     "wide": {"KEEPALIVE": 30, "MULTI_STREAM_MAX": SET_MAX},
     "narrow": {"KEEPALIVE": 30, "MULTI_STREAM_MAX": FEED_WINDOW},
     "trimmed": {"KEEPALIVE": 30, "HISTORY_MAX_EVENTS": TRIMMED_HISTORY},

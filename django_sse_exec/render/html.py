@@ -15,7 +15,14 @@ Rendering is per process, not per stream: a :class:`FragmentCache` per event
 loop keeps, per execution, the encoded fragment of each event and the
 execution's state, advanced event by event (reading the log only for events
 it has not seen), with the state fragment of the last few ids. A thousand
-streams of one execution cost one render per event.
+streams of one execution cost one render per event. What it keeps is bounded:
+event fragments (with their events) take at most :data:`CACHE_BYTES`, and never
+more than ``HISTORY_MAX_BYTES``, across all executions (the oldest go first; a
+stream that needs one again renders it again), at most ``HISTORY_MAX_EVENTS``
+per execution; state fragments, :data:`STATE_FRAMES` per execution, are each
+bounded by the widget's ``MAX_ROWS``; an execution's fragments and state are
+freed when its last HTML stream of the loop ends. The log is read a page at a
+time to advance or rebuild a state, never whole.
 
 Templates get plain data (the event's decoded JSON, the state) and must not
 touch the database: they are rendered inside the server's event loop.
@@ -27,13 +34,12 @@ import asyncio
 import json
 import logging
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from django.template.loader import render_to_string, select_template
 
 from ..conf import sse_settings
-from ..execution.snapshot import read_all
 from ..execution.state import ExecutionState
 from ..hub.subscriber import Batch, Entry
 from ..store import Store, get_store
@@ -54,14 +60,27 @@ STATE_FRAMES = 32
 #: many of the last ones are rendered too (streams that took the same events in
 #: other chunks need them); a catch-up over a long history renders no more.
 STEP_FRAMES = 8
-#: Executions whose fragments are kept after their last HTML stream ended.
-IDLE_EXECUTIONS = 128
+#: Bytes of event fragments (each counted with its event and bookkeeping) one
+#: event loop's cache keeps across all executions, at most; ``HISTORY_MAX_BYTES``
+#: lowers it. A fragment dropped is rendered again if a stream needs it.
+CACHE_BYTES = 16 * 1024 * 1024
+#: What keeping one fragment costs besides its bytes (tuple, dict slot, ids), counted.
+FRAGMENT_OVERHEAD = 200
+
+
+def cache_bytes() -> int:
+    """The cache's byte budget: :data:`CACHE_BYTES`, or ``HISTORY_MAX_BYTES`` if lower."""
+    return min(CACHE_BYTES, int(sse_settings.HISTORY_MAX_BYTES))
+
+
+def _size(event: Event, encoded: bytes) -> int:
+    return len(encoded) + len(event.data) + len(event.event) + FRAGMENT_OVERHEAD
 
 
 class _Execution:
     """One execution's cached fragments and its state, advanced event by event."""
 
-    __slots__ = ("state", "events", "states", "lock", "streams")
+    __slots__ = ("state", "events", "states", "lock", "streams", "bytes")
 
     def __init__(self, execution_id: str) -> None:
         self.state = ExecutionState(execution_id)
@@ -71,6 +90,8 @@ class _Execution:
         self.states: OrderedDict[int, bytes] = OrderedDict()
         self.lock = asyncio.Lock()
         self.streams = 0
+        #: What its event fragments count against the cache's budget.
+        self.bytes = 0
 
 
 class FragmentCache:
@@ -79,8 +100,12 @@ class FragmentCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executions: dict[str, _Execution] = {}
-        #: Executions with no stream open, least recently released first.
-        self._idle: OrderedDict[str, None] = OrderedDict()
+        #: Every fragment kept, oldest first, as (its execution, its id): the order
+        #: they are dropped in past the budget (entries of freed ones are skipped).
+        self._order: deque[tuple[_Execution, int]] = deque()
+        #: Fragments kept, and what they count against :func:`cache_bytes`.
+        self.fragments = 0
+        self.bytes = 0
         self._templates: dict[str, Any] = {}
         #: Fragments rendered so far (events, states): what "once per event" is measured by.
         self.rendered_events = 0
@@ -91,20 +116,25 @@ class FragmentCache:
     def acquire(self, execution_id: str) -> None:
         """A stream of the execution opened: keep its fragments while it is open."""
         self._entry(execution_id).streams += 1
-        self._idle.pop(execution_id, None)
 
     def release(self, execution_id: str) -> None:
-        """A stream closed; past :data:`IDLE_EXECUTIONS` idle ones, the oldest is forgotten."""
+        """A stream closed; with its last one, the execution's fragments are freed."""
         entry = self._executions.get(execution_id)
         if entry is None:
             return
         entry.streams = max(0, entry.streams - 1)
         if entry.streams == 0:
-            self._idle[execution_id] = None
-            self._idle.move_to_end(execution_id)
-            while len(self._idle) > IDLE_EXECUTIONS:
-                oldest, _ = self._idle.popitem(last=False)
-                self._executions.pop(oldest, None)
+            self._free(execution_id)
+
+    def _free(self, execution_id: str) -> _Execution | None:
+        entry = self._executions.pop(execution_id, None)
+        if entry is not None:
+            self.fragments -= len(entry.events)
+            self.bytes -= entry.bytes
+            entry.events.clear()
+            entry.states.clear()
+            entry.bytes = 0
+        return entry
 
     def _entry(self, execution_id: str) -> _Execution:
         entry = self._executions.get(execution_id)
@@ -125,10 +155,32 @@ class FragmentCache:
             entry = self._entry(execution_id)
         encoded = text_frame(event.id, event.event, self.render_event(execution_id, event))
         entry.events[event.id] = (event, encoded)
+        self._keep(entry, _size(event, encoded))
+        self._order.append((entry, event.id))
         limit = max(1, int(sse_settings.HISTORY_MAX_EVENTS))
         while len(entry.events) > limit:
-            entry.events.popitem(last=False)
+            self._keep(entry, -_size(*entry.events.popitem(last=False)[1]))
+        self._trim()
         return encoded
+
+    def _keep(self, entry: _Execution, size: int) -> None:
+        """Count one fragment more (``size`` > 0) or less (< 0) of ``entry``."""
+        entry.bytes += size
+        self.bytes += size
+        self.fragments += 1 if size > 0 else -1
+
+    def _trim(self) -> None:
+        """Drop the oldest fragments until the cache is within its budget."""
+        budget = cache_bytes()
+        order = self._order
+        while self.bytes > budget and order:
+            entry, event_id = order.popleft()
+            cached = entry.events.pop(event_id, None)
+            if cached is not None:
+                self._keep(entry, -_size(*cached))
+        if len(order) > 2 * self.fragments + 64:  # mostly fragments gone another way
+            self._order = deque((entry, event_id) for entry, event_id in order
+                                if event_id in entry.events)
 
     def render_event(self, execution_id: str, event: Event) -> str:
         """The HTML of one event from its template (``data``: the decoded JSON)."""
@@ -163,7 +215,8 @@ class FragmentCache:
 
         The execution's state advances through ``events`` (and through the log
         for any it has not seen before them); a state older than the cached
-        ones is rebuilt from the log.
+        ones is rebuilt from the log. The log is read and applied a page at a
+        time (never held whole: it may be ``HISTORY_MAX_BYTES`` long).
         """
         target = events[-1].id
         entry = self._entry(execution_id)
@@ -173,25 +226,33 @@ class FragmentCache:
                 return cached
             state = entry.state
             if target <= state.last_event_id:  # a stream far behind the others
-                older = await read_all(self.store, execution_id, upto=target)
-                return self._render_state(ExecutionState.from_events(execution_id, older.events))
+                older = ExecutionState(execution_id)
+                async for page in self.store.pages(execution_id, upto=target):
+                    for event in page.events:
+                        older.apply_event(event)
+                return self._render_state(older)
             given = [e for e in events if e.id > state.last_event_id]
             if given[0].id > state.last_event_id + 1:
-                log = await read_all(self.store, execution_id, after=state.last_event_id,
-                                     upto=given[0].id - 1)
-                if state.last_event_id and log.first_id > state.last_event_id + 1:
-                    # What followed the state is gone (trimmed, or the log was lost
-                    # and recreated in a new epoch): start again from what is retained.
-                    state = entry.state = ExecutionState(execution_id)
-                    entry.states.clear()
-                given = log.events + given
-            for event in given:
-                state.apply_event(event)
-                if target - event.id < STEP_FRAMES:
-                    entry.states[event.id] = self._render_state(state)
+                async for page in self.store.pages(execution_id, after=state.last_event_id,
+                                                   upto=given[0].id - 1):
+                    if state.last_event_id and page.first_id > state.last_event_id + 1:
+                        # What followed the state is gone (trimmed, or the log was lost
+                        # and recreated in a new epoch): start again from what is retained.
+                        state = entry.state = ExecutionState(execution_id)
+                        entry.states.clear()
+                    self._advance(entry, state, page.events, target)
+            self._advance(entry, state, given, target)
             while len(entry.states) > STATE_FRAMES:
                 entry.states.popitem(last=False)
             return entry.states[target]
+
+    def _advance(self, entry: _Execution, state: ExecutionState, events: list[Event],
+                 target: int) -> None:
+        """Apply ``events``, rendering the states of the last few before ``target``."""
+        for event in events:
+            state.apply_event(event)
+            if target - event.id < STEP_FRAMES:
+                entry.states[event.id] = self._render_state(state)
 
     def _render_state(self, state: ExecutionState) -> bytes:
         self.rendered_states += 1
@@ -204,14 +265,15 @@ class FragmentCache:
         return text_frame(None, None, html)
 
     def _forget(self, execution_id: str) -> None:
-        entry = self._executions.pop(execution_id, None)
+        entry = self._free(execution_id)
         if entry is not None:  # keep the stream count of the new incarnation
             self._entry(execution_id).streams = entry.streams
 
     def stats(self) -> dict[str, int]:
-        """Executions cached and fragments rendered (for tests and metrics)."""
+        """Executions and fragments kept, their bytes, and fragments rendered so far
+        (for tests and metrics)."""
         return {"executions": len(self._executions), "events": self.rendered_events,
-                "states": self.rendered_states}
+                "states": self.rendered_states, "kept": self.fragments, "bytes": self.bytes}
 
 
 _caches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FragmentCache]" = \
@@ -286,4 +348,4 @@ class HtmlRender(UsesCache, Render):
             out.append(state)
 
 
-__all__ = ["FragmentCache", "HtmlRender", "UsesCache", "get_cache"]
+__all__ = ["CACHE_BYTES", "FragmentCache", "HtmlRender", "UsesCache", "cache_bytes", "get_cache"]

@@ -163,7 +163,8 @@ async def test_stalled_readers_of_every_kind_hold_little(requires_redis, make_se
     env = redis_env(requires_redis, "pubsub")
     srv = make_server("daphne", env=env, sse_exec={"KEEPALIVE": 30})
     try:
-        for kind, size in ((Kind("single"), 1), (Kind("set"), 100), (Kind("feed"), 100)):
+        for kind, size in ((Kind("single"), 1), (Kind("single", "html"), 1), (Kind("set"), 100),
+                           (Kind("set", "html"), 100), (Kind("feed"), 100)):
             subject = Subject.make(srv, kind, size)
             events, pad = (200, 10_000) if size == 1 else (20, 10_000)  # ~2 MB, ~20 MB of history
             ops = [["add", subject.feed, e] for e in subject.ids] if kind.feed else []
@@ -173,7 +174,7 @@ async def test_stalled_readers_of_every_kind_hold_little(requires_redis, make_se
             path = subject.url.removeprefix(srv.base_url)
             sockets = [never_reading(("127.0.0.1", srv.port), path) for _ in range(5)]
             try:
-                await asyncio.sleep(3)
+                await asyncio.sleep(2)
                 growth = await rss.stop()
             finally:
                 for sock in sockets:

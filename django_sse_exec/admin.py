@@ -2,8 +2,8 @@
 
 Staff with the app's ``django_sse_exec.view_executions`` permission see, on the
 admin index under "SSE execution streams", a paged and searchable list of the
-executions the store holds (id, last id, viewers across processes, open or
-closed, age, last event, lease) and a detail view with the last events; those
+executions the store holds (id, last id, viewers across processes, open,
+stalled or closed, age, last event, lease) and a detail view with the last events; those
 with ``django_sse_exec.close_executions`` can also close one (every stream gets
 ``stream-closed``). Nothing is read from or written to the database: the model
 is unmanaged and only carries the permissions.
@@ -33,6 +33,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from .api import close_sse_connections
+from .execution.vocabulary import EXECUTION_STALLED
 from .models import Execution
 from .runtime.sync import run_sync
 from .store import get_store
@@ -49,6 +50,13 @@ RECENT_EVENTS = 20
 DATA_CHARS = 2000
 
 
+def state_label(summary: ExecutionSummary) -> str:
+    """``closed``, ``stalled`` (its last event is the stall notice: no report since), or ``open``."""
+    if summary.closed:
+        return "closed"
+    return "stalled" if summary.last_event == EXECUTION_STALLED else "open"
+
+
 def row(summary: ExecutionSummary, now_ms: int) -> dict[str, Any]:
     """What a template shows of one execution (age from ``execution-start``'s startTime)."""
     age = None
@@ -59,7 +67,7 @@ def row(summary: ExecutionSummary, now_ms: int) -> dict[str, Any]:
                 age = max(0.0, (now_ms - start) / 1000)
         except (ValueError, AttributeError):
             pass
-    return {"s": summary, "age": age}
+    return {"s": summary, "age": age, "state": state_label(summary)}
 
 
 def search_term(value: str | None) -> str:

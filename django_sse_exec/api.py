@@ -12,6 +12,7 @@ Input is validated here, at the call site, before anything is stored or sent.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from .conf import sse_settings
@@ -21,20 +22,45 @@ from .layer.names import group_name
 from .runtime.sync import run_sync
 from .sending.delivery import aget_delivery, get_delivery
 from .store import get_store
+from .store.base import EXECUTION_RESUMED, NOTICE, REPORT, Appended
 from .telemetry import metrics
 from .wire import encode_data, validate_event_name, validate_execution_id
 
 logger = logging.getLogger("django_sse_exec")
 
 
-def _validated(execution_id: str, event: str, data: Any) -> str:
+#: Longest accepted ``key`` of a send, in characters.
+MAX_KEY_CHARS = 200
+
+
+def _validated(execution_id: str, event: str, data: Any, key: str | None = None) -> str:
     """Validate a send's arguments; return the data as JSON text."""
     validate_execution_id(execution_id)
     validate_event_name(event)
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS):
+        raise ValueError(f"key must be a str of 1 to {MAX_KEY_CHARS} characters, not {key!r}")
     return encode_data(data, max_bytes=int(sse_settings.MAX_EVENT_BYTES))
 
 
-async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> int:
+def _resumed_data(execution_id: str) -> str:
+    return encode_data({"executionId": execution_id, "at": int(time.time() * 1000)})
+
+
+async def asend_as(execution_id: str, event: str, data: Any = None, *, key: str | None = None,
+                   kind: str = REPORT) -> Appended:
+    """:func:`asend_sse_event` with the store's append ``kind`` (the app's own notices:
+    cancel requests, stalls; see :mod:`django_sse_exec.store.base`)."""
+    text = _validated(execution_id, event, data, key)
+    appended = await (await aget_delivery()).send(execution_id, event, text, key=key, kind=kind)
+    metrics.event_sent()
+    if appended.resumed:
+        await (await aget_delivery()).send(execution_id, EXECUTION_RESUMED,
+                                           _resumed_data(execution_id), kind=NOTICE)
+    return appended
+
+
+async def asend_sse_event(execution_id: str, event: str, data: Any = None, *,
+                          key: str | None = None) -> int:
     """Send ``event`` with JSON-serialisable ``data`` to every stream of the execution.
 
     The event is appended to the execution's log first (it gets the next id:
@@ -42,16 +68,20 @@ async def asend_sse_event(execution_id: str, event: str, data: Any = None) -> in
     then delivered to the execution's channel-layer group (how: see
     :mod:`django_sse_exec.sending.delivery`). Returns the event id.
 
-    Raises ``ValueError``/``TypeError`` for a bad execution id, event name or data
-    (nothing is sent), :class:`~django_sse_exec.exceptions.ExecutionClosed` if
+    With ``key`` (a str of up to 200 characters) the event is sent at most once
+    per key within the execution's lifetime: a send with a key the execution has
+    already logged sends nothing and returns that event's id. Use it where a
+    retry may run the same step again (a Celery or ``django.tasks`` retry). The
+    last ``SEND_KEYS_MAX`` keys of each execution are remembered, until its log
+    expires; the check and the append are one atomic step in the store.
+
+    Raises ``ValueError``/``TypeError`` for a bad execution id, event name, key or
+    data (nothing is sent), :class:`~django_sse_exec.exceptions.ExecutionClosed` if
     the execution was closed, and
     :class:`~django_sse_exec.exceptions.StoreUnavailable` if the store cannot be
     reached.
     """
-    text = _validated(execution_id, event, data)
-    event_id = await (await aget_delivery()).send(execution_id, event, text)
-    metrics.event_sent()
-    return event_id
+    return await asend_as(execution_id, event, data, key=key)
 
 
 async def aclose_sse_connections(execution_id: str) -> int:
@@ -98,16 +128,26 @@ async def aget_sse_client_count(execution_id: str) -> int:
     return await get_store().count_members(execution_id)
 
 
-def send_sse_event(execution_id: str, event: str, data: Any = None) -> int:
+def send_as(execution_id: str, event: str, data: Any = None, *, key: str | None = None,
+            kind: str = REPORT) -> Appended:
+    """Sync twin of :func:`asend_as`."""
+    text = _validated(execution_id, event, data, key)
+    appended = get_delivery().send_blocking(execution_id, event, text, key=key, kind=kind)
+    metrics.event_sent()
+    if appended.resumed:
+        get_delivery().send_blocking(execution_id, EXECUTION_RESUMED,
+                                     _resumed_data(execution_id), kind=NOTICE)
+    return appended
+
+
+def send_sse_event(execution_id: str, event: str, data: Any = None, *,
+                   key: str | None = None) -> int:
     """Sync twin of :func:`asend_sse_event`, for Celery tasks, sync views and shells.
 
     On Redis it skips the event loop: one Redis script, run from the calling
     thread, logs the event and delivers it to the channel layer (one round trip).
     """
-    text = _validated(execution_id, event, data)
-    event_id = get_delivery().send_blocking(execution_id, event, text)
-    metrics.event_sent()
-    return event_id
+    return send_as(execution_id, event, data, key=key)
 
 
 def close_sse_connections(execution_id: str) -> int:

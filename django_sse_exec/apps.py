@@ -1,5 +1,6 @@
-"""App config: registers the system checks, the hub's check for lost executions, and
-the followers of Django's tasks when ``SSE_EXEC["FOLLOW_TASKS"]`` asks for them."""
+"""App config: registers the system checks, the hub's checks for lost and stalled
+executions, and the followers of Django's tasks when ``SSE_EXEC["FOLLOW_TASKS"]`` asks
+for them."""
 
 from django.apps import AppConfig
 from django.core.exceptions import ImproperlyConfigured
@@ -28,10 +29,11 @@ class SSEExecConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, as Django asks: the app registry must be ready first.
         from . import checks  # noqa: F401  (registers the checks)
-        from .execution.leases import maintain
+        from .execution import leases, stalls
         from .hub.maintenance import add_job
 
-        add_job(maintain)
+        add_job(leases.maintain)
+        add_job(stalls.maintain)
         if follows_tasks():
             # Only when asked: it reaches for the tasks framework, an optional dependency.
             from .integrations.tasks_follow import connect

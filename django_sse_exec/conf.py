@@ -177,6 +177,21 @@ SETTINGS: dict[str, Setting] = {
     "LEASE_CLAIM_GRACE": spec(30.0, seconds(), """
         Seconds a process that claimed an expired lease has to end the execution
         before another process may claim it again.""", "django_sse_exec.E005"),
+    "STALL_AFTER": spec(None, seconds(optional=True), """
+        Seconds without a report (any event its producer sends) after which an open
+        execution gets `execution-stalled`, and `execution-resumed` at its next report.
+        Web processes check about every fifth of it. `None`: stalls are not
+        watched (and sends do not note their time)."""),
+    "SEND_KEYS_MAX": spec(10_000, whole(1, unit="keys"), """
+        Keys of keyed sends (`send_sse_event(..., key=...)`, and the reporters'
+        events) remembered per execution, newest first; a key older than this many
+        later keyed sends of the execution can be sent again. They expire with the log."""),
+    "AUTHORIZE_CANCEL": spec("django_sse_exec.auth.cancel_token", choice_or_path(call=True), """
+        Who may cancel an execution through its cancel URL: the dotted path of (or
+        the) callable `(request, execution_id) -> bool`, sync or async. The default,
+        `django_sse_exec.auth.cancel_token`, accepts the signed URL of `cancel_url()`
+        (no CSRF token needed); any other policy (`authenticated_user`, `staff_only`,
+        yours) authorises the session, so the POST must carry Django's CSRF token."""),
 }
 
 #: Every key's default.

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .http.cancel import cancel_view
 from .http.progress import progress_view
 from .http.views import feed_view, multi_view, stream_view
 
@@ -12,4 +13,5 @@ urlpatterns = [
     path("executions/events", multi_view, name="multi"),
     path("feeds/<str:feed>/events", feed_view, name="feed"),
     path("executions/<str:execution_id>/progress", progress_view, name="progress"),
+    path("executions/<str:execution_id>/cancel", cancel_view, name="cancel"),
 ]

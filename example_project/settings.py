@@ -140,6 +140,8 @@ DEMO_STARTS_PER_MINUTE = int(os.environ.get("DEMO_STARTS_PER_MINUTE", "10"))
 
 SSE_EXEC: dict[str, object] = {
     "KEEPALIVE": float(os.environ.get("SSE_KEEPALIVE", "15")),
+    # An execution silent this long is shown as stalled (the demo's "stall" option).
+    "STALL_AFTER": float(os.environ.get("SSE_STALL_AFTER", "5")),
 }
 
 LOGGING = {

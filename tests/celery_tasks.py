@@ -48,3 +48,23 @@ def nap(self, seconds: float) -> float:
 def crash(self) -> None:
     """The worker process dies mid-task (as on an OOM kill)."""
     os._exit(1)
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.slow_rows")
+def slow_rows(self, rows: int, delay: float) -> int:
+    """A row every ``delay`` seconds, each reported: a task a cancel can stop mid-way."""
+    for n in range(1, rows + 1):
+        time.sleep(delay)
+        self.progress(n, rows, f"row {n}")
+    return rows
+
+
+@shared_task(bind=True, base=ExecutionTask, name="tests.reporting.retry_rows", max_retries=2)
+def retry_rows(self, rows: int, fail_at: int) -> int:
+    """Counts its rows from 1 on every attempt; the first attempt fails at ``fail_at``."""
+    for n in range(1, rows + 1):
+        time.sleep(0.3)
+        self.progress(n, rows, f"row {n}")
+        if self.request.retries == 0 and n == fail_at:
+            raise self.retry(exc=ConnectionError("the source went away"), countdown=0.1)
+    return rows

@@ -82,3 +82,14 @@ def plain_add(x: int, y: int) -> int:
 @task()
 def plain_boom() -> None:
     raise KeyError("no such row")
+
+
+@progress_task()
+def pause_between(reporter: TaskReporter, pause: float) -> int:
+    """Reports, goes silent for ``pause`` seconds (stalled), then reports to the end."""
+    reporter.progress(1, 3, "before the pause")
+    time.sleep(pause)
+    reporter.progress(2, 3, "after the pause")
+    time.sleep(0.3)
+    reporter.progress(3, 3)
+    return 3

@@ -26,23 +26,29 @@ from tests.test_browser import browser  # noqa: F401  (the module's Chromium fix
 PASSWORD = "admin-page-test-password"
 
 
-@pytest.fixture(scope="module")
-def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """daphne on a migrated sqlite file with two staff users: ``ops`` (both permissions)
-    and ``nosy`` (staff, no permission)."""
-    db = str(tmp_path_factory.mktemp("admin") / "db.sqlite3")
-    env = {"TEST_DB_PATH": db, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+def create_staff(env: dict[str, str]) -> None:
+    """Two staff users in the database of ``env`` (migrated): ``ops`` (the app's
+    permissions) and ``nosy`` (staff, no permission)."""
     import os
 
-    run_env = {**os.environ, **env}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
-                   env=run_env, check=True)
     subprocess.run([sys.executable, "manage.py", "shell", "-c", f"""
 from django.contrib.auth.models import Permission, User
 ops = User.objects.create_user("ops", password={PASSWORD!r}, is_staff=True)
 ops.user_permissions.set(Permission.objects.filter(content_type__app_label="django_sse_exec"))
 User.objects.create_user("nosy", password={PASSWORD!r}, is_staff=True)
-"""], cwd=ROOT, env=run_env, check=True)
+"""], cwd=ROOT, env={**os.environ, **env}, check=True)
+
+
+@pytest.fixture(scope="module")
+def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """daphne on a migrated sqlite file with two staff users (:func:`create_staff`)."""
+    db = str(tmp_path_factory.mktemp("admin") / "db.sqlite3")
+    env = {"TEST_DB_PATH": db, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    import os
+
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True)
+    create_staff(env)
     with Server("daphne", env=env, sse_exec={"KEEPALIVE": 30}) as srv:
         yield srv
 

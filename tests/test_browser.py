@@ -2,7 +2,9 @@
 
 A run reaches 100 % with its summary; a reload mid-run loses and repeats no
 task; two tabs show "3 watching" (their two streams and the recent list's);
-Cancel ends the run; a server restart mid-run is survived. Screenshots of the
+Cancel ends the run; steps show the rate and the time left, a stall shows and goes,
+and Cancel (sse-exec.js's own control) stops it within a step; a server restart
+mid-run is survived. Screenshots of the
 finished dashboard (desktop and phone) are saved under ``test-artifacts/``.
 """
 
@@ -80,10 +82,14 @@ class Dashboard:
         self.page.goto(self.base_url + query + (f"&token={token}" if token else ""))
         return self
 
-    def start(self, tasks: int, speed: str = "Fast", fail_percent: int = 0) -> str:
-        """Fill the form, press Start, and return the new execution's id."""
+    def start(self, tasks: int, speed: str = "Fast", fail_percent: int = 0, steps: bool = False,
+              stall: bool = False) -> str:
+        """Fill the form, press Start, and return the new execution's id (``steps`` and
+        ``stall``: the demo's options; off, a run sends the vocabulary alone)."""
         page = self.page
         page.fill("#tasks", str(tasks))
+        page.set_checked("#steps", steps)
+        page.set_checked("#stall", stall)
         page.eval_on_selector("#fail-rate", """(el, value) => {
             el.value = value; el.dispatchEvent(new Event("input", {bubbles: true})); }""",
                               str(fail_percent))
@@ -245,6 +251,28 @@ def test_cancel_shows_the_cancelled_state(server, dashboards):
     # Nothing arrives after the cancellation (the run really stopped).
     tab.page.wait_for_timeout(1000)
     assert tab.state()["ids"] == ids
+
+
+def test_steps_show_the_pace_a_stall_and_cancel_stops_it(make_server, dashboards):
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 30, "STALL_AFTER": 2})
+    tab = dashboards(srv.base_url).open()
+    tab.start(tasks=5, speed="Slow", steps=True, stall=True)  # task 3 goes silent for 8 s
+    page = tab.page
+    page.wait_for_function("() => /\\/s .* left$/.test(document.getElementById('pace').textContent)")
+    pace = page.inner_text("#pace")
+    assert pace.startswith("Task ") and " › " in pace, pace  # e.g. "Task 1 › process · 410/s · …"
+    page.wait_for_selector("#stalled", state="visible")  # task 3's silence
+    tab.screenshot("dashboard-stalled.png")
+    page.wait_for_selector("#stalled", state="hidden")   # its next report
+    page.wait_for_function("() => document.getElementById('pace').textContent.includes('Task 4')")
+    page.click("#cancel")
+    tab.wait_finished("cancelled")
+    state = tab.state()
+    assert state["ids"] == list(range(1, len(state["ids"]) + 1))
+    assert page.is_hidden("#cancel") and page.is_hidden("#pace") and page.is_hidden("#stalled")
+    assert page.is_hidden("#message")  # no "Cancelling…" once it ended
+    assert 3 <= state["completed"] < 5
+    tab.screenshot("dashboard-steps.png")
 
 
 CLIENT_JS = """([url, after]) => {

@@ -102,10 +102,11 @@ async def test_cancel_ends_the_run_with_nothing_after_it(server):
     url = server.base_url + started["streamUrl"]
     async with SSEClient(url) as client:
         await client.wait_for(lambda ev: "task-complete" in names(ev), timeout=30)
-        resp = await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
+        resp = await api(server, "POST", started["cancelUrl"])
         assert resp.status_code == 202, resp.text
         events = await client.read_until_closed(timeout=30)
     assert names(events)[-2:] == ["execution-cancelled", "stream-closed"]
+    assert "execution-cancel-requested" in names(events)
     ended = [e.json for e in events if e.event in ("task-complete", "task-fail")]
     summary = events[-2].json
     assert set(summary) == SUMMARY_KEYS
@@ -120,17 +121,22 @@ async def test_cancel_ends_the_run_with_nothing_after_it(server):
     assert [(e.id, e.event) for e in again] == [(e.id, e.event) for e in events]
     detail = (await api(server, "GET", f"/demo/executions/{execution_id}")).json()
     assert detail["status"] == "cancelled"
-    again_cancel = await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
+    assert "cancelUrl" not in detail  # ended: nothing to cancel
+    again_cancel = await api(server, "POST", started["cancelUrl"])
     assert again_cancel.status_code == 409
 
 
-async def test_cancel_rejects_unknown_and_malformed_ids(server):
-    assert (await api(server, "POST", "/demo/executions/exec-nope/cancel", json={})
-            ).status_code == 404
-    assert (await api(server, "POST", "/demo/executions/bad!id/cancel", json={})
-            ).status_code == 404
-    assert (await api(server, "GET", "/demo/executions/exec-nope/cancel")).status_code == 405
+async def test_cancel_needs_the_signed_url(server):
+    started = await start(server, tasks=30, delayMs=100)
+    execution_id = started["executionId"]
+    unsigned = await api(server, "POST", f"/sse/executions/{execution_id}/cancel")
+    assert unsigned.status_code == 403
+    assert (await api(server, "POST", "/sse/executions/bad!id/cancel")).status_code == 404
+    assert (await api(server, "GET", started["cancelUrl"])).status_code == 405
     assert (await api(server, "GET", "/demo/executions/bad!id")).status_code == 404
+    detail = (await api(server, "GET", f"/demo/executions/{execution_id}")).json()
+    assert detail["cancelUrl"].startswith(f"/sse/executions/{execution_id}/cancel?token=")
+    assert (await api(server, "POST", detail["cancelUrl"])).status_code == 202
 
 
 async def test_detail_counts_the_viewers(server):
@@ -151,7 +157,7 @@ async def test_detail_counts_the_viewers(server):
             await wait_for_value(lambda: viewers(1))
         await wait_for_value(lambda: viewers(0))
     finally:
-        await api(server, "POST", f"/demo/executions/{execution_id}/cancel", json={})
+        await api(server, "POST", started["cancelUrl"])
 
 
 async def test_detail_of_an_execution_started_elsewhere_gives_no_stream_url(server, execution_id):

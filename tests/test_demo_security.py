@@ -4,7 +4,8 @@
   user logged in, only that user's), never for an id it is merely told;
 * no published secret key; DEBUG off unless asked for; secrets masked on the
   debug page;
-* no cross-site request can start or cancel an execution (JSON only: 415);
+* no cross-site request can start an execution (JSON only: 415) or cancel one (only
+  the signed cancel URL handed to the browser that started it does: 403 otherwise);
 * inputs are validated (400, never 500) and concurrent executions capped (429);
 * pages and JSON carrying tokens are never cached.
 """
@@ -58,7 +59,11 @@ def start(client: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def cancel(client: httpx.Client, execution_id: str) -> httpx.Response:
-    return client.post(f"/demo/executions/{execution_id}/cancel", json={})
+    """Cancel as the page does: POST to the execution's cancel URL, which only the browser
+    that started it is given (any other posts to the endpoint without a token)."""
+    detail = client.get(f"/demo/executions/{execution_id}")
+    url = detail.json().get("cancelUrl") if detail.status_code == 200 else None
+    return client.post(url or f"/sse/executions/{execution_id}/cancel")
 
 
 def feed_of(page: str) -> str:
@@ -86,7 +91,7 @@ async def test_an_execution_sent_by_another_process_gets_no_stream_url(demo):
         page = client.get(f"/?execution={execution_id}")
         assert page.status_code == 200 and f"executions/{execution_id}/events" not in page.text
         assert 'data-stream-url=""' in page.text
-        assert cancel(client, execution_id).status_code == 404
+        assert cancel(client, execution_id).status_code == 403
         # a valid stream token in a shared link does open it (only SECRET_KEY mints one)
         from django_sse_exec import stream_url
 
@@ -113,7 +118,7 @@ async def test_one_browser_cannot_see_or_cancel_another_browsers_execution(demo)
             # Each browser's recent list follows a feed of its own: the other's is not in it.
             feeds = [feed_of(client.get("/").text) for client in (alice, mallory)]
             assert feeds[0] != feeds[1] and all(f.startswith("browser:") for f in feeds)
-            assert cancel(mallory, execution_id).status_code == 404
+            assert cancel(mallory, execution_id).status_code == 403
             assert alice.get(f"/demo/executions/{execution_id}").status_code == 200
         finally:
             assert cancel(alice, execution_id).status_code == 202
@@ -156,17 +161,18 @@ async def test_a_share_link_grants_viewing_for_its_lifetime_and_never_cancel(dem
                 shared = bob.get(page, params={"execution": execution_id, "token": link})
                 assert shared.status_code == 200 and stream_token_of(shared.text) == link
                 assert "demo_executions" not in shared.headers.get("set-cookie", "")
-                if page == "/htmx/":  # (the JSON dashboard's script shows its button only
-                    assert "Cancel</button>" not in shared.text  # when the status API answers)
+                if page == "/htmx/":  # (the JSON dashboard's button stays hidden:
+                    assert "Cancel</button>" not in shared.text  # it has no cancel URL)
+                assert "cancel?token=" not in shared.text
                 cache = shared.headers["cache-control"]
                 assert "no-store" in cache and "private" in cache, cache
             # Viewing only: no status API, no cancel on either dashboard, nothing without the link.
             assert bob.get(f"/demo/executions/{execution_id}").status_code == 404
-            assert cancel(bob, execution_id).status_code == 404
-            bob.get("/htmx/")  # a CSRF token of bob's own
-            bob.post(f"/htmx/cancel/{execution_id}", data={
+            assert cancel(bob, execution_id).status_code == 403
+            bob.get("/htmx/")  # a CSRF token of bob's own is no cancel grant either
+            assert bob.post(f"/sse/executions/{execution_id}/cancel", data={
                 "csrfmiddlewaretoken": bob.cookies["csrftoken"]},
-                headers={"Referer": f"{demo.base_url}/htmx/"})
+                headers={"Referer": f"{demo.base_url}/htmx/"}).status_code == 403
             assert alice.get(f"/demo/executions/{execution_id}").json()["status"] == "running"
             for page in ("/", "/htmx/"):
                 again = bob.get(page, params={"execution": execution_id}).text
@@ -204,12 +210,15 @@ async def test_cross_site_forms_cannot_start_or_cancel(demo, kind):
     with browser(demo) as client:
         mine = start(client, tasks=30, delayMs=200)["executionId"]
         try:
-            before = client.get("/demo/executions").json()["executions"]
+            def listed() -> list[str]:  # ids only: the running execution's counts move meanwhile
+                return [e["executionId"] for e in client.get("/demo/executions").json()["executions"]]
+
+            before = listed()
             resp = client.post("/demo/executions", **body)
             assert resp.status_code == 415
-            assert client.get("/demo/executions").json()["executions"] == before
-            refused = client.post(f"/demo/executions/{mine}/cancel", **body)
-            assert refused.status_code == 415
+            assert listed() == before
+            refused = client.post(f"/sse/executions/{mine}/cancel", **body)
+            assert refused.status_code == 403  # no signed cancel URL, no cancel
         finally:
             assert cancel(client, mine).status_code == 202
 

@@ -45,7 +45,7 @@ def assert_the_run(state: sse.ExecutionState, execution_id: str) -> None:
     assert state.summary["error"] == f"RuntimeError: {GENERIC_MESSAGE}"
     assert state.summary["cancelled"] == 1
     assert state.last_progress == {"progress": 50, "total": 100, "message": "half way",
-                                   "taskId": "fetch"}
+                                   "taskId": "fetch", "percent": 50.0}
     data = state.as_dict()
     assert data["status"] == "failed" and data["lastEventId"] == 12
     assert [t["status"] for t in data["tasks"]] == ["success", "success", "failed"]

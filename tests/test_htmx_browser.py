@@ -267,7 +267,7 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
     tab.page.click("button[type=submit]")
     tab.page.wait_for_url("**/htmx/?execution=*")
     execution_id = tab.page.url.rsplit("=", 1)[1]
-    assert tab.page.is_visible(".cancel button")
+    assert tab.page.is_visible(".sse-exec__cancel-button")
     tab.wait_status("success", "failed")
     assert tab.page.get_attribute("[role=progressbar]", "aria-valuenow") == "100"
     rows = tab.rows()
@@ -275,7 +275,7 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
     summary = tab.summary()
     assert int(summary["successful"]) == sum(1 for _, status in rows if status == "success")
     assert int(summary["failed"]) == sum(1 for _, status in rows if status == "failed")
-    assert tab.page.is_hidden(".cancel button")  # the page's CSS hides it once the run ended
+    assert tab.page.is_hidden(".sse-exec__cancel-button")  # the CSS hides it once the run ended
     assert tab.page.is_visible(f".recent a.current:has-text('{execution_id}')")
     tab.page.wait_for_timeout(300)  # let the bar's transition end
     ARTIFACTS.mkdir(exist_ok=True)
@@ -296,7 +296,7 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
     tab.page.wait_for_function(
         "() => document.querySelectorAll('.sse-exec__task[data-status=success],"
         " .sse-exec__task[data-status=failed]').length >= 2")
-    tab.page.click(".cancel button")
+    tab.page.click(".sse-exec__cancel-button")
     tab.wait_status("cancelled")
     statuses = [status for _, status in tab.rows()]
     assert len(statuses) == 40 and statuses.count("cancelled") > 0

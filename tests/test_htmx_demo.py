@@ -1,13 +1,15 @@
 """The htmx dashboard (``/htmx/``) follows the example project's rules, through a real daphne.
 
 Widgets, and so stream tokens, only for executions this browser started; its
-plain forms are CSRF-protected (a cross-site form starts and cancels nothing);
+plain forms are CSRF-protected and Cancel needs the widget's signed URL (a cross-site
+form starts and cancels nothing);
 the JSON dashboard's limits (400 for bad input, 429 past the cap); pages that
 carry tokens are never cached.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +47,15 @@ def start(client: httpx.Client, **form: str) -> str:
     return resp.headers["location"].rsplit("=", 1)[1]
 
 
+def cancel(client: httpx.Client, execution_id: str) -> httpx.Response:
+    """Press the widget's Cancel button as a plain form (no htmx): POST to its signed URL;
+    a page without the button leaves only the endpoint without a token."""
+    page = client.get(f"/htmx/?execution={execution_id}").text
+    found = re.search(r'class="sse-exec__cancel" method="post" action="([^"]+)"', page)
+    url = html.unescape(found.group(1)) if found else f"/sse/executions/{execution_id}/cancel"
+    return client.post(url)
+
+
 def test_only_the_browser_that_started_it_gets_the_widget(demo):
     with browser(demo) as mine, browser(demo) as other:
         execution_id = start(mine)
@@ -57,11 +68,11 @@ def test_only_the_browser_that_started_it_gets_the_widget(demo):
             theirs = other.get(f"/htmx/?execution={execution_id}")
             assert "token=" not in theirs.text and 'class="sse-exec"' not in theirs.text
             assert "not started from this browser" in theirs.text
-            # Another browser's cancel does nothing: the run goes on.
-            assert post(other, f"/htmx/cancel/{execution_id}").status_code == 303
+            # Another browser has no Cancel button, and no URL to post to: the run goes on.
+            assert cancel(other, execution_id).status_code == 403
             assert "Cancel</button>" in mine.get(f"/htmx/?execution={execution_id}").text
         finally:
-            post(mine, f"/htmx/cancel/{execution_id}")
+            assert cancel(mine, execution_id).status_code == 202
         page = mine.get(f"/htmx/?execution={execution_id}")
         assert 'data-status="cancelled"' in page.text or 'data-status="running"' in page.text
 
@@ -74,10 +85,11 @@ def test_a_cross_site_form_starts_and_cancels_nothing(demo):
             with httpx.Client(base_url=demo.base_url, timeout=30,
                               cookies=dict(mine.cookies)) as attacker:
                 assert attacker.post("/htmx/start", data={"tasks": "5"}).status_code == 403
-                assert attacker.post(f"/htmx/cancel/{execution_id}").status_code == 403
+                refused = attacker.post(f"/sse/executions/{execution_id}/cancel")
+                assert refused.status_code == 403  # the cookies are no proof: no signed URL
             assert "Cancel</button>" in mine.get(f"/htmx/?execution={execution_id}").text
         finally:
-            post(mine, f"/htmx/cancel/{execution_id}")
+            cancel(mine, execution_id)
 
 
 @pytest.mark.parametrize("form", [
@@ -99,4 +111,4 @@ def test_concurrent_executions_are_capped(demo):
             assert resp.status_code == 429 and "running" in resp.text
         finally:
             for execution_id in started:
-                post(client, f"/htmx/cancel/{execution_id}")
+                cancel(client, execution_id)

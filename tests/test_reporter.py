@@ -56,7 +56,8 @@ def test_sync_success_emits_the_whole_vocabulary(execution_id):
     assert start["executionId"] == execution_id and start["totalTasks"] == 2
     assert abs(start["startTime"] - time.time() * 1000) < 60_000
     assert events[1][1] == {"taskId": "fetch", "taskTitle": "Fetch the data", "progress": 0, "total": 2}
-    assert events[2][1] == {"progress": 1, "total": 2, "message": "half way", "taskId": "fetch"}
+    assert events[2][1] == {"progress": 1, "total": 2, "message": "half way", "taskId": "fetch",
+                            "percent": 50.0}
     fetched = events[3][1]
     assert fetched["status"] == "success" and fetched["progress"] == 1 and fetched["total"] == 2
     assert fetched["duration"] >= 50 and fetched["result"] == {"rows": 3}

@@ -70,6 +70,9 @@ def execute(request):
     for event, data in RUN:
         send_sse_event(execution_id, event, data)
     if request.GET.get("cancel"):
+        for event in ("execution-stalled", "execution-resumed", "execution-cancel-requested"):
+            send_sse_event(execution_id, event, {"executionId": execution_id, "after": 30,
+                                                 "by": "link", "at": 0})
         send_sse_event(execution_id, "execution-cancelled", {**RUN[-1][1], "status": "cancelled"})
     close_sse_connections(execution_id)
     return HttpResponse("done")

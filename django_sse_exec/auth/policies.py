@@ -225,8 +225,12 @@ async def allow_any(request: HttpRequest, execution_id: str) -> bool:
 
 
 #: Built-in policies: they touch the database only through :func:`_user`, which
-#: bounds and closes its connections itself.
+#: bounds and closes its connections itself (others say so with ``built_in = True``).
 _BUILT_IN = (signed_token, authenticated_user, staff_only, allow_any)
+
+
+def _is_built_in(policy: Any) -> bool:
+    return policy in _BUILT_IN or getattr(policy, "built_in", False) is True
 
 
 def get_policy() -> Any:
@@ -261,8 +265,9 @@ async def _run_custom(policy: Any, request: HttpRequest, execution_id: str) -> A
         return allowed
 
 
-async def authorize(request: HttpRequest, execution_id: str) -> str | None:
-    """Run the policy; return None when allowed or a short reason for the 403.
+async def authorize(request: HttpRequest, execution_id: str, policy: Any = None) -> str | None:
+    """Run the policy (``AUTHORIZE``'s unless given); return None when allowed or a short
+    reason for the 403.
 
     Only ``True`` allows. ``PermissionDenied("reason")`` gives that reason. A
     failure of what the policy depends on (database, Redis, network, timeout)
@@ -279,8 +284,8 @@ async def authorize(request: HttpRequest, execution_id: str) -> str | None:
     signed-token policy costs no thread hop.
     """
     try:
-        policy = get_policy()
-        if policy in _BUILT_IN:
+        policy = get_policy() if policy is None else policy
+        if _is_built_in(policy):
             allowed = await policy(request, execution_id)
         else:
             allowed = await _run_custom(policy, request, execution_id)

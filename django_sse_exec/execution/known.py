@@ -14,8 +14,11 @@ from typing import Any, TypeVar
 
 from ..wire import STREAM_CLOSED, Event, validate_execution_id
 from .vocabulary import (
+    EXECUTION_CANCEL_REQUESTED,
     EXECUTION_CANCELLED,
     EXECUTION_COMPLETE,
+    EXECUTION_RESUMED,
+    EXECUTION_STALLED,
     EXECUTION_START,
     PROGRESS,
     TASK_COMPLETE,
@@ -24,6 +27,7 @@ from .vocabulary import (
     TASK_START,
     Running,
     TaskState,
+    fraction_of,
     int_or,
     now_ms,
     str_or_none,
@@ -59,6 +63,12 @@ class KnownState:
         self.closed = False
         #: Id of the last logged event applied (0: none; only the log path sets it).
         self.last_event_id = 0
+        #: The ``execution-cancel-requested`` payload, once someone asked to cancel.
+        self.cancel_request: dict[str, Any] | None = None
+        #: The ``execution-stalled`` payload while the execution is stalled, else None.
+        self.stall: dict[str, Any] | None = None
+        #: The execution's own share done (0 to 1) from its last ``progress`` without a task.
+        self.own_fraction: float | None = None
 
     # -- derived figures ------------------------------------------------------
 
@@ -97,10 +107,31 @@ class KnownState:
         return int_or(self.summary.get("completed"), fallback) or 0 if self.summary else fallback
 
     @property
-    def percent(self) -> int:
-        """Ended tasks as a whole percentage of the total (0 while the total is unknown)."""
+    def cancel_requested(self) -> bool:
+        """True once someone asked to cancel the execution."""
+        return self.cancel_request is not None
+
+    @property
+    def stalled(self) -> bool:
+        """True while the execution is stalled (no report for ``STALL_AFTER`` seconds)."""
+        return self.stall is not None
+
+    def fraction(self) -> float:
+        """The execution's share done, 0 to 1: its tasks (an ended one counts 1, a running
+        one its last progress, steps rolled up), or its own progress (``progress`` with no
+        task: the producer's account of the whole) when that says more."""
         total = (int_or(self.summary.get("total"), 0) or 0) if self.summary else self.total_tasks()
-        return min(100, (100 * self.completed) // total) if total > 0 else 0
+        own = 0.0 if self.summary else (self.own_fraction or 0.0)
+        if total <= 0:
+            return 1.0 if self.summary and self.status == "success" else own
+        running = 0.0 if self.summary else sum(
+            self.tasks[task_id].fraction or 0.0 for task_id in self.running if task_id in self.tasks)
+        return min(1.0, max(own, (self.completed + running) / total))
+
+    @property
+    def percent(self) -> int:
+        """:meth:`fraction` as a whole percentage (0 while nothing is known)."""
+        return min(100, int(100 * self.fraction() + 1e-9))
 
     def note_task(self, task_id: str, title: str | None, status: str, **fields: Any) -> None:
         """Record a task's latest status (and fields such as duration or error)."""
@@ -122,6 +153,7 @@ class KnownState:
             "percent": self.percent, "startTime": self.start_time if self.started else None,
             "tasks": [task.as_dict() for task in self.tasks.values()],
             "lastProgress": self.last_progress, "summary": self.summary, "closed": self.closed,
+            "cancelRequested": self.cancel_request, "stalled": self.stall,
         }
 
     # -- rebuilding from the log -------------------------------------------
@@ -151,6 +183,14 @@ class KnownState:
         """Update the state with one logged event of the vocabulary (others are ignored)."""
         task_id = data.get("taskId")
         title = str_or_none(data.get("taskTitle"))
+        if event == EXECUTION_STALLED:
+            self.stall = data
+            return
+        self.stall = None  # any other event: a report, or the notice that it resumed
+        if event == EXECUTION_CANCEL_REQUESTED:
+            self.cancel_request = self.cancel_request or data
+        elif event == EXECUTION_RESUMED:
+            return
         if event == EXECUTION_START:
             self.started = True
             if isinstance(data.get("totalTasks"), int):
@@ -177,6 +217,11 @@ class KnownState:
                             error=str_or_none(data.get("error")))
         elif event == PROGRESS:
             self.last_progress = data
+            fraction = fraction_of(data)
+            if isinstance(task_id, str) and task_id in self.tasks:
+                self.tasks[task_id].fraction = fraction
+            elif task_id is None:
+                self.own_fraction = fraction
         elif event in (EXECUTION_COMPLETE, EXECUTION_CANCELLED):
             self.finished = True
             self.summary = data

@@ -11,6 +11,12 @@ Payloads are built in one place, :class:`~django_sse_exec.execution.state.Execut
 (in :mod:`django_sse_exec.execution.state`, re-exported here; the event names are in
 :mod:`django_sse_exec.execution.vocabulary`), which does no I/O: the reporter's async
 methods send what it builds and the sync methods are thin wrappers over them.
+
+Every event goes out with a key (:mod:`django_sse_exec.execution.keys`), so a
+re-run of the same code repeats nothing on the page; and every send learns, in
+the same round trip, whether someone asked to cancel the execution
+(:mod:`django_sse_exec.execution.cancel`): the report then raises
+:class:`~django_sse_exec.exceptions.ExecutionCancelled`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from ..api import aclose_sse_connections, asend_sse_event
+from ..api import aclose_sse_connections, asend_as
+from ..exceptions import ExecutionCancelled, ExecutionClosed
 from ..runtime.sync import run_sync
 from ..sending.feeds import aadd_to_feed
+from ..store import get_store
 from ..wire.many import validate_feed_name
 from .leases import Lease
+from .reporter_steps import StepBlock
 from .state import ExecutionState, Message
 
 logger = logging.getLogger("django_sse_exec")
@@ -61,11 +70,34 @@ class ExecutionReporter:
     background (``lease=False`` opts out): if the process dies before the exit,
     a web process ends the execution with ``execution-complete`` ``status: "lost"``
     within about ``LEASE_TTL + LEASE_CHECK`` seconds (see :mod:`django_sse_exec.execution.leases`).
+
+    Progress people can plan by: ``progress`` events carry ``percent``, and
+    ``rate`` and ``eta`` once they mean something (see :mod:`.pace`); nested,
+    weighted steps roll up into one ``percent`` (``with report.step("download",
+    weight=3): ...``; declare them with ``plan={"download": 3, "parse": 1}``).
+
+    Cancel: once someone asked to cancel (``cancel_url``, ``request_cancel``),
+    the next report raises :class:`~django_sse_exec.exceptions.ExecutionCancelled`
+    (``cancel_requested`` is then True); let it leave the block and the
+    execution ends ``cancelled``. :meth:`check_cancel` asks without reporting.
+
+    Each event is sent with a key (``keyed=False`` opts out): a re-run of the
+    block (``attempt`` says which attempt it is) repeats nothing already shown.
     """
 
     def __init__(self, execution_id: str, total: int | None = None, *, close: bool = True,
-                 lease: bool = True, feeds: Iterable[str] = ()) -> None:
+                 lease: bool = True, feeds: Iterable[str] = (), attempt: int = 1,
+                 keyed: bool = True, plan: dict[str, float] | None = None) -> None:
         self.state = ExecutionState(execution_id, total)
+        if plan:
+            self.state.plan(plan)
+        #: The attempt of this run (1, 2, ... when a retry runs the block again).
+        self.attempt = attempt
+        #: Send each event with its key (see :mod:`django_sse_exec.execution.keys`).
+        self.keyed = keyed
+        #: True once a report learnt that someone asked to cancel the execution.
+        self.cancel_requested = False
+        self._finishing = False
         #: Feeds the execution joins when it starts (see :func:`~django_sse_exec.add_to_feed`).
         self.feeds = [validate_feed_name(feed) for feed in feeds]
         self.close_on_exit = close
@@ -78,8 +110,48 @@ class ExecutionReporter:
         return self.state.execution_id
 
     async def _emit(self, message: Message) -> int:
+        """Send ``message`` with its key; raise ExecutionCancelled (after sending) once a
+        cancel was requested, unless the reporter is finishing."""
         event, data = message
-        return await asend_sse_event(self.execution_id, event, data)
+        key = self.state.key_for(message) if self.keyed else None
+        try:
+            appended = await asend_as(self.execution_id, event, data, key=key)
+        except ExecutionClosed as exc:
+            if exc.cancel_requested:
+                self._cancelled()
+            raise
+        if appended.cancel_requested:
+            self._cancelled()
+        return int(appended)
+
+    def _cancelled(self) -> None:
+        self.cancel_requested = True
+        if not self._finishing:
+            raise ExecutionCancelled(self.execution_id)
+
+    async def acheck_cancel(self) -> None:
+        """Raise ExecutionCancelled if someone asked to cancel (one read of the store): for
+        long work between reports."""
+        if await get_store().cancel_requested(self.execution_id):
+            self._cancelled()
+
+    def check_cancel(self) -> None:
+        """Sync twin of :meth:`acheck_cancel`."""
+        run_sync("check_cancel", self.acheck_cancel)
+
+    def plan(self, steps: dict[str, float], *, task_id: str | None = None) -> None:
+        """Declare the next steps and their weights (of the execution, or of ``task_id``)."""
+        self.state.plan(steps, task_id=task_id)
+
+    def step(self, name: str, weight: float | None = None, *,
+             steps: dict[str, float] | None = None, task_id: str | None = None) -> StepBlock:
+        """A step: ``with report.step("download", weight=3): ...`` (or ``async with``).
+
+        Emits ``progress`` as it starts and ends (``step``, ``percent``); progress
+        inside it counts for its share. ``weight`` is its share among its siblings
+        (default: as planned, else 1); ``steps`` declares its own steps.
+        """
+        return StepBlock(self, name, weight, steps, task_id)
 
     # -- async API --------------------------------------------------------------
 
@@ -110,6 +182,7 @@ class ExecutionReporter:
         """Emit ``execution-cancelled``; the exit then only closes the stream."""
         if self.state.finished:
             raise RuntimeError(f"execution {self.execution_id} has already been finished")
+        self._finishing = True  # a cancel request must not stop the cancel itself
         return await self._emit(self.state.cancel(reason))
 
     async def afinish(self, error: BaseException | None = None) -> None:
@@ -117,6 +190,7 @@ class ExecutionReporter:
         await asyncio.shield(self._finish(error))
 
     async def _finish(self, error: BaseException | None) -> None:
+        self._finishing = True
         problem: BaseException | None = None
         for message in self.state.finish(error):
             try:
@@ -142,7 +216,11 @@ class ExecutionReporter:
     async def __aenter__(self) -> "ExecutionReporter":
         if self.use_lease:
             self.lease = await Lease(self.execution_id).astart()
-        await self.astart()
+        try:
+            await self.astart()
+        except ExecutionCancelled as exc:  # cancelled before it started: end it now
+            await self.afinish(exc)
+            raise
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -186,7 +264,11 @@ class ExecutionReporter:
         except RuntimeError:
             if self.use_lease:
                 self.lease = Lease(self.execution_id).start()
-            self.start()
+            try:
+                self.start()
+            except ExecutionCancelled as exc:  # cancelled before it started: end it now
+                self.finish(exc)
+                raise
             return self
         raise RuntimeError("ExecutionReporter was entered with `with` inside a running "
                            "event loop; use `async with ExecutionReporter(...)` instead")

@@ -14,7 +14,11 @@ import asyncio
 import time
 from typing import Any
 
+from ..exceptions import ExecutionCancelled
+from .keys import ProgressKeys, lifecycle_key
 from .known import KnownState
+from .pace import Pace
+from .steps import StepTree
 from .vocabulary import (
     EXECUTION_CANCELLED,
     EXECUTION_COMPLETE,
@@ -31,6 +35,7 @@ from .vocabulary import (
     checked_task_id,
     error_text,
     fit_summary,
+    fraction_of,
     now_ms,
 )
 
@@ -45,7 +50,29 @@ class ExecutionState(KnownState):
     ``task-fail {taskId,taskTitle,status,duration,progress,total[,error]}`` and
     ``execution-complete`` / ``execution-cancelled {executionId,status,successful,
     failed,cancelled,completed,total,totalDuration,results}``.
+
+    ``progress`` payloads also carry ``percent`` (the subject's share done, steps
+    rolled up, see :mod:`.steps`), ``step`` (the open steps' labels) and, once
+    they mean something, ``rate`` and ``eta`` (see :mod:`.pace`). The subject of
+    a ``progress`` is its task (``taskId``), else the execution. Each message's
+    key for the store (:meth:`key_for`, see :mod:`.keys`) makes a re-run send
+    nothing twice.
     """
+
+    def __init__(self, execution_id: str, total: int | None = None) -> None:
+        super().__init__(execution_id, total)
+        #: The steps of each subject ("" for the execution, else a task id).
+        self.step_trees: dict[str, StepTree] = {}
+        #: Paces of each counter (subject and step) and of each subject's fraction.
+        self.paces: dict[tuple[str, str | None], Pace] = {}
+        self.progress_keys = ProgressKeys()
+        #: Key of the last ``progress`` message built (see :meth:`key_for`).
+        self.progress_key: str | None = None
+
+    def key_for(self, message: Message) -> str | None:
+        """The store key of a message this state just built (see :mod:`.keys`)."""
+        event, data = message
+        return self.progress_key if event == PROGRESS else lifecycle_key(event, data)
 
     # -- payloads -------------------------------------------------------------
 
@@ -58,10 +85,16 @@ class ExecutionState(KnownState):
             "startTime": self.start_time,
         }
 
-    def task_start(self, task_id: str, title: str | None = None, *, attempt: int = 1,
+    def task_start(self, task_id: str, title: str | None = None, *, attempt: int | None = None,
                    **extra: Any) -> Message:
-        """``task-start``; an ``attempt`` above 1 is marked ``retry: true``."""
+        """``task-start``; an ``attempt`` above 1 is marked ``retry: true``.
+
+        Without ``attempt``, a task started again in this state is its next attempt.
+        """
         task_id = checked_task_id(task_id)
+        if attempt is None:
+            seen = self.tasks.get(task_id)
+            attempt = seen.attempt + 1 if seen is not None else 1
         title = title or task_id
         data: dict[str, Any] = {
             **extra,
@@ -127,15 +160,90 @@ class ExecutionState(KnownState):
 
     def progress(self, current: int | float, total: int | float | None = None,
                  message: str | None = None, *, task_id: str | None = None) -> Message:
-        """``progress {progress,total[,message][,taskId]}`` within the execution or a task."""
+        """``progress {progress,total[,message][,taskId][,step][,percent][,rate][,eta]}``
+        within the execution or a task (the one running, if exactly one runs)."""
         data: dict[str, Any] = {"progress": current, "total": total}
         if message is not None:
             data["message"] = str(message)
-        if task_id is None and len(self.running) == 1:
-            task_id = next(iter(self.running))
-        if task_id is not None:
+        task_id = self._subject(task_id)
+        if task_id:
             data["taskId"] = task_id
+        tree = self.step_trees.get(task_id or "")
+        fraction = fraction_of({"progress": current, "total": total})
+        path = list(tree.path) if tree is not None else []
+        if tree is not None:
+            if fraction is not None:
+                tree.progress(fraction)
+            fraction = tree.fraction()
+            if path:
+                data["step"] = path
+        now = time.monotonic()
+        counter = self.paces.setdefault((task_id or "", "/".join(path)), Pace())
+        figures = counter.observe(now, current, None)
+        data.update(self._fraction_figures(task_id or "", fraction, now))
+        if "rate" in figures:
+            data["rate"] = figures["rate"]
+        self.progress_key = self.progress_keys.key(task_id or "", path, current, total, message)
         self.last_progress = checked_payload(data)
+        self._note_fraction(task_id, fraction)
+        return PROGRESS, data
+
+    def _subject(self, task_id: str | None) -> str | None:
+        if task_id is None and len(self.running) == 1:
+            return next(iter(self.running))
+        return task_id
+
+    def _fraction_figures(self, subject: str, fraction: float | None,
+                          now: float) -> dict[str, Any]:
+        """``percent`` and, once it means something, ``eta`` of the subject."""
+        if fraction is None:
+            return {}
+        eta = self.paces.setdefault((subject, None), Pace()).observe(now, None, fraction)
+        return {"percent": round(100 * fraction, 1), **({"eta": eta["eta"]} if "eta" in eta else {})}
+
+    def _note_fraction(self, task_id: str | None, fraction: float | None) -> None:
+        if task_id is not None and task_id in self.tasks:
+            self.tasks[task_id].fraction = fraction
+        elif task_id is None:
+            self.own_fraction = fraction
+
+    def plan(self, steps: dict[str, float], *, task_id: str | None = None) -> None:
+        """Declare the subject's steps and their weights before they start (see :mod:`.steps`)."""
+        self.step_trees.setdefault(self._subject(task_id) or "", StepTree()).root.plan(steps)
+
+    def step_start(self, name: str, weight: float | None = None,
+                   steps: dict[str, float] | None = None, *,
+                   task_id: str | None = None) -> Message:
+        """Start step ``name`` (inside the open one); ``steps`` declares its own steps.
+        Returns the ``progress`` that says so (``step``, ``percent``, ``message``)."""
+        task_id = self._subject(task_id)
+        tree = self.step_trees.setdefault(task_id or "", StepTree())
+        tree.enter(name, weight, steps)
+        return self._boundary(task_id, tree, list(tree.path), "start", name)
+
+    def step_end(self, *, task_id: str | None = None) -> Message:
+        """End the innermost open step; returns the ``progress`` that says so (``stepDone``)."""
+        task_id = self._subject(task_id)
+        tree = self.step_trees.get(task_id or "")
+        if tree is None or not tree.path:
+            raise RuntimeError("no step is open")
+        path, name = list(tree.path), tree.current.name
+        tree.leave()
+        return self._boundary(task_id, tree, path, "end", name)
+
+    def _boundary(self, task_id: str | None, tree: StepTree, path: list[str], edge: str,
+                  name: str) -> Message:
+        fraction = tree.fraction()
+        percent = round(100 * fraction, 1)
+        data: dict[str, Any] = {"progress": percent, "total": 100, "message": name, "step": path}
+        if edge == "end":
+            data["stepDone"] = True
+        if task_id:
+            data["taskId"] = task_id
+        data.update(self._fraction_figures(task_id or "", fraction, time.monotonic()))
+        self.progress_key = self.progress_keys.boundary(task_id or "", path, edge)
+        self.last_progress = checked_payload(data)
+        self._note_fraction(task_id, fraction)
         return PROGRESS, data
 
     def finish(self, error: BaseException | str | None = None) -> list[Message]:
@@ -143,12 +251,15 @@ class ExecutionState(KnownState):
 
         ``execution-complete`` has ``status: "failed"`` when a task failed or
         ``error`` (what ended the block) is given; an ``asyncio.CancelledError``
-        ends the execution as ``execution-cancelled`` instead.
+        or :class:`~django_sse_exec.exceptions.ExecutionCancelled` ends the
+        execution as ``execution-cancelled`` instead.
         """
         if self.finished:
             return []
         if isinstance(error, asyncio.CancelledError):
             return [self.cancel("cancelled")]
+        if isinstance(error, ExecutionCancelled):
+            return [self.cancel(error.reason)]
         reason = error if error is not None else "the execution ended before the task did"
         messages = self._fail_running(reason)
         status = "failed" if self.failed or error is not None else "success"

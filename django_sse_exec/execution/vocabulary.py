@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conf import sse_settings
+from ..store.base import EXECUTION_RESUMED
 from ..wire import encode_data
 from .error_detail import describe_exception
 
@@ -23,6 +24,11 @@ TASK_COMPLETE = "task-complete"
 TASK_FAIL = "task-fail"
 TASK_RETRY = "task-retry"
 PROGRESS = "progress"
+#: Someone asked to cancel: ``{executionId, by, at[, requester]}`` (see :mod:`.cancel`).
+EXECUTION_CANCEL_REQUESTED = "execution-cancel-requested"
+#: No report for ``STALL_AFTER`` seconds: ``{executionId, lastReportAt, after}``; then,
+#: at the next report, ``execution-resumed {executionId, at}`` (see :mod:`.stalls`).
+EXECUTION_STALLED = "execution-stalled"
 
 #: An event to send: its name and its (JSON-serialisable) data.
 Message = tuple[str, dict[str, Any]]
@@ -82,11 +88,14 @@ class TaskState:
     error: str | None = None
     #: The attempt that ran last (1 unless retried).
     attempt: int = 1
+    #: Its share done (0 to 1) from its last ``progress`` (steps rolled up); None if unknown.
+    fraction: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The task as JSON-serialisable data (camelCase, like the payloads)."""
         return {"taskId": self.task_id, "title": self.title, "status": self.status,
-                "duration": self.duration, "error": self.error, "attempt": self.attempt}
+                "duration": self.duration, "error": self.error, "attempt": self.attempt,
+                "fraction": self.fraction}
 
 
 def int_or(value: Any, default: int | None) -> int | None:
@@ -121,9 +130,27 @@ def fit_summary(data: dict[str, Any]) -> dict[str, Any]:
 
 
 
+def fraction_of(data: dict[str, Any]) -> float | None:
+    """The share done (0 to 1) a ``progress`` payload says: its ``percent`` (steps rolled
+    up), else ``progress / total``; None when it says nothing."""
+    percent = _float(data.get("percent"))
+    if percent is not None:
+        return min(1.0, max(0.0, percent / 100))
+    current, total = _float(data.get("progress")), _float(data.get("total"))
+    if current is None or total is None or total <= 0:
+        return None
+    return min(1.0, max(0.0, current / total))
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 __all__ = [
-    "EXECUTION_CANCELLED", "EXECUTION_COMPLETE", "EXECUTION_START", "MAX_ERROR_CHARS", "Message",
+    "EXECUTION_CANCELLED", "EXECUTION_CANCEL_REQUESTED", "EXECUTION_COMPLETE",
+    "EXECUTION_RESUMED", "EXECUTION_STALLED", "EXECUTION_START", "MAX_ERROR_CHARS", "Message",
     "PROGRESS", "Running", "TASK_COMPLETE", "TASK_FAIL", "TASK_RETRY", "TASK_START", "TaskState",
-    "checked_payload", "checked_task_id", "error_text", "fit_summary", "int_or", "now_ms",
+    "checked_payload", "checked_task_id", "error_text", "fit_summary", "fraction_of", "int_or",
+    "now_ms",
     "str_or_none",
 ]

@@ -122,7 +122,7 @@ async def _answer(request: HttpRequest, execution_id: str) -> HttpResponse:
         refreshes = 0  # it moved on since the widget last saw it: the stream works
     stopped = "the stream keeps failing" if refreshes >= MAX_REFRESHES else None
     context = progress_context(state, token=request.GET.get("token"), refreshes=refreshes,
-                               refused=stopped)
+                               refused=stopped, cancel=request.GET.get("cancel") or False)
     return await _html(request, "django_sse_exec/widget.html", context, 200)
 
 

@@ -27,6 +27,21 @@ are assigned atomically, so exactly one task sees its own end as the last one.
 Keep ``HISTORY_MAX_EVENTS`` above the number of events one execution emits
 (``progress`` is throttled to one event per :data:`PROGRESS_INTERVAL` per task).
 
+Cancel (``cancel_url``, ``request_cancel``): a task still queued does not run
+(it finds the request at its start), a running one raises
+:class:`~django_sse_exec.exceptions.ExecutionCancelled` at its next
+``self.progress`` (let it propagate: it is in ``throws``, so the worker records
+the task as failed without logging it as an error), the tasks running when the
+request was seen are revoked by the task that saw it first (``control.revoke``
+from the worker, without terminating them: stopping is cooperative; a revoked
+id is never run again by a retry or a redelivery), and the execution ends
+``execution-cancelled``, sent once whichever task gets there first. Every event is keyed (see
+:mod:`django_sse_exec.execution.keys`): a task redelivered after its worker died
+repeats nothing, and a retry's progress shows only past where the earlier
+attempt got. ``progress`` carries ``percent``, ``rate`` and ``eta`` of the task,
+and the execution's percentage counts each running task's share, so a group or
+chord rolls up into its execution.
+
 What a task cannot report itself is reported from the worker's main process:
 a process that died mid-task (``WorkerLostError``) or hit its hard time limit
 (``TimeLimitExceeded``) through ``task_failure``; a revoked task cancels the
@@ -49,6 +64,8 @@ from celery.canvas import Signature
 from celery.exceptions import Retry
 
 from ..api import close_sse_connections
+from ..exceptions import ExecutionCancelled, ExecutionClosed
+from ..execution.keys import shown_before
 from ..execution.reporter import ExecutionState
 from ..sending.feeds import add_to_feed
 from ..wire import validate_execution_id
@@ -120,6 +137,8 @@ class ExecutionTask(Task):
 
     #: Publish the return value in ``task-complete`` (off: results may be private).
     publish_result: bool = False
+    #: A cancelled task fails with ExecutionCancelled: expected, so not logged as an error.
+    throws = (ExecutionCancelled,)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -129,7 +148,13 @@ class ExecutionTask(Task):
         # The worker has pushed this call's request; Task.__call__ would push an empty one.
         started = time.monotonic()
         request.sse_progress_at = 0.0
-        reports.safely(reports.report_start, request, self.name, execution_id)
+        request.sse_state = ExecutionState(execution_id)  # this attempt's paces and keys
+        try:
+            reports.safely(reports.report_start, request, self.name, execution_id)
+        except ExecutionCancelled as exc:  # cancelled while queued: the task does not run
+            reports.safely(reports.report_cancelled, execution_id, exc.reason, self.app,
+                           request.id)
+            raise
         with reports.leased(execution_id):
             return self._run_reported(request, execution_id, started, args, kwargs)
 
@@ -139,6 +164,10 @@ class ExecutionTask(Task):
             result = self.run(*args, **kwargs)
         except Retry as exc:
             reports.safely(reports.report_retry, request, execution_id, exc, started)
+            raise
+        except ExecutionCancelled as exc:
+            reports.safely(reports.report_cancelled, execution_id, exc.reason, self.app,
+                           request.id)
             raise
         except Exception as exc:
             # Not SystemExit & co.: then the process is going (revoked with terminate,
@@ -153,20 +182,39 @@ class ExecutionTask(Task):
                  message: str | None = None) -> None:
         """Emit ``progress`` for this task (at most every :data:`PROGRESS_INTERVAL` s).
 
-        Does nothing outside an execution.
+        Raises :class:`~django_sse_exec.exceptions.ExecutionCancelled` once someone
+        asked to cancel the execution. Does nothing outside an execution.
         """
         request = self.request
         execution_id = execution_of(request)
         if execution_id is None or request.id is None:
             return
         now = time.monotonic()
-        last = getattr(request, "sse_progress_at", 0.0)
-        if now - last < PROGRESS_INTERVAL and not (total is not None and current >= total):
+        last = total is not None and current >= total
+        if now - getattr(request, "sse_progress_at", 0.0) < PROGRESS_INTERVAL and not last:
             return
+        high_water = getattr(request, "sse_high_water", None)
+        if high_water is not None and not last:
+            if shown_before(current, total, high_water):
+                return  # an earlier attempt of the task showed this far already
+            request.sse_high_water = None
         request.sse_progress_at = now
-        message_ = ExecutionState(execution_id).progress(current, total, message,
-                                                         task_id=request.id)
-        reports.safely(reports.send, execution_id, message_)
+        state = getattr(request, "sse_state", None) or ExecutionState(execution_id)
+        message_ = state.progress(current, total, message, task_id=request.id)
+        try:
+            appended = reports.send(execution_id, message_, state.key_for(message_))
+        except ExecutionClosed as exc:
+            if exc.cancel_requested:
+                raise ExecutionCancelled(execution_id) from None
+            logger.info("execution %s was closed before its progress could be reported",
+                        execution_id)
+            return
+        except Exception:
+            logger.warning("could not report progress to execution %s", execution_id,
+                           exc_info=True)
+            return
+        if appended.cancel_requested:
+            raise ExecutionCancelled(execution_id)
 
 
 # -- reports from the worker's main process ---------------------------------------------
@@ -198,7 +246,8 @@ def _request_of(sender: Task, task_id: str) -> Any:
 def _on_task_failure(sender: Task | None = None, task_id: str | None = None,
                      exception: BaseException | None = None, **kwargs: Any) -> None:
     """Report failures a task could not report itself (lost process, hard time limit)."""
-    if not isinstance(sender, ExecutionTask) or task_id is None:
+    if not isinstance(sender, ExecutionTask) or task_id is None or isinstance(
+            exception, ExecutionCancelled):
         return
     request = _request_of(sender, task_id)
     execution_id = execution_of(request)

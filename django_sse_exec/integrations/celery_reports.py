@@ -19,12 +19,14 @@ from typing import Any
 from celery.canvas import Signature, _chain, _chord, group, maybe_signature
 from celery.exceptions import Retry
 
-from ..api import close_sse_connections, send_sse_event
-from ..exceptions import ExecutionClosed
+from ..api import close_sse_connections, send_as
+from ..exceptions import ExecutionCancelled, ExecutionClosed
+from ..execution.keys import lifecycle_key
 from ..execution.leases import Lease
 from ..execution.reporter import ExecutionState, Message
 from ..runtime.sync import run_sync
 from ..store import get_store
+from ..store.base import Appended
 from ..wire import encode_data
 
 logger = logging.getLogger("django_sse_exec")
@@ -72,9 +74,11 @@ def leased(execution_id: str) -> Iterator[None]:
             safely(lease.release)
 
 
-def send(execution_id: str, message: Message) -> int:
+def send(execution_id: str, message: Message, key: str | None = None) -> Appended:
+    """Send ``message`` with ``key`` (default: its lifecycle key, see
+    :mod:`django_sse_exec.execution.keys`)."""
     event, data = message
-    return send_sse_event(execution_id, event, data)
+    return send_as(execution_id, event, data, key=key or lifecycle_key(event, data))
 
 
 def read_state(execution_id: str, upto: int | None = None) -> ExecutionState:
@@ -92,9 +96,34 @@ def attempt(request: Any) -> int:
 
 
 def report_start(request: Any, name: str, execution_id: str) -> None:
+    """``task-start``; raises ExecutionCancelled (nothing sent) if a cancel was requested.
+
+    Notes on ``request`` how far earlier attempts of the task got
+    (``sse_high_water``): its progress shows again only past that.
+    """
     state = read_state(execution_id)
+    if state.cancel_requested:
+        raise ExecutionCancelled(execution_id, "cancelled before it ran")
+    earlier = state.tasks.get(request.id)
+    request.sse_high_water = earlier.fraction if earlier is not None else None
     send(execution_id, state.task_start(request.id, title(request, name),
                                          attempt=attempt(request)))
+
+
+def report_cancelled(execution_id: str, reason: str, app: Any = None,
+                     task_id: str | None = None) -> None:
+    """End a cancelled execution: revoke its other running tasks (with ``app``'s control),
+    then ``execution-cancelled`` (once, whoever sends it), then close."""
+    state = read_state(execution_id)
+    others = [other for other in state.running if other != task_id]
+    if app is not None and others and not state.finished:
+        safely(app.control.revoke, others)
+    if not state.finished:
+        try:
+            send(execution_id, state.cancel(reason))
+        except ExecutionClosed:
+            return
+    close_sse_connections(execution_id)
 
 
 def report_retry(request: Any, execution_id: str, exc: Retry, started: float) -> None:
@@ -154,9 +183,11 @@ def finish(execution_id: str, state: ExecutionState, error: BaseException | None
 
 
 def safely(func: Any, *args: Any, **kwargs: Any) -> None:
-    """Report without ever failing the task: problems are logged."""
+    """Report without ever failing the task: problems are logged (a cancel is raised)."""
     try:
         func(*args, **kwargs)
+    except ExecutionCancelled:
+        raise
     except ExecutionClosed:
         logger.info("execution was closed before %s could report", func.__name__)
     except Exception:

@@ -39,6 +39,16 @@ ends as ``lost`` about ``LEASE_TTL`` seconds later. Reporting problems (the
 store unreachable, the execution closed meanwhile) are logged and never fail the
 task itself; ``progress`` is sent at most every :data:`PROGRESS_INTERVAL`
 seconds (the last step always goes out).
+
+Cancel: once someone asked to cancel the execution (its ``cancel_url``), the
+run's next report raises :class:`~django_sse_exec.exceptions.ExecutionCancelled`
+inside the function, and a run that had not started yet does not run the
+function at all; either way the execution ends ``execution-cancelled`` and the
+exception ends the task (the framework records it as failed: it has no
+cancelled state). Its events are keyed (see :mod:`django_sse_exec.execution.keys`),
+and a run that finds progress of an earlier attempt in the log shows its own
+only once it gets further than that, so a result run again never shows the
+same progress twice.
 """
 
 from __future__ import annotations
@@ -51,7 +61,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..exceptions import ExecutionClosed
+from ..exceptions import ExecutionCancelled, ExecutionClosed
+from ..execution.keys import shown_before
 from ..execution.leases import Lease
 from ..execution.reporter import ExecutionReporter
 from ..execution.snapshot import aget_execution_state
@@ -69,9 +80,11 @@ MARKER = tasks_follow.MARKER
 
 @contextmanager
 def _logged(what: str, execution_id: str) -> Iterator[None]:
-    """Log (never raise) a reporting problem: it must not fail the task."""
+    """Log (never raise) a reporting problem: it must not fail the task (a cancel does)."""
     try:
         yield
+    except ExecutionCancelled:
+        raise
     except ExecutionClosed:
         logger.info("execution %s was closed before it could %s", execution_id, what)
     except Exception:
@@ -98,6 +111,8 @@ class TaskReporter(ExecutionReporter):
         #: True when the execution had already ended before this run: nothing is sent.
         self.detached = False
         self._progress_at = float("-inf")
+        #: The share of the run an earlier attempt reported (its progress is not shown again).
+        self.high_water: float | None = None
 
     async def _emit(self, message: Message) -> int:
         if self.detached:
@@ -115,6 +130,11 @@ class TaskReporter(ExecutionReporter):
             logger.warning("execution %s has already ended: attempt %d of its task is not "
                            "reported", self.execution_id, self.attempt)
             self.detached, self.close_on_exit = True, False
+        elif self.state.cancel_requested:
+            self.cancel_requested = True
+            raise ExecutionCancelled(self.execution_id, "cancelled before it ran")
+        earlier = self.state.tasks.get(self.task_id)
+        self.high_water = earlier.fraction if earlier is not None else None
         ids = [await self._emit(message)
                for message in begin(self.state, self.task_id, self.title, self.attempt)]
         return ids[0] if ids else 0
@@ -124,9 +144,13 @@ class TaskReporter(ExecutionReporter):
         """Emit ``progress``, at most every :data:`PROGRESS_INTERVAL` seconds unless it is
         the last step (``current >= total``); returns its id, 0 when skipped."""
         now = time.monotonic()
-        if now - self._progress_at < PROGRESS_INTERVAL and not (
-                total is not None and current >= total):
+        last = total is not None and current >= total
+        if now - self._progress_at < PROGRESS_INTERVAL and not last:
             return 0
+        if self.high_water is not None and not last:
+            if shown_before(current, total, self.high_water):
+                return 0  # an earlier attempt showed this far already
+            self.high_water = None
         self._progress_at = now
         with _logged("send progress", self.execution_id):
             return await super().aprogress(current, total, message, task_id=task_id)
@@ -135,10 +159,12 @@ class TaskReporter(ExecutionReporter):
     async def afinish(self, error: BaseException | None = None) -> None:
         """End the run (``task-complete``/``task-fail``), the execution, and its stream.
 
-        An ``asyncio.CancelledError`` (an async task cancelled) ends it as
+        An ``asyncio.CancelledError`` (an async task cancelled) or
+        :class:`~django_sse_exec.exceptions.ExecutionCancelled` ends it as
         ``execution-cancelled``.
         """
-        cancelled = isinstance(error, asyncio.CancelledError)
+        cancelled = isinstance(error, (asyncio.CancelledError, ExecutionCancelled))
+        self._finishing = True  # the run is over: a cancel request must not stop its end
         if not cancelled:
             for message in end(self.state, self.task_id, attempt=self.attempt, error=error):
                 await self._emit(message)
@@ -148,13 +174,21 @@ class TaskReporter(ExecutionReporter):
     def __enter__(self) -> "TaskReporter":
         with _logged("take its lease", self.execution_id):
             self.lease = Lease(self.execution_id).start()  # renewed while this thread lives
-        self.start()
+        try:
+            self.start()
+        except ExecutionCancelled as exc:  # cancelled while queued: the function never runs
+            self.finish(exc)
+            raise
         return self
 
     async def __aenter__(self) -> "TaskReporter":
         with _logged("take its lease", self.execution_id):
             self.lease = await Lease(self.execution_id).astart()  # while this task runs
-        await self.astart()
+        try:
+            await self.astart()
+        except ExecutionCancelled as exc:
+            await self.afinish(exc)
+            raise
         return self
 
 

@@ -38,6 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..api import close_sse_connections, send_sse_event
 from ..conf import sse_settings
+from ..execution.keys import lifecycle_key
 from ..execution.leases import Lease, hold_lease
 from ..execution.snapshot import get_execution_state
 from .tasks_compat import signal_sets
@@ -82,8 +83,9 @@ def reports_itself(task: Any) -> bool:
 
 
 def _send_all(execution_id: str, messages: list[Message]) -> None:
+    """Send each message with its key: a signal sent twice reports once."""
     for event, data in messages:
-        send_sse_event(execution_id, event, data)
+        send_sse_event(execution_id, event, data, key=lifecycle_key(event, data))
 
 
 def _safely(what: str, execution_id: str, func: Any, *args: Any) -> None:

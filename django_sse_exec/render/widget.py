@@ -10,8 +10,9 @@ Templates (override any of them in the project to restyle the widget):
 * ``django_sse_exec/progress.html`` — the whole widget: the element that holds
   the stream (``hx-ext="sse"``, ``sse-connect``, ``sse-close``), the state, a
   live region for screen readers, and the refresh on a refused stream;
-* ``django_sse_exec/state.html`` — the state inside it (bar, counts, summary,
-  task list), also sent as each state fragment;
+* ``django_sse_exec/state.html`` — the state inside it (bar, counts, the pace
+  line: rate, time left, a stall or a cancel under way; summary, task list), also
+  sent as each state fragment;
 * ``django_sse_exec/unavailable.html`` — in place of the state when the event
   store could not be read (:class:`Unavailable`): the widget still connects,
   and its stream brings the state once the store is back;
@@ -28,6 +29,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
+from ..auth.cancel import make_cancel_token
 from ..auth.policies import make_token
 from ..auth.stream_urls import multi_stream_url
 from ..execution.snapshot import fold_log
@@ -124,12 +126,32 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
         "summary": state.summary,
         "message": (state.last_progress or {}).get("message") if status == "running" else None,
         "last_event_id": state.last_event_id,
+        "pace": pace_context(state, status),
     }
+
+
+def pace_context(state: ExecutionState, status: str) -> dict[str, Any]:
+    """The pace line of a running execution: ``rate`` (units/s) and ``eta`` (s) of its last
+    ``progress`` (when they mean something, and not while it is stalled), its ``step``
+    labels, ``stalled_after`` (s) while stalled, and ``cancelling`` once a cancel was
+    requested. Empty values once it ended."""
+    if status in FINAL:
+        return {"rate": None, "eta": None, "step": None, "stalled_after": None,
+                "cancelling": False}
+    progress = state.last_progress or {}
+    stall = state.stall or {}
+    if state.stalled:  # a silent producer's last speed says nothing now
+        progress = {"step": progress.get("step")}
+    return {"rate": progress.get("rate"), "eta": progress.get("eta"),
+            "step": " › ".join(progress.get("step") or []) or None,
+            "stalled_after": stall.get("after") if state.stalled else None,
+            "cancelling": state.cancel_requested}
 
 
 def progress_context(state: ExecutionState | Unavailable, *, user: Any = None,
                      max_age: float | None = None, token: str | None = None,
-                     refreshes: int = 0, refused: str | None = None) -> dict[str, Any]:
+                     refreshes: int = 0, refused: str | None = None,
+                     cancel: bool | str = False) -> dict[str, Any]:
     """What ``progress.html`` is rendered with: ``state.html``'s context plus the URLs.
 
     ``stream_url`` (HTML format, resuming after ``state.last_event_id``) is
@@ -139,6 +161,8 @@ def progress_context(state: ExecutionState | Unavailable, *, user: Any = None,
     page opened with a shared link passes the link's). For an
     :class:`Unavailable` state, ``unavailable`` is set instead of the state's
     fields and the stream replays the execution from the start.
+    ``cancel=True`` adds the cancel control (``cancel_url``, bound like the
+    stream's token); a str is a cancel token to reuse (the refresh view's).
     """
     if isinstance(state, Unavailable):
         context: dict[str, Any] = {"execution_id": state.execution_id, "status": "unavailable",
@@ -151,10 +175,17 @@ def progress_context(state: ExecutionState | Unavailable, *, user: Any = None,
     if live and token is None:
         token = make_token(execution_id, user, max_age)
     query = {"token": token or ""}
-    context.update(refused=refused, stream_url=None, refresh_url=None)
+    context.update(refused=refused, stream_url=None, refresh_url=None, cancel_url=None)
+    cancel_token = cancel if isinstance(cancel, str) else (
+        make_cancel_token(execution_id, user, max_age) if cancel and live else None)
+    if live and cancel_token:
+        where = reverse("django_sse_exec:cancel", args=[execution_id])
+        context["cancel_url"] = f"{where}?{urlencode({'token': cancel_token})}"
+        query["cancel"] = cancel_token
     if live:
         stream = reverse("django_sse_exec:stream", args=[execution_id])
-        resume = {**query, "format": "html", "last_event_id": context["last_event_id"]}
+        resume = {"token": query["token"], "format": "html",
+                  "last_event_id": context["last_event_id"]}
         context["stream_url"] = f"{stream}?{urlencode(resume)}"
         if refreshes < MAX_REFRESHES:
             refresh = reverse("django_sse_exec:progress", args=[execution_id])
@@ -189,5 +220,6 @@ def many_context(states: list[ExecutionState | Unavailable], *, user: Any = None
     return {"widgets": widgets, "stream_url": stream}
 
 
-__all__ = ["FINAL", "MAX_REFRESHES", "MAX_ROWS", "STATUS_LABELS", "Unavailable", "aget_widget_state",
-           "get_widget_state", "many_context", "progress_context", "state_context"]
+__all__ = ["FINAL", "MAX_REFRESHES", "MAX_ROWS", "STATUS_LABELS", "Unavailable",
+           "aget_widget_state", "get_widget_state", "many_context", "pace_context",
+           "progress_context", "state_context"]

@@ -44,6 +44,7 @@ from ..layer.names import group_name
 from ..layer.redis import fused, versions
 from ..runtime.sync import refuse_in_loop, run_sync
 from ..store import Store, get_store
+from ..store.base import REPORT, Appended
 from ..wire import STREAM_CLOSED
 from .publisher import publisher
 
@@ -61,8 +62,33 @@ def message(execution_id: str, event_id: int, event: str, data: str,
             "t": time.time() if sent_at is None else sent_at, "event": event, "data": data}
 
 
+def _options(key: str | None, kind: str) -> dict[str, Any]:
+    """The store's append options, given only when not the defaults (so a project's own
+    Store that predates them keeps working for plain sends)."""
+    options: dict[str, Any] = {}
+    if key is not None:
+        options["key"] = key
+    if kind != REPORT:
+        options["kind"] = kind
+    return options
+
+
+def _appended(result: int) -> Appended:
+    return result if isinstance(result, Appended) else Appended(int(result))
+
+
+def _fresh(appended: Appended) -> bool:
+    """True when the append logged a new event (so it must be delivered)."""
+    return appended > 0 and not appended.repeated
+
+
 class Delivery:
-    """Log, then publish through the layer's public API."""
+    """Log, then publish through the layer's public API.
+
+    ``key`` and ``kind`` go to :meth:`~django_sse_exec.store.base.Store.append`;
+    an append that logged nothing (a repeated key, a stale stall notice) is not
+    delivered.
+    """
 
     name = "log then group_send"
 
@@ -70,11 +96,14 @@ class Delivery:
         self.store = store
         self.layer = layer
 
-    async def send(self, execution_id: str, event: str, data: str) -> int:
+    async def send(self, execution_id: str, event: str, data: str, *, key: str | None = None,
+                   kind: str = REPORT) -> Appended:
         """Log ``event`` (validated JSON text ``data``), deliver it, return its id."""
-        event_id = await self.store.append(execution_id, event, data)
-        await self.publish(execution_id, event_id, event, data)
-        return event_id
+        appended = _appended(await self.store.append(execution_id, event, data,
+                                                     **_options(key, kind)))
+        if _fresh(appended):
+            await self.publish(execution_id, appended, event, data)
+        return appended
 
     async def close(self, execution_id: str) -> int:
         """Log ``stream-closed`` (once) and deliver it; return its id."""
@@ -99,9 +128,11 @@ class Delivery:
             logger.warning("publishing event %s of execution %s failed; streams will catch "
                            "up from the log", event_id, execution_id, exc_info=True)
 
-    def send_blocking(self, execution_id: str, event: str, data: str) -> int:
+    def send_blocking(self, execution_id: str, event: str, data: str, *,
+                      key: str | None = None, kind: str = REPORT) -> Appended:
         """:meth:`send` for a thread with no running loop."""
-        return run_sync("send_sse_event", self.send, execution_id, event, data)
+        return run_sync("send_sse_event", lambda: self.send(execution_id, event, data, key=key,
+                                                            kind=kind))
 
     def close_blocking(self, execution_id: str) -> int:
         """:meth:`close` for a thread with no running loop."""
@@ -113,11 +144,15 @@ class LoggedThenPublished(Delivery):
 
     name = "blocking log, ordered background publishing"
 
-    def send_blocking(self, execution_id: str, event: str, data: str) -> int:
+    def send_blocking(self, execution_id: str, event: str, data: str, *,
+                      key: str | None = None, kind: str = REPORT) -> Appended:
         refuse_in_loop("send_sse_event")
-        event_id = self.store.append_blocking(execution_id, event, data)  # type: ignore[attr-defined]
-        publisher().submit(group_name(execution_id), message(execution_id, event_id, event, data))
-        return event_id
+        appended: Appended = self.store.append_blocking(  # type: ignore[attr-defined]
+            execution_id, event, data, key=key, kind=kind)
+        if _fresh(appended):
+            publisher().submit(group_name(execution_id),
+                               message(execution_id, appended, event, data))
+        return appended
 
     def close_blocking(self, execution_id: str) -> int:
         refuse_in_loop("close_sse_connections")
@@ -151,18 +186,24 @@ class Fused(LoggedThenPublished):
         kind, args = plan
         return fused.TAILS[kind], args
 
-    async def send(self, execution_id: str, event: str, data: str) -> int:
+    async def send(self, execution_id: str, event: str, data: str, *, key: str | None = None,
+                   kind: str = REPORT) -> Appended:
         plan = self.plan(execution_id, event, data)
         if plan is None:
-            return await super().send(execution_id, event, data)
-        return await self.store.append(execution_id, event, data, plan)  # type: ignore[call-arg]
+            return await super().send(execution_id, event, data, key=key, kind=kind)
+        store: Any = self.store  # a RedisStore: its append takes the delivery plan
+        appended: Appended = await store.append(execution_id, event, data, plan, key=key,
+                                                kind=kind)
+        return appended
 
-    def send_blocking(self, execution_id: str, event: str, data: str) -> int:
+    def send_blocking(self, execution_id: str, event: str, data: str, *,
+                      key: str | None = None, kind: str = REPORT) -> Appended:
         refuse_in_loop("send_sse_event")
         plan = self.plan(execution_id, event, data)
         if plan is None:
-            return super().send_blocking(execution_id, event, data)
-        return self.store.append_blocking(execution_id, event, data, plan)  # type: ignore[attr-defined]
+            return super().send_blocking(execution_id, event, data, key=key, kind=kind)
+        return self.store.append_blocking(  # type: ignore[attr-defined]
+            execution_id, event, data, plan, key=key, kind=kind)
 
     async def check(self) -> str | None:
         """Probe: None if a fused send arrives through the layer's public ``receive()``,

@@ -9,13 +9,15 @@ and leaves ``CLOSED_TTL`` after it closes, when its log expires.
 
 A feed is itself a log in the event store, of ``execution-added`` entries,
 published like an execution's events: it works across processes wherever the
-store does (Redis), and within one process on the memory store.
+store does (Redis), and within one process on the memory store. Its entries are
+notices, not reports: a feed is never watched for stalls.
 """
 
 from __future__ import annotations
 
 import time
 
+from ..store.base import NOTICE
 from ..wire import encode_data, validate_execution_id
 from ..wire.many import EXECUTION_ADDED, feed_log_id, validate_feed_name
 from .delivery import aget_delivery, get_delivery
@@ -35,13 +37,14 @@ async def aadd_to_feed(feed: str, execution_id: str) -> int:
     the feed's log. Raises ``ValueError``/``TypeError`` for a bad feed name or id.
     """
     data = _entry(feed, execution_id)
-    return await (await aget_delivery()).send(feed_log_id(feed), EXECUTION_ADDED, data)
+    return await (await aget_delivery()).send(feed_log_id(feed), EXECUTION_ADDED, data,
+                                              kind=NOTICE)
 
 
 def add_to_feed(feed: str, execution_id: str) -> int:
     """Sync twin of :func:`aadd_to_feed`, for Celery tasks and sync views."""
     data = _entry(feed, execution_id)
-    return get_delivery().send_blocking(feed_log_id(feed), EXECUTION_ADDED, data)
+    return get_delivery().send_blocking(feed_log_id(feed), EXECUTION_ADDED, data, kind=NOTICE)
 
 
 __all__ = ["aadd_to_feed", "add_to_feed"]

@@ -67,6 +67,8 @@ def get_store() -> Store:
                     history_ttl=float(sse_settings.HISTORY_TTL),
                     closed_ttl=float(sse_settings.CLOSED_TTL),
                     member_ttl=3 * heartbeat,
+                    send_keys_max=int(sse_settings.SEND_KEYS_MAX),
+                    stall_after=sse_settings.STALL_AFTER,
                 )
                 if path == BACKENDS["memory"]:
                     warn_if_no_server_here(sys.argv)

@@ -26,6 +26,15 @@ only decides where the bytes live:
 * **Reads** can be limited to a page (``limit`` events, about ``max_bytes``
   bytes, at least one event): :meth:`pages` walks a range page by page, so a
   stream never holds more than one page of replay.
+* **Keys**: an append with a ``key`` the execution has already logged appends
+  nothing and answers the first event's id (``repeated``); the newest
+  ``send_keys_max`` keys are remembered, and they expire with the log.
+* **Cancel and stalls** (what :class:`Appended` tells the sender): an append of
+  kind :data:`CANCEL` marks the execution as asked to cancel, and every later
+  append says so; with ``stall_after`` set, each :data:`REPORT` notes the
+  execution's last activity, :meth:`claim_stalled` hands out the executions
+  silent that long (each to one caller), and the next report after a
+  :data:`STALLED` notice says ``resumed``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,51 @@ from ..wire import STREAM_CLOSED, Event, closed_data
 
 #: Ids one epoch may use before the next epoch's first id.
 EPOCH_SPAN = 1_000_000
+
+
+#: Kinds of append. A producer's report (what ``send_sse_event`` sends) counts as
+#: activity and ends a stall; a notice (sent by the app about the execution) does
+#: neither; a cancel request also marks the execution as asked to cancel; a stall
+#: notice is logged only while the execution is still claimed as stalled.
+REPORT = "report"
+NOTICE = "notice"
+CANCEL = "cancel"
+STALLED = "stalled"
+KINDS = (REPORT, NOTICE, CANCEL, STALLED)
+#: The notice a sender sends when its report ended a stall (``Appended.resumed``).
+EXECUTION_RESUMED = "execution-resumed"
+
+
+class Appended(int):
+    """An appended event's id, and what the store learnt in the same atomic step.
+
+    An ``int`` (the id; 0 when nothing was appended), so every caller that
+    only wants the id keeps working.
+    """
+
+    #: The key had been logged before: nothing was appended, the id is that event's.
+    repeated: bool
+    #: Someone asked to cancel the execution (an append of kind :data:`CANCEL`).
+    cancel_requested: bool
+    #: This report ended a stall the execution had been noticed in.
+    resumed: bool
+    #: A stall notice found the execution no longer stalled: nothing was appended.
+    skipped: bool
+
+    def __new__(cls, event_id: int, *, repeated: bool = False, cancel_requested: bool = False,
+                resumed: bool = False, skipped: bool = False) -> "Appended":
+        self = super().__new__(cls, event_id)
+        self.repeated = repeated
+        self.cancel_requested = cancel_requested
+        self.resumed = resumed
+        self.skipped = skipped
+        return self
+
+    @classmethod
+    def from_flags(cls, event_id: int, flags: int) -> "Appended":
+        """From a script's answer: bit 1 repeated, 2 cancel requested, 4 resumed, 8 skipped."""
+        return cls(event_id, repeated=bool(flags & 1), cancel_requested=bool(flags & 2),
+                   resumed=bool(flags & 4), skipped=bool(flags & 8))
 
 
 class LogSlice(NamedTuple):
@@ -75,6 +129,8 @@ class Store:
         member_ttl: float = 30,
         page_events: int = 200,
         page_bytes: int = 256 * 1024,
+        send_keys_max: int = 10_000,
+        stall_after: float | None = None,
     ) -> None:
         self.history_max_events = history_max_events
         self.history_max_bytes = history_max_bytes
@@ -83,14 +139,36 @@ class Store:
         self.member_ttl = member_ttl
         self.page_events = page_events
         self.page_bytes = page_bytes
+        #: Keys remembered per execution (the newest; see :meth:`append`).
+        self.send_keys_max = send_keys_max
+        #: Seconds without a report after which an open execution is stalled (None: not watched).
+        self.stall_after = stall_after or None
 
     # -- event log ---------------------------------------------------------
 
-    async def append(self, execution_id: str, event: str, data: str) -> int:
-        """Log ``event`` with its JSON ``data``; return its id.
+    async def append(self, execution_id: str, event: str, data: str, *,
+                     key: str | None = None, kind: str = REPORT) -> Appended:
+        """Log ``event`` with its JSON ``data``; return its id (see :class:`Appended`).
 
-        Raises :class:`~django_sse_exec.exceptions.ExecutionClosed` if the
-        execution was closed.
+        With ``key``, at most once per key: a key already logged appends nothing
+        and returns that event's id, ``repeated``. ``kind`` is one of
+        :data:`KINDS` (see the module's docstring). Raises
+        :class:`~django_sse_exec.exceptions.ExecutionClosed` (with
+        ``cancel_requested``) if the execution was closed.
+        """
+        raise NotImplementedError
+
+    async def cancel_requested(self, execution_id: str) -> bool:
+        """Whether someone asked to cancel the execution (an append of kind :data:`CANCEL`)."""
+        raise NotImplementedError
+
+    async def claim_stalled(self, limit: int = 100) -> list[tuple[str, float]]:
+        """Open executions with no report for ``stall_after`` seconds, each handed to one
+        caller, with the time of their last report (seconds since the epoch).
+
+        A claimed execution is stalled until its next report; send it a
+        :data:`STALLED` notice (logged only if no report came meanwhile). Nothing
+        when ``stall_after`` is None.
         """
         raise NotImplementedError
 

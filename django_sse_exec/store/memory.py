@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..exceptions import ExecutionClosed
 from ..wire import STREAM_CLOSED, Event
-from .base import ExecutionSummary, LogSlice, Store
+from .base import CANCEL, REPORT, STALLED, Appended, ExecutionSummary, LogSlice, Store
 
 
 @dataclass
@@ -27,6 +27,9 @@ class _Log:
     expires_at: float = 0.0
     size: int = 0  # bytes of the history, as Store.entry_size counts them
     members: dict[str, float] = field(default_factory=dict)
+    #: Keys of keyed appends -> their event's id, oldest first (at most send_keys_max).
+    keys: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    cancel_requested: bool = False
 
 
 class MemoryStore(Store):
@@ -41,6 +44,11 @@ class MemoryStore(Store):
         self._next_sweep = time.monotonic() + self.SWEEP_EVERY
         #: The store's epoch (see Store): 0 until :meth:`clear` loses its data.
         self.epoch = 0
+        #: Open executions -> time of their last report (with ``stall_after`` only).
+        self._activity: dict[str, float] = {}
+        #: Executions claimed as stalled -> minus the last report's time until their
+        #: notice is logged, then plus it.
+        self._stalled: dict[str, float] = {}
 
     def clear(self) -> None:
         """Forget every log and membership, as a data loss would, and move to a new epoch."""
@@ -66,6 +74,9 @@ class MemoryStore(Store):
         for execution_id, log in list(self._logs.items()):
             if self._expired(log, now):
                 del self._logs[execution_id]
+        for watched in (self._activity, self._stalled):
+            for execution_id in [e for e in watched if e not in self._logs]:
+                del watched[execution_id]
 
     def _expired(self, log: _Log, now: float) -> bool:
         return log.expires_at <= now and not self._live_members(log, now)
@@ -88,15 +99,59 @@ class MemoryStore(Store):
             log.size -= self.entry_size(old.id, old.event,
                                         "" if old.event == STREAM_CLOSED else old.data)
 
-    async def append(self, execution_id: str, event: str, data: str) -> int:
+    async def append(self, execution_id: str, event: str, data: str, *,
+                     key: str | None = None, kind: str = REPORT) -> Appended:
         with self._lock:
+            if kind == STALLED and self._get(execution_id) is None:
+                self._stalled.pop(execution_id, None)
+                return Appended(0, skipped=True)
             log = self._get(execution_id, create=True)
             assert log is not None
+            cancel = log.cancel_requested or kind == CANCEL
             if log.closed:
-                raise ExecutionClosed(f"execution {execution_id!r} is closed")
+                raise ExecutionClosed(f"execution {execution_id!r} is closed",
+                                      cancel_requested=log.cancel_requested)
+            if key is not None and key in log.keys:
+                return Appended(log.keys[key], repeated=True, cancel_requested=log.cancel_requested)
+            if kind == STALLED and self._stalled.get(execution_id, 0.0) >= 0:
+                return Appended(0, skipped=True, cancel_requested=log.cancel_requested)
             self._push(log, Event(log.last_id + 1, event, data))
             log.expires_at = time.monotonic() + self.history_ttl
-            return log.last_id
+            if key is not None:
+                log.keys[key] = log.last_id
+                while len(log.keys) > self.send_keys_max:
+                    log.keys.popitem(last=False)
+            log.cancel_requested = cancel
+            return Appended(log.last_id, cancel_requested=cancel,
+                            resumed=self._watch(execution_id, kind))
+
+    def _watch(self, execution_id: str, kind: str) -> bool:
+        """Note a report's activity (True if it ended a noticed stall) or a stall notice."""
+        if self.stall_after is None:
+            return False
+        if kind == STALLED:
+            self._stalled[execution_id] = -self._stalled[execution_id]
+            return False
+        if kind != REPORT:
+            return False
+        self._activity[execution_id] = time.time()
+        return self._stalled.pop(execution_id, 0.0) > 0
+
+    async def cancel_requested(self, execution_id: str) -> bool:
+        with self._lock:
+            log = self._get(execution_id)
+            return log is not None and log.cancel_requested
+
+    async def claim_stalled(self, limit: int = 100) -> list[tuple[str, float]]:
+        if self.stall_after is None:
+            return []
+        cutoff = time.time() - self.stall_after
+        with self._lock:
+            claimed = [(e, at) for e, at in self._activity.items() if at <= cutoff][:limit]
+            for execution_id, at in claimed:
+                del self._activity[execution_id]
+                self._stalled[execution_id] = -at
+            return claimed
 
     async def close(self, execution_id: str) -> tuple[int, bool]:
         with self._lock:
@@ -105,6 +160,8 @@ class MemoryStore(Store):
             if log.closed:
                 return log.last_id, False
             self._push(log, self.closed_event(execution_id, log.last_id + 1))
+            self._activity.pop(execution_id, None)
+            self._stalled.pop(execution_id, None)
             log.closed = True
             log.expires_at = time.monotonic() + self.closed_ttl
             return log.last_id, True
@@ -152,6 +209,8 @@ class MemoryStore(Store):
     async def delete(self, execution_id: str) -> None:
         with self._lock:
             self._logs.pop(execution_id, None)
+            self._activity.pop(execution_id, None)
+            self._stalled.pop(execution_id, None)
 
     async def add_member(self, execution_id: str, member: str) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ from ..conf import sse_settings
 from ..exceptions import ExecutionClosed, StoreUnavailable
 from ..wire import STREAM_CLOSED, Event
 from . import scripts
-from .base import LogSlice, Store
+from .base import REPORT, Appended, LogSlice, Store
 from .batcher import WriteBatcher
 from .connection import Connections, replica_acks_from_settings
 from .hosts import HostSpec, layer_hosts, layer_redis_url, redis_url_from_settings, shard_rule, store_hosts
@@ -147,9 +147,12 @@ class RedisStore(RedisOperations, Store):
         return f"{self.prefix}:epoch"
 
     def _log_keys(self, execution_id: str) -> list[str]:
+        """The keys of the log scripts (see :mod:`.scripts`)."""
         return [self.key(execution_id, "last"), self.key(execution_id, "closed"),
                 self.key(execution_id, "events"), self.key(execution_id, "bytes"),
-                self.epoch_key()]
+                self.epoch_key(), self.key(execution_id, "keys"),
+                self.key(execution_id, "cancel"), f"{self.prefix}:activity",
+                f"{self.prefix}:stalled"]
 
     @staticmethod
     def _seen(host: Connections) -> str:
@@ -171,15 +174,17 @@ class RedisStore(RedisOperations, Store):
     # -- event log ---------------------------------------------------------
 
     async def append(self, execution_id: str, event: str, data: str,
-                     delivery: Delivery | None = None) -> int:
+                     delivery: Delivery | None = None, *, key: str | None = None,
+                     kind: str = REPORT) -> Appended:
         """:meth:`Store.append`; ``delivery`` as in :meth:`append_blocking`."""
         host = self.on(execution_id)
-        source, args = self._append_script(host, event, data, delivery)
+        source, args = self._append_script(host, execution_id, event, data, delivery, key, kind)
         return self._appended(host, execution_id, await host.eval(
             source, self._log_keys(execution_id), args, self.replica_acks))
 
     def append_blocking(self, execution_id: str, event: str, data: str,
-                        delivery: Delivery | None = None) -> int:
+                        delivery: Delivery | None = None, *, key: str | None = None,
+                        kind: str = REPORT) -> Appended:
         """:meth:`append` for synchronous callers, in the calling thread.
 
         With ``delivery`` (a Lua tail and its arguments, see
@@ -187,42 +192,46 @@ class RedisStore(RedisOperations, Store):
         event to the channel layer with the id it assigned: one round trip.
         """
         host = self.on(execution_id)
-        source, args = self._append_script(host, event, data, delivery)
+        source, args = self._append_script(host, execution_id, event, data, delivery, key, kind)
         return self._appended(host, execution_id, host.eval_blocking(
             source, self._log_keys(execution_id), args, self.replica_acks))
 
-    def _append_script(self, host: Connections, event: str, data: str,
-                       delivery: Delivery | None) -> tuple[str, list[Any]]:
+    def _append_script(self, host: Connections, execution_id: str, event: str, data: str,
+                       delivery: Delivery | None, key: str | None,
+                       kind: str) -> tuple[str, list[Any]]:
         args = [event, data, self.history_max_events, self.history_max_bytes,
-                max(1, int(self.history_ttl)), self._seen(host)]
+                max(1, int(self.history_ttl)), self._seen(host), key or "", kind,
+                self.send_keys_max, 1 if self.stall_after else 0, execution_id]
         if delivery is None:
             return scripts.APPEND, args
         tail, delivery_args = delivery
         return scripts.APPEND_BODY + tail + scripts.APPEND_RESULT, args + list(delivery_args)
 
-    def _appended(self, host: Connections, execution_id: str, result: Any) -> int:
-        event_id, epoch = result
+    def _appended(self, host: Connections, execution_id: str, result: Any) -> Appended:
+        event_id, epoch, flags = result
         self._note_epoch(host, epoch)
-        if int(event_id) < 0:
-            raise ExecutionClosed(f"execution {execution_id!r} is closed")
-        return int(event_id)
+        appended = Appended.from_flags(int(event_id), int(flags))
+        if appended < 0:
+            raise ExecutionClosed(f"execution {execution_id!r} is closed",
+                                  cancel_requested=appended.cancel_requested)
+        return appended
 
     async def close(self, execution_id: str) -> tuple[int, bool]:
         host = self.on(execution_id)
         return self._closed(host, await host.eval(
-            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host),
+            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host, execution_id),
             self.replica_acks))
 
     def close_blocking(self, execution_id: str) -> tuple[int, bool]:
         """:meth:`close` for synchronous callers, in the calling thread."""
         host = self.on(execution_id)
         return self._closed(host, host.eval_blocking(
-            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host),
+            scripts.CLOSE, self._log_keys(execution_id), self._close_args(host, execution_id),
             self.replica_acks))
 
-    def _close_args(self, host: Connections) -> list[Any]:
+    def _close_args(self, host: Connections, execution_id: str) -> list[Any]:
         return [self.history_max_events, self.history_max_bytes,
-                max(1, int(self.closed_ttl)), self._seen(host)]
+                max(1, int(self.closed_ttl)), self._seen(host), execution_id]
 
     def _closed(self, host: Connections, result: Any) -> tuple[int, bool]:
         event_id, first, epoch = result
@@ -261,8 +270,11 @@ class RedisStore(RedisOperations, Store):
 
     async def delete(self, execution_id: str) -> None:
         host = self.on(execution_id)
-        await host.run(host.client().delete(
-            *self._log_keys(execution_id)[:4], self.key(execution_id, "members")))
+        keys = self._log_keys(execution_id)
+        client = host.client()
+        await host.run(client.delete(*keys[:4], *keys[5:7], self.key(execution_id, "members")))
+        await host.run(client.zrem(keys[7], execution_id))
+        await host.run(client.zrem(keys[8], execution_id))
 
     # -- membership --------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""The Redis store's operations side: leases of running executions and the listing.
+"""The Redis store's operations side: leases and stalls of running executions, cancel
+requests, and the listing.
+
+Stalls are watched in two sorted sets per host, ``<prefix>:activity`` and
+``<prefix>:stalled`` (see :mod:`.scripts`): the append script keeps them, and
+:meth:`RedisOperations.claim_stalled` hands out the silent executions.
 
 Leases live in a sorted set, ``<prefix>:leases`` (execution id -> expiry, ms
 of Redis's clock), one per host: an execution's lease is on the host of its
@@ -25,11 +30,27 @@ class RedisOperations:
     connections: Any  # list of the hosts' Connections
     history_ttl: float
     closed_ttl: float
+    stall_after: float | None
 
     # Provided by the store.
     on: Callable[[str], Any]
     on_each_host: Callable[..., Any]
     key: Callable[[str, str], str]
+
+    async def cancel_requested(self, execution_id: str) -> bool:
+        host = self.on(execution_id)
+        return bool(await host.run(host.client().exists(self.key(execution_id, "cancel"))))
+
+    async def claim_stalled(self, limit: int = 100) -> list[tuple[str, float]]:
+        """Claimed on every host at once (see :meth:`Store.claim_stalled`)."""
+        if not self.stall_after:
+            return []
+        keys = [f"{self.prefix}:activity", f"{self.prefix}:stalled"]
+        args = [int(self.stall_after * 1000), int(limit), int(self.history_ttl * 1000)]
+        claims = await asyncio.gather(*(host.eval(scripts.CLAIM_STALLED, keys, args)
+                                        for host in self.connections))
+        return [(str(rows[i]), float(rows[i + 1]) / 1000)
+                for rows in claims for i in range(0, len(rows), 2)]
 
     def _leases_key(self) -> str:
         return f"{self.prefix}:leases"

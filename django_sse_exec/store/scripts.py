@@ -1,12 +1,22 @@
 """The Redis store's Lua scripts: each log operation is one atomic step in Redis.
 
-Keys of one execution (sharing a hash tag) and the store's epoch marker::
+Keys of one execution (sharing a hash tag), the store's epoch marker, and the
+two sets that watch for stalls (one of each per host)::
 
     KEYS[1] <prefix>:{<id>}:last     the last id assigned (INCR)
     KEYS[2] <prefix>:{<id>}:closed   set once closed (holds the stream-closed id)
     KEYS[3] <prefix>:{<id>}:events   LIST of "<id>\\n<event>\\n<data>", contiguous ids
     KEYS[4] <prefix>:{<id>}:bytes    total bytes of the entries in the list
     KEYS[5] <prefix>:epoch           the store's incarnation (see below)
+    KEYS[6] <prefix>:{<id>}:keys     ZSET of the keys of keyed sends, scored by their id
+    KEYS[7] <prefix>:{<id>}:cancel   set once a cancel was requested (holds its id)
+    KEYS[8] <prefix>:activity        ZSET of open executions by their last report (ms)
+    KEYS[9] <prefix>:stalled         ZSET of stalled ones: -last report while their
+                                     notice is pending, +last report once it is logged
+
+Keys of sends: an append with a key already in ``keys`` appends nothing and
+answers that event's id; ``keys`` keeps the newest ``send_keys_max`` (trimmed by
+rank on every keyed append) and expires with the log.
 
 Epochs. ``<prefix>:epoch`` is written once, when the first log is created, and
 never expires. If it is missing later, Redis lost data (restarted empty,
@@ -36,7 +46,7 @@ if not epoch then
 end
 epoch = tonumber(epoch)
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7])
   if epoch > 0 then redis.call('SET', KEYS[1], epoch * EPOCH_SPAN) end
 end
 """.replace("EPOCH_SPAN", str(EPOCH_SPAN))
@@ -53,23 +63,57 @@ while n > 1 and (n > tonumber(MAX_EVENTS) or size > tonumber(MAX_BYTES)) do
 end
 """
 
-# ARGV: event, data, max events, max bytes, ttl seconds, seen epoch, then the
-# delivery tail's arguments from ARGV[7] (`d`). Returns {id, epoch}; id -1 when
-# the execution is closed.
-APPEND_BODY = _EPOCH.replace("SEEN", "ARGV[6]") + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, epoch} end
+# ARGV: event, data, max events, max bytes, ttl seconds, seen epoch, key ('' for
+# none), kind (report, notice, cancel, stalled), keys kept, stall watch (1/0),
+# execution id, then the delivery tail's arguments from ARGV[12] (`d`). Returns
+# {id, epoch, flags}: id -1 when the execution is closed, 0 when nothing was
+# appended; flags: 1 repeated key, 2 cancel requested, 4 resumed, 8 skipped.
+APPEND_BODY = """
+if ARGV[8] == 'stalled' and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[9], ARGV[11])
+  return {0, tonumber(redis.call('GET', KEYS[5]) or '-1'), 8}
+end
+""" + _EPOCH.replace("SEEN", "ARGV[6]") + """
+local flags = 0
+if redis.call('EXISTS', KEYS[7]) == 1 or ARGV[8] == 'cancel' then flags = 2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, epoch, flags} end
+if ARGV[7] ~= '' then
+  local seen = redis.call('ZSCORE', KEYS[6], ARGV[7])
+  if seen then return {tonumber(seen), epoch, flags + 1} end
+end
+if ARGV[8] == 'stalled' and tonumber(redis.call('ZSCORE', KEYS[9], ARGV[11]) or '0') >= 0 then
+  return {0, epoch, flags + 8}
+end
 local id = redis.call('INCR', KEYS[1])
 local entry = string.format('%d', id) .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2]
 """ + _PUSH.replace("MAX_EVENTS", "ARGV[3]").replace("MAX_BYTES", "ARGV[4]") + """
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
-local d = 7
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[6], id, ARGV[7])
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -1 - tonumber(ARGV[9]))
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
+if ARGV[8] == 'cancel' and redis.call('EXISTS', KEYS[7]) == 0 then redis.call('SET', KEYS[7], id) end
+if flags == 2 then redis.call('EXPIRE', KEYS[7], ARGV[5]) end
+if ARGV[10] == '1' then
+  if ARGV[8] == 'report' then
+    local t = redis.call('TIME')
+    local stalled = tonumber(redis.call('ZSCORE', KEYS[9], ARGV[11]) or '0')
+    if stalled ~= 0 then redis.call('ZREM', KEYS[9], ARGV[11]) end
+    if stalled > 0 then flags = flags + 4 end
+    redis.call('ZADD', KEYS[8], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[11])
+  elseif ARGV[8] == 'stalled' then
+    redis.call('ZADD', KEYS[9], -tonumber(redis.call('ZSCORE', KEYS[9], ARGV[11])), ARGV[11])
+  end
+end
+local d = 12
 """
-APPEND_RESULT = "return {id, epoch}\n"
+APPEND_RESULT = "return {id, epoch, flags}\n"
 APPEND = APPEND_BODY + APPEND_RESULT
 
-# ARGV: max events, max bytes, closed ttl seconds, seen epoch.
+# ARGV: max events, max bytes, closed ttl seconds, seen epoch, execution id.
 # Returns {id of stream-closed, 1 if this call closed it, epoch}.
 CLOSE = _EPOCH.replace("SEEN", "ARGV[4]") + """
 local done = redis.call('GET', KEYS[2])
@@ -78,9 +122,9 @@ local id = redis.call('INCR', KEYS[1])
 local entry = string.format('%d', id) .. '\\n""" + STREAM_CLOSED + """\\n'
 """ + _PUSH.replace("MAX_EVENTS", "ARGV[1]").replace("MAX_BYTES", "ARGV[2]") + """
 redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[4], ARGV[3])
+for _, k in ipairs({1, 3, 4, 6, 7}) do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+redis.call('ZREM', KEYS[8], ARGV[5])
+redis.call('ZREM', KEYS[9], ARGV[5])
 return {id, 1, epoch}
 """
 
@@ -151,7 +195,25 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
 
-# -- operations: leases and the admin listing ---------------------------------
+# -- operations: leases, stalls and the admin listing --------------------------
+
+# KEYS: activity, stalled. ARGV: stall after ms, limit, forget after ms. Returns
+# {id, last report ms, ...} of open executions silent that long, each moved to
+# `stalled` (score -last: its notice pending) in the same atomic step, so exactly
+# one caller gets each; stalled entries older than `forget after` are dropped.
+CLAIM_STALLED = _NOW_MS + """
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+  'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #rows, 2 do
+  redis.call('ZREM', KEYS[1], rows[i])
+  redis.call('ZADD', KEYS[2], -tonumber(rows[i + 1]), rows[i])
+end
+local old = now - tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, old)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], -old, '(0')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', old)
+return rows
+"""
 
 # KEYS: leases. ARGV: execution id, ttl ms. Expiry by Redis's clock.
 HOLD_LEASE = _NOW_MS + """

@@ -11,6 +11,7 @@ Load them with ``{% load sse_exec %}``::
     {% sse_exec_scripts %}                  {# htmx and its SSE extension, served by the app #}
     {% sse_exec_scripts csp=True %}         {# the same, configured for a strict CSP #}
     {% sse_exec_progress execution_id %}    {# bar, task list, summary; live over SSE #}
+    {% sse_exec_progress execution_id cancel=True %}   {# with a Cancel button #}
     {% sse_exec_progress_many ids %}        {# a widget each, all live over ONE stream #}
 
 The URL's characters (path of a validated id, ``?token=`` and URL-safe base64)
@@ -101,8 +102,9 @@ def _read(execution: Any) -> ExecutionState | Unavailable:
 
 
 @register.simple_tag
-def sse_exec_progress(execution: "str | ExecutionState | Unavailable", user: Any = None, max_age: float | None = None,
-                      token: str | None = None) -> SafeString:
+def sse_exec_progress(execution: "str | ExecutionState | Unavailable", user: Any = None,
+                      max_age: float | None = None, token: str | None = None,
+                      cancel: bool = False) -> SafeString:
     """The progress widget of an execution: right on first paint, then live.
 
     ``execution`` is an execution id (the state is read from the log, so call
@@ -113,13 +115,15 @@ def sse_exec_progress(execution: "str | ExecutionState | Unavailable", user: Any
     ``token`` reuses a token instead (a link's that shared the execution: the
     widget then lives as long as that token). An execution that has ended
     renders without a stream; with the event store down, "unavailable,
-    retrying" (the stream brings the state once the store is back). Restyle
-    it by overriding the ``django_sse_exec/*.html`` templates (see
-    :doc:`/howto/htmx`, "Restyling").
+    retrying" (the stream brings the state once the store is back).
+    ``cancel=True`` adds a Cancel button (a signed
+    :func:`~django_sse_exec.cancel_url`, bound like the stream's token: render it
+    only for those who may cancel). Restyle it by overriding the
+    ``django_sse_exec/*.html`` templates (see :doc:`/howto/htmx`, "Restyling").
     """
     return render_to_string("django_sse_exec/progress.html",
                             progress_context(_read(execution), user=user, max_age=max_age,
-                                             token=token))
+                                             token=token, cancel=cancel))
 
 
 @register.simple_tag
@@ -145,6 +149,30 @@ def sse_exec_percent(value: Any) -> int:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return 0
     return max(0, min(100, int(value)))
+
+
+@register.filter
+def sse_exec_eta(seconds: Any) -> str:
+    """Time left: ``42`` -> ``"42 s left"``; ``150`` -> ``"about 3 min left"``;
+    ``7300`` -> ``"about 2 h 2 min left"``; anything else -> ``""``."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+        return ""
+    if seconds < 60:
+        return f"{round(seconds)} s left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
+@register.filter
+def sse_exec_rate(per_second: Any) -> str:
+    """A rate: ``1230.0`` -> ``"1230/s"``; ``0.05`` -> ``"3/min"``; anything else -> ``""``."""
+    if not isinstance(per_second, (int, float)) or isinstance(per_second, bool) or per_second < 0:
+        return ""
+    if 0 < per_second < 1:
+        return f"{per_second * 60:.3g}/min"
+    return f"{per_second:.4g}/s"
 
 
 @register.filter

@@ -5,13 +5,24 @@ It speaks the orchestrator's full event vocabulary with its payload fields:
 finally ``execution-complete`` (``status: "failed"`` when any task failed) or
 ``execution-cancelled``; then the stream is closed.
 
-The plan of an execution (:class:`Simulation`) is pure: a generator of
-:class:`Emit` and :class:`Pause` steps. Two thin drivers play it:
+With ``with_steps`` each task is also a weighted step of the execution, made
+of two steps of its own (``fetch``, weight 1, then ``process``, weight 3, which
+counts rows and takes one and a half times the task's delay, so a rate shows
+once it has run a second), reported as ``progress`` events that the app's
+:class:`~django_sse_exec.ExecutionState` builds: the whole execution's
+``percent``, the step, the rows' ``rate`` and the execution's ``eta``. With
+``stall`` the middle task goes silent for :data:`STALL_SECONDS` (longer than
+the demo's ``STALL_AFTER``), so the page shows ``execution-stalled``, then
+``execution-resumed``.
 
-* :func:`start` runs it inside the web server as an asyncio task, so the
-  dashboard can start one and :func:`cancel` it (real cancellation: the task is
-  cancelled at its current ``await``; nothing is sent after
-  ``execution-cancelled``);
+The plan of an execution (:class:`Simulation`) is a generator of :class:`Emit`
+and :class:`Pause` steps. Two thin drivers play it, and both stop when someone
+asks to cancel (the app's ``cancel_url``, which the dashboards use): every
+send answers whether a cancel was requested, and a long pause asks the store
+every :data:`CANCEL_CHECK` seconds. Then ``execution-cancelled`` is sent and
+nothing after it but ``stream-closed``.
+
+* :func:`start` runs it inside the web server as an asyncio task;
 * :func:`run_blocking` runs it with the sync helpers, from any other process
   (``manage.py simulate_execution``), the way a Celery worker reports.
 
@@ -31,14 +42,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django_sse_exec import (
+    ExecutionCancelled,
+    ExecutionState,
     aclose_sse_connections,
     asend_sse_event,
     close_sse_connections,
     send_sse_event,
 )
+from django_sse_exec.store import get_store
 
 #: Most executions the registry remembers (oldest are forgotten first).
 RECENT_MAX = 20
+#: Seconds the middle task goes silent in a run with ``stall`` (``STALL_AFTER`` is 5).
+STALL_SECONDS = 8.0
+#: Rows each task's ``process`` step counts, in this many reports.
+ROWS, ROW_REPORTS = 400, 10
+#: Seconds between two checks for a cancel request during a long pause.
+CANCEL_CHECK = 0.25
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,10 @@ class Simulation:
     fail_rate: float = 0.0
     fail_tasks: frozenset[int] = frozenset()
     seed: int | None = None
+    #: Report weighted steps inside each task (see the module's docstring).
+    with_steps: bool = False
+    #: Make the middle task go silent for STALL_SECONDS.
+    stall: bool = False
     created: float = field(default_factory=time.time)
     #: ``running`` until the end, then ``success``, ``failed`` or ``cancelled``.
     status: str = "running"
@@ -80,6 +104,8 @@ class Simulation:
     #: Set once the final event is decided; a cancel after it has no effect.
     finished: bool = False
     _started: float = 0.0
+    #: Builds the steps' progress payloads (percent, rate, eta), with ``with_steps``.
+    _pace: ExecutionState | None = field(default=None, repr=False)
 
     @property
     def completed(self) -> int:
@@ -104,7 +130,12 @@ class Simulation:
                 "taskId": task_id, "taskTitle": title, "progress": index - 1, "total": self.tasks,
             })
             began = time.monotonic()
-            yield Pause(self.delay_ms / 1000 * rng.uniform(0.6, 1.4))
+            seconds = self.delay_ms / 1000 * rng.uniform(0.6, 1.4)
+            silent = STALL_SECONDS if self.stall and index == (self.tasks + 1) // 2 else 0.0
+            if self.with_steps:
+                yield from self._work(title, seconds, silent)
+            else:
+                yield Pause(seconds + silent)
             failed = index in self.fail_tasks or rng.random() < self.fail_rate
             result: dict[str, Any] = {
                 "taskId": task_id, "taskTitle": title,
@@ -119,6 +150,24 @@ class Simulation:
         self.finished = True
         self.status = "failed" if self.failed else "success"
         yield Emit("execution-complete", self.summary())
+
+    def _work(self, title: str, seconds: float, silent: float) -> Iterator[Step]:
+        """One task as nested, weighted steps of the execution, with its rows counted."""
+        if self._pace is None:
+            self._pace = ExecutionState(self.execution_id)
+            self._pace.plan({f"Task {n}": 1 for n in range(1, self.tasks + 1)})
+        state = self._pace
+        yield Emit(*state.step_start(title, steps={"fetch": 1, "process": 3}))
+        yield Emit(*state.step_start("fetch"))
+        yield Pause(seconds * 0.25 + silent)
+        yield Emit(*state.step_end())
+        yield Emit(*state.step_start("process"))
+        for report in range(1, ROW_REPORTS + 1):
+            yield Pause(seconds * 1.5 / ROW_REPORTS)
+            rows = ROWS * report // ROW_REPORTS
+            yield Emit(*state.progress(rows, ROWS, f"{rows} rows"))
+        yield Emit(*state.step_end())
+        yield Emit(*state.step_end())
 
     def cancel_step(self) -> Emit:
         """The ``execution-cancelled`` event for a run stopped now; marks it finished."""
@@ -199,17 +248,29 @@ async def _send_whole(event: str, data: dict[str, Any], execution_id: str) -> No
 
     Without this, cancelling between the log append and the publish would leave
     an event logged but unannounced, and ``execution-cancelled`` would overtake it.
+    Raises ExecutionCancelled once someone asked to cancel (the send says so).
     """
     send = asyncio.ensure_future(asend_sse_event(execution_id, event, data))
     try:
-        await asyncio.shield(send)
+        sent = await asyncio.shield(send)
     except asyncio.CancelledError:
         await send
         raise
+    if getattr(sent, "cancel_requested", False):
+        raise ExecutionCancelled(execution_id)
+
+
+async def _pause(seconds: float, execution_id: str) -> None:
+    """Wait, asking the store for a cancel request every CANCEL_CHECK seconds."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, CANCEL_CHECK))
+        if left > CANCEL_CHECK and await get_store().cancel_requested(execution_id):
+            raise ExecutionCancelled(execution_id)
 
 
 async def play(sim: Simulation) -> None:
-    """Play ``sim`` on the running loop; on cancellation send ``execution-cancelled``.
+    """Play ``sim`` on the running loop; on a cancel send ``execution-cancelled``.
 
     The stream is closed in every case, so browsers stop reconnecting.
     """
@@ -217,14 +278,16 @@ async def play(sim: Simulation) -> None:
         try:
             for step in sim.steps():
                 if isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
+                    await _pause(step.seconds, sim.execution_id)
                 else:
                     await _send_whole(step.event, step.data, sim.execution_id)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ExecutionCancelled):
             if not sim.finished:
                 step = sim.cancel_step()
                 await asend_sse_event(sim.execution_id, step.event, step.data)
             raise
+    except ExecutionCancelled:
+        pass  # asked from the page: the run ends here
     finally:
         await asyncio.shield(aclose_sse_connections(sim.execution_id))
 
@@ -236,21 +299,11 @@ def start(execution_id: str, **options: Any) -> Simulation:
     return sim
 
 
-def cancel(execution_id: str) -> bool:
-    """Cancel a running execution of this process; False if it is unknown or already ended."""
-    sim = REGISTRY.get(execution_id)
-    task = REGISTRY.task(execution_id)
-    if sim is None or task is None or sim.finished or task.done():
-        return False
-    task.cancel()
-    return True
-
-
 def run_blocking(sim: Simulation, on_sent: Callable[[str, int], None] | None = None) -> None:
     """Play ``sim`` with the sync helpers (from a worker, command or thread).
 
-    ``on_sent(event, id)`` is called after each send. Ctrl-C ends the run with
-    ``execution-cancelled``. The stream is closed in every case.
+    ``on_sent(event, id)`` is called after each send. Ctrl-C or a cancel request
+    ends the run with ``execution-cancelled``. The stream is closed in every case.
     """
     try:
         try:
@@ -261,7 +314,9 @@ def run_blocking(sim: Simulation, on_sent: Callable[[str, int], None] | None = N
                 event_id = send_sse_event(sim.execution_id, step.event, step.data)
                 if on_sent is not None:
                     on_sent(step.event, event_id)
-        except KeyboardInterrupt:
+                if getattr(event_id, "cancel_requested", False):
+                    raise ExecutionCancelled(sim.execution_id)
+        except (KeyboardInterrupt, ExecutionCancelled):
             if not sim.finished:
                 step = sim.cancel_step()
                 send_sse_event(sim.execution_id, step.event, step.data)

@@ -6,7 +6,10 @@
   ``&token=<stream token>`` shows one shared with a link, for the token's
   lifetime and with no cancel (:func:`.ownership.shared_token`).
 * ``POST /htmx/start`` — a plain form (CSRF-protected): start one, then 303 to its page.
-* ``POST /htmx/cancel/<id>`` — cancel one this browser started, then 303 back.
+
+Cancel is the widget's own button (``{% sse_exec_progress ... cancel=True %}``),
+shown only on executions this browser started: it posts to the app's signed
+cancel URL.
 
 The same rules as the JSON dashboard (:mod:`.views`): widgets, and so stream
 tokens, only for executions the caller started (:mod:`.ownership`) or holds a
@@ -74,7 +77,8 @@ async def start(request: HttpRequest) -> HttpResponse:
     form = request.POST
     try:
         body = {"tasks": int(form.get("tasks", "12")), "delayMs": int(form.get("speed", "400")),
-                "failRate": int(form.get("fail_percent", "10")) / 100}
+                "failRate": int(form.get("fail_percent", "10")) / 100,
+                "steps": form.get("steps") == "on", "stall": form.get("stall") == "on"}
         options = parse_start(json.dumps(body).encode())
     except ValueError as exc:  # BadInput, or a field that is not a number
         message = str(exc) if isinstance(exc, BadInput) else "every field must be a number"
@@ -92,13 +96,3 @@ async def start(request: HttpRequest) -> HttpResponse:
     response = HttpResponseRedirect(_page(execution_id), status=303)
     ownership.remember(response, request, user, ids, execution_id)
     return response
-
-
-@require_POST
-async def cancel(request: HttpRequest, execution_id: str) -> HttpResponse:
-    """Cancel an execution this browser started (no effect once it ended) and show it."""
-    user = await request.auser()
-    if is_valid_execution_id(execution_id) and execution_id in ownership.owned(request, user):
-        executor.cancel(execution_id)
-        return HttpResponseRedirect(_page(execution_id), status=303)
-    return HttpResponseRedirect(_page(), status=303)

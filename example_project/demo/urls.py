@@ -18,9 +18,7 @@ urlpatterns = [
     path("", views.index, name="demo-index"),
     path("demo/executions", views.executions, name="demo-executions"),
     path("demo/executions/<str:execution_id>", views.execution_detail, name="demo-execution"),
-    path("demo/executions/<str:execution_id>/cancel", views.cancel_execution, name="demo-cancel"),
     path("htmx/", htmx_views.index, name="demo-htmx"),
     path("htmx/start", htmx_views.start, name="demo-htmx-start"),
-    path("htmx/cancel/<str:execution_id>", htmx_views.cancel, name="demo-htmx-cancel"),
     re_path(r"^static/(?P<path>.+)$", _static, name="demo-static"),
 ]

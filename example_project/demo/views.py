@@ -3,15 +3,16 @@
 * ``GET /`` — the dashboard; ``/?execution=<id>`` reopens an execution this
   browser started (a finished one is replayed from its log, a running one
   continues live); ``&token=<stream token>`` opens one shared with a link.
-* ``POST /demo/executions`` ``{"tasks", "delayMs", "failRate"}`` — start one (201).
+* ``POST /demo/executions`` ``{"tasks", "delayMs", "failRate", "steps", "stall"}`` —
+  start one (201): its ``streamUrl`` and ``cancelUrl`` (the app's signed
+  :func:`~django_sse_exec.cancel_url`, which the page's Cancel button posts to).
 * ``GET /demo/executions`` — recent executions this browser started (the page
   itself follows them live over one feed stream: :func:`.ownership.feed_of`).
 * ``GET /demo/executions/<id>`` — its status and how many streams watch it.
-* ``POST /demo/executions/<id>/cancel`` — cancel it (``execution-cancelled``).
 
-Safe to copy: stream URLs are handed out only for executions the caller
-started (:mod:`.ownership`), bound to the logged-in user if any; the two POST
-endpoints accept only ``Content-Type: application/json`` (415 otherwise), which
+Safe to copy: stream and cancel URLs are handed out only for executions the
+caller started (:mod:`.ownership`), bound to the logged-in user if any; the POST
+endpoint accepts only ``Content-Type: application/json`` (415 otherwise), which
 a cross-site form cannot send and a cross-site script cannot send without a
 CORS preflight this app never answers; inputs are validated (400, never 500);
 at most :data:`MAX_RUNNING` executions run at once and each visitor starts at
@@ -33,7 +34,13 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from django_sse_exec import aadd_to_feed, aget_sse_client_count, feed_stream_url, stream_url
+from django_sse_exec import (
+    aadd_to_feed,
+    aget_sse_client_count,
+    cancel_url,
+    feed_stream_url,
+    stream_url,
+)
 from django_sse_exec.wire import is_valid_execution_id
 
 from . import executor, limits, ownership
@@ -75,6 +82,13 @@ def _integer(body: dict[str, Any], key: str, default: int, low: int, high: int) 
     return value
 
 
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadInput(f"{key} must be true or false")
+    return value
+
+
 def _rate(body: dict[str, Any]) -> float:
     value = body.get("failRate", 0.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -96,7 +110,8 @@ def parse_start(raw: bytes) -> dict[str, Any]:
         raise BadInput("body must be a JSON object")
     options = {"tasks": _integer(body, "tasks", 5, 1, MAX_TASKS),
                "delay_ms": _integer(body, "delayMs", 400, 0, MAX_DELAY_MS),
-               "fail_rate": _rate(body)}
+               "fail_rate": _rate(body), "with_steps": _flag(body, "steps"),
+               "stall": _flag(body, "stall")}
     if options["tasks"] * options["delay_ms"] > MAX_RUN_MS:
         raise BadInput(f"tasks × delayMs must be at most {MAX_RUN_MS} ms")
     return options
@@ -118,10 +133,14 @@ def index(request: HttpRequest) -> HttpResponse:
     else:
         stream = ""
     feed, new_feed = ownership.feed_of(request, user)
+    # Only a run this browser started (not one a shared link shows) can be cancelled here.
+    sim = executor.REGISTRY.get(execution_id) if execution_id and execution_id in ids else None
     response = render(request, "demo/index.html", {
         "feed_url": feed_stream_url(feed, user=token_user),
         "execution_id": execution_id if stream else "",
         "stream_url": stream,
+        "cancel_url": cancel_url(execution_id, user=token_user)
+        if sim is not None and not sim.finished else "",
         "invalid_execution": bool(requested) and not execution_id,
         "unknown_execution": bool(execution_id) and not stream,
         "max_tasks": MAX_TASKS,
@@ -163,6 +182,7 @@ async def executions(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({
         "executionId": execution_id,
         "streamUrl": stream_url(execution_id, user=ownership.user_of_token(user)),
+        "cancelUrl": cancel_url(execution_id, user=ownership.user_of_token(user)),
     }, status=201)
     add_never_cache_headers(response)
     ownership.remember(response, request, user, ids, execution_id)
@@ -181,24 +201,8 @@ async def execution_detail(request: HttpRequest, execution_id: str) -> JsonRespo
     info: dict[str, Any] = sim.info() if sim else {"executionId": execution_id, "status": None}
     info["viewers"] = await aget_sse_client_count(execution_id)
     info["streamUrl"] = stream_url(execution_id, user=ownership.user_of_token(user))
+    if sim is not None and not sim.finished:
+        info["cancelUrl"] = cancel_url(execution_id, user=ownership.user_of_token(user))
     response = JsonResponse(info)
     add_never_cache_headers(response)
     return response
-
-
-@csrf_exempt  # JSON-only instead (see _json_only)
-async def cancel_execution(request: HttpRequest, execution_id: str) -> JsonResponse:
-    """Cancel a running execution: 202, or 404 unknown, 409 already ended."""
-    if request.method != "POST":
-        return _error("POST only", 405)
-    refused = _json_only(request)
-    if refused is not None:
-        return refused
-    user = await request.auser()
-    if (not is_valid_execution_id(execution_id)
-            or execution_id not in ownership.owned(request, user)
-            or executor.REGISTRY.get(execution_id) is None):
-        return _error("no such execution in this process", 404)
-    if not executor.cancel(execution_id):
-        return _error("execution already ended", 409)
-    return JsonResponse({"executionId": execution_id, "status": "cancelling"}, status=202)

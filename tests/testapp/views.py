@@ -148,11 +148,13 @@ def login(request: HttpRequest) -> JsonResponse:
 
 
 def htmx_page(request: HttpRequest, execution_id: str) -> HttpResponse:
-    """A page whose only content is the progress widget (``?user=<pk>`` binds its token)."""
+    """A page whose only content is the progress widget (``?user=<pk>`` binds its token,
+    ``?cancel`` adds its Cancel button)."""
     if "user" in request.GET:
         return render(request, "testapp/htmx-user.html",
                       {"execution_id": execution_id, "user_pk": request.GET["user"]})
-    return render(request, "testapp/htmx.html", {"execution_id": execution_id})
+    return render(request, "testapp/htmx.html", {"execution_id": execution_id,
+                                                 "cancel": "cancel" in request.GET})
 
 
 def htmx_many_page(request: HttpRequest, ids: str) -> HttpResponse:

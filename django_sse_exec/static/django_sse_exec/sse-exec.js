@@ -20,6 +20,18 @@
  *   stream.on("execution-complete", showSummary);   // add handlers any time
  *   stream.lastEventId; stream.state; stream.close();
  *
+ * Progress people can plan by: stream.pace holds what the last events said --
+ * {percent, rate, eta, message, step, taskId, stalled, cancelRequested} -- and
+ * onPace(pace) is called when it changes; SSEExec.formatEta(seconds) and
+ * SSEExec.formatRate(perSecond) turn the figures into words. Cancel from the
+ * page: give cancelUrl (the server's cancel_url(...)) and call stream.cancel()
+ * (a Promise of {status, ok, body}), or give cancelButton too, which is then
+ * wired up: it posts once, is disabled while the cancel is under way, and is
+ * hidden once the execution ended.
+ *
+ *   var stream = SSEExec.connect(url, {cancelUrl: cancelUrl, cancelButton: button,
+ *     onPace: function (p) { label.textContent = SSEExec.formatEta(p.eta); }});
+ *
  * SSEExec.connectMany(url, options) reads a stream of many executions (a
  * multi_stream_url or feed_stream_url): handlers get (data, meta) with
  * meta.executionId and meta.id (the event's id in its execution), data being
@@ -48,6 +60,9 @@
 
   var STREAM_CLOSED = "stream-closed";
   var STREAM_RESET = "stream-reset";
+  /** Events that change stream.pace. */
+  var PACE_EVENTS = ["progress", "execution-stalled", "execution-resumed",
+                     "execution-cancel-requested", "execution-complete", "execution-cancelled"];
   var STATES = ["connecting", "live", "reconnecting", "closed"];
 
   function parse(text) {
@@ -100,6 +115,8 @@
 
   function Stream(url, options) {
     init(this, url, options);
+    this.pace = {percent: null, rate: null, eta: null, message: null, step: null, taskId: null,
+                 stalled: false, cancelRequested: false, ended: false};
     this.source = openSource(this, url);
     if (!this.source) {
       return;
@@ -110,6 +127,12 @@
     this.source.onmessage = function (e) { self._dispatch("message", e); };
     this._listen(STREAM_CLOSED);
     this._listen(STREAM_RESET);
+    for (var p = 0; p < PACE_EVENTS.length; p++) {
+      this._listen(PACE_EVENTS[p]);
+    }
+    if (this.options.cancelButton) {
+      this._wireCancel(this.options.cancelButton);
+    }
     var handlers = this.options.handlers || {};
     for (var name in handlers) {
       if (Object.prototype.hasOwnProperty.call(handlers, name)) {
@@ -146,6 +169,11 @@
       this.source.close();
     }
     this._setState("closed");
+    if (this._cancelButton) {  // a closed stream lets go of its button
+      this._cancelButton.hidden = true;
+      this._cancelButton.removeEventListener("click", this._onCancelClick);
+      this._cancelButton = null;
+    }
   };
 
   Stream.prototype._listen = function (event) {
@@ -172,12 +200,96 @@
     if (event === STREAM_RESET && typeof this.options.onReset === "function") {
       this._call(this.options.onReset, data, meta);
     }
+    if (PACE_EVENTS.indexOf(event) >= 0 || event === STREAM_CLOSED) {
+      this._pace(event, data, meta);
+    }
     var list = (this.handlers[event] || []).slice();
     for (var i = 0; i < list.length; i++) {
       this._call(list[i], data, meta);
     }
     if (event === STREAM_CLOSED) {
       this.close();
+    }
+  };
+
+  /** Update stream.pace from one event and tell onPace. */
+  Stream.prototype._pace = function (event, data, meta) {
+    var pace = this.pace;
+    var body = data && typeof data === "object" ? data : {};
+    if (event === "progress") {
+      pace.percent = typeof body.percent === "number" ? body.percent : pace.percent;
+      pace.rate = typeof body.rate === "number" ? body.rate : null;
+      pace.eta = typeof body.eta === "number" ? body.eta : null;
+      pace.message = body.message == null ? null : String(body.message);
+      pace.step = Array.isArray(body.step) ? body.step.join(" \u203a ") : null;
+      pace.taskId = body.taskId || null;
+      pace.stalled = false;
+    } else if (event === "execution-stalled") {
+      pace.stalled = true;
+      pace.rate = pace.eta = null;  // a silent producer's last speed says nothing now
+    } else if (event === "execution-resumed") {
+      pace.stalled = false;
+    } else if (event === "execution-cancel-requested") {
+      pace.cancelRequested = true;
+    } else {
+      pace.ended = true;
+      pace.stalled = false;
+      pace.rate = pace.eta = null;
+    }
+    this._syncCancel();
+    if (typeof this.options.onPace === "function") {
+      this._call(this.options.onPace, pace, meta);
+    }
+  };
+
+  /**
+   * Ask the server to cancel the execution (POST to options.cancelUrl). Resolves to
+   * {status, ok, body}: 202 accepted (ok), 409 already ended, 403 refused. The stream
+   * then shows "execution-cancel-requested" and, once the producer stops,
+   * "execution-cancelled".
+   */
+  Stream.prototype.cancel = function () {
+    var url = this.options.cancelUrl;
+    var send = this.options.fetch || root.fetch;
+    if (!url || typeof send !== "function") {
+      return Promise.reject(new Error(url ? "fetch is not available" : "no cancelUrl given"));
+    }
+    return send(url, {method: "POST", credentials: "same-origin",
+                      headers: {"Accept": "application/json"}})
+      .then(function (resp) {
+        return resp.json().catch(function () { return {}; }).then(function (body) {
+          return {status: resp.status, ok: resp.status === 202, body: body};
+        });
+      });
+  };
+
+  Stream.prototype._wireCancel = function (button) {
+    var self = this;
+    this._cancelButton = button;
+    button.disabled = false;
+    this._onCancelClick = function (e) {
+      if (e && e.preventDefault) { e.preventDefault(); }
+      button.disabled = true;
+      self.cancel().then(function (answer) {
+        if (!answer.ok && answer.status !== 409) { button.disabled = false; }
+      }, function (error) {
+        button.disabled = false;
+        report(self, error, "cancel");
+      });
+    };
+    button.addEventListener("click", this._onCancelClick);
+    this._syncCancel();
+  };
+
+  /** The cancel button: hidden once ended, disabled while a cancel is under way. */
+  Stream.prototype._syncCancel = function () {
+    var button = this._cancelButton;
+    if (!button) {
+      return;
+    }
+    button.hidden = this.pace.ended;
+    if (this.pace.cancelRequested) {
+      button.disabled = true;
     }
   };
 
@@ -426,8 +538,36 @@
     this._setState("closed");
   };
 
+  /** Seconds left in words: 42 -> "42 s left", 150 -> "about 3 min left"; "" for none. */
+  function formatEta(seconds) {
+    if (typeof seconds !== "number" || !(seconds >= 0)) {
+      return "";
+    }
+    if (seconds < 60) {
+      return Math.round(seconds) + " s left";
+    }
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) {
+      return "about " + minutes + " min left";
+    }
+    return "about " + Math.floor(minutes / 60) + " h " + (minutes % 60) + " min left";
+  }
+
+  /** A rate in words: 1230 -> "1230/s", 0.05 -> "3/min"; "" for none. */
+  function formatRate(perSecond) {
+    if (typeof perSecond !== "number" || !(perSecond >= 0)) {
+      return "";
+    }
+    if (perSecond > 0 && perSecond < 1) {
+      return Number((perSecond * 60).toPrecision(3)) + "/min";
+    }
+    return Number(perSecond.toPrecision(4)) + "/s";
+  }
+
   return {
     STATES: STATES,
+    formatEta: formatEta,
+    formatRate: formatRate,
     Stream: Stream,
     Many: Many,
     /** Open a stream: SSEExec.connect(url, options) -> Stream. */

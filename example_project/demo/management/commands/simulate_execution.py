@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_sse_exec import stream_url
+from django_sse_exec import ExecutionCancelled, stream_url
 from django_sse_exec.wire import is_valid_execution_id
 
 from ...executor import Simulation, new_execution_id, run_blocking
@@ -32,6 +32,10 @@ class Command(BaseCommand):
         parser.add_argument("--fail-task", type=int, action="append", default=[],
                             help="task number that fails (repeatable)")
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--steps", action="store_true",
+                            help="report weighted steps inside each task (rate, time left)")
+        parser.add_argument("--stall", action="store_true",
+                            help="the middle task goes silent long enough to be stalled")
 
     def handle(self, *args: Any, **options: Any) -> None:
         execution_id = options["execution_id"] or new_execution_id()
@@ -41,7 +45,8 @@ class Command(BaseCommand):
             raise CommandError("--tasks must be at least 1 and --delay-ms not negative")
         sim = Simulation(execution_id, tasks=options["tasks"], delay_ms=options["delay_ms"],
                          fail_rate=options["fail_rate"],
-                         fail_tasks=frozenset(options["fail_task"]), seed=options["seed"])
+                         fail_tasks=frozenset(options["fail_task"]), seed=options["seed"],
+                         with_steps=options["steps"], stall=options["stall"])
         query = urlencode({"execution": execution_id,
                            "token": parse_qs(urlsplit(stream_url(execution_id)).query)["token"][0]})
         self.stdout.write(f"execution {execution_id}: open /?{query}")
@@ -53,7 +58,7 @@ class Command(BaseCommand):
 
         try:
             run_blocking(sim, on_sent=sent)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ExecutionCancelled):
             self.stdout.write(f"execution {execution_id}: cancelled")
             return
         self.stdout.write(f"execution {execution_id}: {sim.status}")

@@ -1,6 +1,10 @@
 /*
  * The demo dashboard: start, watch, cancel and reopen executions.
  *
+ * Cancel is SSEExec's own control (cancelUrl + cancelButton: it posts to the
+ * app's signed cancel URL); the step, rate, time left and stalls come from
+ * SSEExec's stream.pace (onPace).
+ *
  * Everything on screen is derived from the execution's events, so a reload, a
  * second tab or a reopened finished execution rebuilds the same view from the
  * stream's replay. window.dashboard exposes the state for the browser tests.
@@ -14,11 +18,12 @@
   var STATUS_LABELS = {pending: "Waiting", running: "Running", success: "Succeeded",
                        failed: "Failed", cancelled: "Cancelled"};
   var VIEWERS_EVERY_MS = 1000;
+  var CANCELLING = "Cancelling\u2026";
 
   var view = {
     executionId: null, stream: null, total: 0, completed: 0, status: "pending",
-    tasks: new Map(), summary: null, eventIds: [], viewers: null, cancellable: false,
-    timer: null,
+    tasks: new Map(), summary: null, eventIds: [], viewers: null, cancelUrl: "",
+    timer: null, pace: null,
   };
   window.dashboard = view;
 
@@ -53,12 +58,16 @@
     badge.dataset.status = status;
     badge.textContent = STATUS_LABELS[status] || status;
     $("execution").dataset.status = status;
-    // Only runs started by this server can be cancelled from here.
-    $("cancel").hidden = status !== "running" || !view.cancellable;
+    // Only runs this browser started come with a cancel URL.
+    $("cancel").hidden = status !== "running" || !view.cancelUrl;
   }
 
   function renderProgress() {
     var pct = view.total ? Math.round(100 * view.completed / view.total) : 0;
+    var pace = view.pace;
+    if (pace && typeof pace.percent === "number" && view.status === "running") {
+      pct = Math.max(pct, Math.floor(pace.percent));  // steps roll the running task in
+    }
     $("progress-bar").style.width = pct + "%";
     $("progress").setAttribute("aria-valuenow", String(pct));
     $("progress-text").textContent = pct + "\u00a0%";
@@ -109,6 +118,23 @@
     $("sum-failed").textContent = s.failed;
     $("sum-cancelled").textContent = s.cancelled;
     $("sum-duration").textContent = seconds(s.totalDuration);
+  }
+
+  /* The pace line: the step, the rate and the time left (SSEExec's stream.pace). */
+  function renderPace(pace) {
+    view.pace = pace;
+    var running = view.status === "running" && !pace.ended;
+    var parts = running ? [pace.step, SSEExec.formatRate(pace.rate),
+                           SSEExec.formatEta(pace.eta)].filter(Boolean) : [];
+    $("pace").textContent = parts.join(" \u00b7 ");
+    $("pace").hidden = !parts.length;
+    $("stalled").hidden = !(running && pace.stalled);
+    if (running && pace.cancelRequested) {
+      showMessage(CANCELLING);
+    } else if (!running && $("message").textContent === CANCELLING) {
+      showMessage("");
+    }
+    renderProgress();
   }
 
   function render() {
@@ -167,6 +193,11 @@
     "task-fail": function (data) { taskEnded(data); },
     "execution-complete": finish,
     "execution-cancelled": finish,
+    // The pace line reads these through onPace; listed so every event id is recorded.
+    "progress": function () {},
+    "execution-stalled": function () {},
+    "execution-resumed": function () {},
+    "execution-cancel-requested": function () {},
     "stream-reset": function () {
       resetView();
       showMessage("The server no longer has this execution's earlier events (history " +
@@ -201,18 +232,23 @@
     render();
   }
 
-  function open(executionId, streamUrl) {
+  function open(executionId, streamUrl, cancelUrl) {
     if (view.stream) { view.stream.close(); }
     stopViewers();
     view.executionId = executionId;
     view.eventIds = [];
     view.viewers = null;
-    view.cancellable = false;
+    view.cancelUrl = cancelUrl || "";
+    view.pace = null;
+    $("pace").hidden = true;
+    $("stalled").hidden = true;
     $("empty").hidden = true;
     $("execution").hidden = false;
     $("execution-id").textContent = executionId;
     resetView();
-    var options = {handlers: {}, onStateChange: setConnState};
+    var options = {handlers: {}, onStateChange: setConnState, onPace: renderPace,
+                   cancelUrl: view.cancelUrl || null,
+                   cancelButton: view.cancelUrl ? $("cancel") : null};
     Object.keys(handlers).forEach(function (name) {
       options.handlers[name] = function (data, meta) { recordId(data, meta); handlers[name](data, meta); };
     });
@@ -231,8 +267,6 @@
     }).then(function (info) {
       if (!info || id !== view.executionId) { return; }
       view.viewers = info.viewers;
-      view.cancellable = info.status === "running";
-      $("cancel").hidden = view.status !== "running" || !view.cancellable;
       $("viewers-count").textContent = info.viewers;
       setConnState(view.stream ? view.stream.state : "idle");
     }).catch(function () { /* the server is restarting; the next poll retries */ });
@@ -350,32 +384,20 @@
         tasks: Number($("tasks").value) || 1,
         failRate: Number($("fail-rate").value) / 100,
         delayMs: Number(speed ? speed.value : 400),
+        steps: $("steps").checked,
+        stall: $("stall").checked,
       }),
     }).then(function (resp) {
       if (resp.status !== 201) { throw new Error("start failed: HTTP " + resp.status); }
       return resp.json();
     }).then(function (body) {
       history.pushState(null, "", "?execution=" + encodeURIComponent(body.executionId));
-      open(body.executionId, body.streamUrl);
+      open(body.executionId, body.streamUrl, body.cancelUrl);
     }).catch(function (err) {
       showMessage(String(err.message || err));
     }).finally(function () {
       button.disabled = false;
     });
-  });
-
-  $("cancel").addEventListener("click", function () {
-    var button = $("cancel");
-    button.disabled = true;
-    fetch("/demo/executions/" + encodeURIComponent(view.executionId) + "/cancel", {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"})
-      .then(function (resp) {
-        return resp.json().then(function (body) {
-          if (resp.status !== 202) { showMessage("Cannot cancel: " + body.error); }
-        });
-      })
-      .catch(function () { showMessage("Cannot cancel: the server did not answer"); })
-      .finally(function () { button.disabled = false; });
   });
 
   window.addEventListener("popstate", function () { location.reload(); });
@@ -385,6 +407,6 @@
   var initial = document.body.dataset;
   followRecent(initial.feedUrl);
   if (initial.executionId && initial.streamUrl) {
-    open(initial.executionId, initial.streamUrl);
+    open(initial.executionId, initial.streamUrl, initial.cancelUrl);
   }
 })();

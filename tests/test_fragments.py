@@ -195,7 +195,8 @@ async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
 
 async def test_the_cache_frees_an_execution_with_its_last_stream_and_stays_within_its_bytes(
         settings):
-    from django_sse_exec.render.html import FRAGMENT_OVERHEAD, FragmentCache
+    from django_sse_exec.render.fragments import FRAGMENT_OVERHEAD
+    from django_sse_exec.render.html import FragmentCache
     from django_sse_exec.store.memory import MemoryStore
     from django_sse_exec.wire import Event
 

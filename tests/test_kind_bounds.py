@@ -11,7 +11,7 @@ rules are in ``tests/test_kind_contract.py``):
   renders about as fast as one of ten (it took seconds, inside the event loop);
 * the HTML fragment cache keeps ``CACHE_BYTES`` at most, never more than
   ``HISTORY_MAX_BYTES``, and frees an execution with its last stream
-  (:mod:`django_sse_exec.render.html`; the unit test is in ``tests/test_fragments.py``);
+  (:mod:`django_sse_exec.render.fragments`; the unit test is in ``tests/test_fragments.py``);
 * stalled readers of every kind hold little: a set or feed stream reads each
   execution's log a page at a time when its turn comes (a stalled set of 100
   executions held ~19 MB per connection on Redis, where pages are copies).

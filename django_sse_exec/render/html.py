@@ -16,13 +16,11 @@ loop keeps, per execution, the encoded fragment of each event and the
 execution's state, advanced event by event (reading the log only for events
 it has not seen), with the state fragment of the last few ids. A thousand
 streams of one execution cost one render per event. What it keeps is bounded:
-event fragments (with their events) take at most :data:`CACHE_BYTES`, and never
-more than ``HISTORY_MAX_BYTES``, across all executions (the oldest go first; a
-stream that needs one again renders it again), at most ``HISTORY_MAX_EVENTS``
-per execution; state fragments, :data:`STATE_FRAMES` per execution, are each
-bounded by the widget's ``MAX_ROWS``; an execution's fragments and state are
-freed when its last HTML stream of the loop ends. The log is read a page at a
-time to advance or rebuild a state, never whole.
+event fragments by bytes across all executions (:mod:`.fragments`), state
+fragments to :data:`STATE_FRAMES` per execution, each of the widget's
+``MAX_ROWS`` rows at most; an execution's fragments and state are freed when
+its last HTML stream of the loop ends. The log is read a page at a time to
+advance or rebuild a state, never whole.
 
 Templates get plain data (the event's decoded JSON, the state) and must not
 touch the database: they are rendered inside the server's event loop.
@@ -34,17 +32,17 @@ import asyncio
 import json
 import logging
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any
 
 from django.template.loader import render_to_string, select_template
 
-from ..conf import sse_settings
 from ..execution.state import ExecutionState
 from ..hub.subscriber import Batch, Entry
 from ..store import Store, get_store
 from ..wire import STREAM_CLOSED, STREAM_RESET, Event, text_frame
 from .formats import Render
+from .fragments import Fragments, FragmentStore
 from .widget import state_context
 
 EVENT_TEMPLATE = "django_sse_exec/events/{event}.html"
@@ -60,38 +58,19 @@ STATE_FRAMES = 32
 #: many of the last ones are rendered too (streams that took the same events in
 #: other chunks need them); a catch-up over a long history renders no more.
 STEP_FRAMES = 8
-#: Bytes of event fragments (each counted with its event and bookkeeping) one
-#: event loop's cache keeps across all executions, at most; ``HISTORY_MAX_BYTES``
-#: lowers it. A fragment dropped is rendered again if a stream needs it.
-CACHE_BYTES = 16 * 1024 * 1024
-#: What keeping one fragment costs besides its bytes (tuple, dict slot, ids), counted.
-FRAGMENT_OVERHEAD = 200
-
-
-def cache_bytes() -> int:
-    """The cache's byte budget: :data:`CACHE_BYTES`, or ``HISTORY_MAX_BYTES`` if lower."""
-    return min(CACHE_BYTES, int(sse_settings.HISTORY_MAX_BYTES))
-
-
-def _size(event: Event, encoded: bytes) -> int:
-    return len(encoded) + len(event.data) + len(event.event) + FRAGMENT_OVERHEAD
-
-
 class _Execution:
     """One execution's cached fragments and its state, advanced event by event."""
 
-    __slots__ = ("state", "events", "states", "lock", "streams", "bytes")
+    __slots__ = ("state", "events", "states", "lock", "streams")
 
     def __init__(self, execution_id: str) -> None:
         self.state = ExecutionState(execution_id)
-        #: id -> (the event, its encoded fragment); up to HISTORY_MAX_EVENTS.
-        self.events: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
+        #: Its events' fragments (:mod:`.fragments`: bounded with every other execution's).
+        self.events = Fragments()
         #: id -> the encoded state fragment after that event.
         self.states: OrderedDict[int, bytes] = OrderedDict()
         self.lock = asyncio.Lock()
         self.streams = 0
-        #: What its event fragments count against the cache's budget.
-        self.bytes = 0
 
 
 class FragmentCache:
@@ -100,12 +79,7 @@ class FragmentCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executions: dict[str, _Execution] = {}
-        #: Every fragment kept, oldest first, as (its execution, its id): the order
-        #: they are dropped in past the budget (entries of freed ones are skipped).
-        self._order: deque[tuple[_Execution, int]] = deque()
-        #: Fragments kept, and what they count against :func:`cache_bytes`.
-        self.fragments = 0
-        self.bytes = 0
+        self.fragments = FragmentStore()
         self._templates: dict[str, Any] = {}
         #: Fragments rendered so far (events, states): what "once per event" is measured by.
         self.rendered_events = 0
@@ -129,11 +103,8 @@ class FragmentCache:
     def _free(self, execution_id: str) -> _Execution | None:
         entry = self._executions.pop(execution_id, None)
         if entry is not None:
-            self.fragments -= len(entry.events)
-            self.bytes -= entry.bytes
-            entry.events.clear()
+            self.fragments.clear(entry.events)
             entry.states.clear()
-            entry.bytes = 0
         return entry
 
     def _entry(self, execution_id: str) -> _Execution:
@@ -154,33 +125,8 @@ class FragmentCache:
             self._forget(execution_id)  # same id, other event: the log was recreated
             entry = self._entry(execution_id)
         encoded = text_frame(event.id, event.event, self.render_event(execution_id, event))
-        entry.events[event.id] = (event, encoded)
-        self._keep(entry, _size(event, encoded))
-        self._order.append((entry, event.id))
-        limit = max(1, int(sse_settings.HISTORY_MAX_EVENTS))
-        while len(entry.events) > limit:
-            self._keep(entry, -_size(*entry.events.popitem(last=False)[1]))
-        self._trim()
+        self.fragments.put(entry.events, event, encoded)
         return encoded
-
-    def _keep(self, entry: _Execution, size: int) -> None:
-        """Count one fragment more (``size`` > 0) or less (< 0) of ``entry``."""
-        entry.bytes += size
-        self.bytes += size
-        self.fragments += 1 if size > 0 else -1
-
-    def _trim(self) -> None:
-        """Drop the oldest fragments until the cache is within its budget."""
-        budget = cache_bytes()
-        order = self._order
-        while self.bytes > budget and order:
-            entry, event_id = order.popleft()
-            cached = entry.events.pop(event_id, None)
-            if cached is not None:
-                self._keep(entry, -_size(*cached))
-        if len(order) > 2 * self.fragments + 64:  # mostly fragments gone another way
-            self._order = deque((entry, event_id) for entry, event_id in order
-                                if event_id in entry.events)
 
     def render_event(self, execution_id: str, event: Event) -> str:
         """The HTML of one event from its template (``data``: the decoded JSON)."""
@@ -273,7 +219,8 @@ class FragmentCache:
         """Executions and fragments kept, their bytes, and fragments rendered so far
         (for tests and metrics)."""
         return {"executions": len(self._executions), "events": self.rendered_events,
-                "states": self.rendered_states, "kept": self.fragments, "bytes": self.bytes}
+                "states": self.rendered_states, "kept": self.fragments.count,
+                "bytes": self.fragments.bytes}
 
 
 _caches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FragmentCache]" = \
@@ -348,4 +295,4 @@ class HtmlRender(UsesCache, Render):
             out.append(state)
 
 
-__all__ = ["CACHE_BYTES", "FragmentCache", "HtmlRender", "UsesCache", "cache_bytes", "get_cache"]
+__all__ = ["FragmentCache", "HtmlRender", "UsesCache", "get_cache"]

@@ -3,8 +3,9 @@
 A page that lists a user's running imports would otherwise open one
 ``EventSource`` per execution, and browsers allow about six connections per
 host across all tabs. A multi stream carries up to ``MULTI_STREAM_MAX``
-executions; a feed stream carries every execution that joins a named feed
-(:mod:`django_sse_exec.sending.feeds`), announcing each with ``execution-added``.
+executions; a feed stream carries the executions of a named feed's last
+``MULTI_STREAM_MAX`` entries (:mod:`django_sse_exec.sending.feeds`,
+:mod:`.feeds`), announcing each with ``execution-added``.
 
 Both follow the single stream's rules, per execution, with the very same code
 (:func:`~django_sse_exec.streams.live.deliver`, :class:`~django_sse_exec.streams.cursor.Cursor`,
@@ -13,7 +14,10 @@ Both follow the single stream's rules, per execution, with the very same code
 framing differs (:mod:`django_sse_exec.wire.many`): each frame's ``id:`` is a
 cursor of every execution's position, built as the frame is written, so a
 reconnect resumes each execution exactly. A set's stream ends when all its
-executions have closed (a reconnect then gets 204); a feed's never ends.
+executions have closed (a reconnect then gets 204); a feed's never ends. Both
+start their executions one after the other, reading each log a page at a time
+(:func:`start_all`), so what a stalled stream holds does not grow with its
+executions.
 """
 
 from __future__ import annotations

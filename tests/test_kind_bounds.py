@@ -23,6 +23,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -33,20 +34,25 @@ from tests.test_faults import MB, RssSampler, report
 from tests.test_kind_contract import Kind, Subject, servers  # noqa: F401  (a fixture)
 from tests.test_slow_client_proxies import never_reading
 
-pytestmark = pytest.mark.asyncio
+
+def expecting(total_tasks: int) -> Any:
+    """The state of an execution whose ``execution-start`` says ``totalTasks``."""
+    from django_sse_exec.execution.state import ExecutionState
+    from django_sse_exec.wire import Event
+
+    state = ExecutionState("rows")
+    state.apply_event(Event(1, "execution-start", '{"executionId":"rows","totalTasks":%d}'
+                            % total_tasks))
+    return state
 
 
 def render_seconds(total_tasks: int, runs: int = 5) -> float:
     """The best time of ``runs`` renders of the state of an execution expecting ``total_tasks``."""
     from django.template.loader import render_to_string
 
-    from django_sse_exec.execution.state import ExecutionState
     from django_sse_exec.render.widget import state_context
-    from django_sse_exec.wire import Event
 
-    state = ExecutionState("rows")
-    state.apply_event(Event(1, "execution-start", '{"executionId":"rows","totalTasks":%d}'
-                            % total_tasks))
+    state = expecting(total_tasks)
     best = float("inf")
     for _ in range(runs):
         started = time.perf_counter()
@@ -63,12 +69,7 @@ def test_a_state_of_a_million_tasks_renders_about_as_fast_as_one_of_ten():
     report("rows", ten_ms=f"{small * 1000:.2f}", million_ms=f"{large * 1000:.2f}")
     # MAX_ROWS rows against 10: a few times the work, not a hundred thousand times.
     assert large < 30 * small, f"{large * 1000:.1f} ms for a million tasks, {small * 1000:.1f} for ten"
-    from django_sse_exec.execution.state import ExecutionState
-    from django_sse_exec.wire import Event
-
-    state = ExecutionState("rows")
-    state.apply_event(Event(1, "execution-start", '{"executionId":"rows","totalTasks":1000000}'))
-    context = state_context(state)
+    context = state_context(expecting(1_000_000))
     assert len(context["rows"]) == MAX_ROWS and context["rows_hidden"] == 1_000_000 - MAX_ROWS
 
 

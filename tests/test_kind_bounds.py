@@ -22,16 +22,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.server import Server
-from tests.sse import SSEParser
+from tests.kinds import Kind, Subject, read_stream
 from tests.test_faults import MB, RssSampler, report
-from tests.test_kind_contract import Kind, Subject, servers  # noqa: F401  (a fixture)
+from tests.test_kind_contract import servers  # noqa: F401  (a fixture)
 from tests.test_slow_client_proxies import never_reading
 
 
@@ -73,22 +71,6 @@ def test_a_state_of_a_million_tasks_renders_about_as_fast_as_one_of_ten():
     assert len(context["rows"]) == MAX_ROWS and context["rows_hidden"] == 1_000_000 - MAX_ROWS
 
 
-async def read_until(srv: Server, url: str, done: Callable[[list], bool],
-                     headers: dict[str, str] | None = None) -> tuple[list, int, str | None, float]:
-    """Read a stream until ``done(events)``: its events, bytes, last cursor and seconds."""
-    parser, events, size = SSEParser(), [], 0
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as http:
-        async with http.stream("GET", url, headers=headers or {}) as resp:
-            assert resp.status_code == 200
-            chunks = resp.aiter_raw()
-            while not done(events):
-                chunk = await asyncio.wait_for(chunks.__anext__(), 15)
-                size += len(chunk)
-                events.extend(parser.feed(chunk))
-    return events, size, parser.last_event_id, time.monotonic() - started
-
-
 def counts(events: list, name: str) -> int:
     return sum(e.event == name for e in events)
 
@@ -106,7 +88,10 @@ async def test_a_feed_of_5000_entries_connects_like_a_feed_of_100(servers):
         def everything(events: list) -> bool:
             return counts(events, "execution-added") >= window and counts(events, "step") >= window
 
-        events, size, cursor, took = await read_until(srv, subject.url, everything)
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as http:
+            events, cursor, size = await read_stream(http, subject.url, None, everything)
+        took = time.monotonic() - started
         announced = [e.json["executionId"] for e in events if e.event == "execution-added"]
         assert announced == subject.ids[-window:]  # the latest, once each
         longest = max(len(e.id or "") for e in events)
@@ -118,7 +103,8 @@ async def test_a_feed_of_5000_entries_connects_like_a_feed_of_100(servers):
         def moved(events: list) -> bool:
             return counts(events, "execution-added") >= window
 
-        again, again_size, _, _ = await read_until(srv, subject.url, moved, {"Last-Event-ID": cursor})
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as http:
+            again, _, again_size = await read_stream(http, subject.url, cursor, moved)
         assert counts(again, "execution-removed") == window
         assert [e.json["executionId"] for e in again if e.event == "execution-added"] == more[-window:]
         assert max(len(e.id or "") for e in again) <= longest + 64

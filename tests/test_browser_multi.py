@@ -103,3 +103,36 @@ def test_many_htmx_widgets_live_over_one_connection(server, browser, execution_i
         assert tab.errors == []
     finally:
         tab.close()
+
+
+FEED_JS = """(url) => {
+    const t = window.t = {seen: []};
+    const note = (name) => (data, meta) => t.seen.push([name, meta.executionId, meta.id]);
+    t.stream = SSEExec.connectMany(url, {handlers: {
+        "execution-added": note("added"), "execution-removed": note("removed"), step: note("step"),
+    }});
+}"""
+
+
+def test_the_library_follows_a_feeds_window_out_and_back_in(make_server, dashboards):
+    """sse-exec.js on a feed whose stream follows its last 2 entries: an execution pushed
+    out is removed, and, added again, announced again and replayed from its start
+    (the library must not take the replay for events it had)."""
+    from django_sse_exec import feed_stream_url
+
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MULTI_STREAM_MAX": 2})
+    feed, (a, b, c) = "user:window", ("win-a", "win-b", "win-c")
+    for execution_id in (a, b):
+        srv.feed_add(feed, execution_id)
+        srv.send(execution_id, ("step", {}), ("step", {}))
+    page = dashboards(srv.base_url).open().page
+    page.evaluate(FEED_JS, srv.base_url + feed_stream_url(feed))
+    page.wait_for_function("() => t.seen.length === 6")
+    srv.feed_add(feed, c)  # a leaves the window
+    srv.feed_add(feed, a)  # and comes back (b leaves)
+    page.wait_for_function("() => t.seen.length === 12")
+    assert page.evaluate("() => t.seen") == [
+        ["added", a, None], ["added", b, None], ["step", a, 1], ["step", a, 2],
+        ["step", b, 1], ["step", b, 2],
+        ["removed", a, None], ["added", c, None],
+        ["removed", b, None], ["added", a, None], ["step", a, 1], ["step", a, 2]]

@@ -193,16 +193,27 @@ async def test_the_process_state_follows_a_lost_and_recreated_log(execution_id):
     assert b"1 of 1 task" in frame and f'data-last-event-id="{new[0].id}"'.encode() in frame
 
 
-async def test_the_cache_keeps_watched_executions_and_a_bounded_number_of_idle_ones():
-    from django_sse_exec.render.html import IDLE_EXECUTIONS, FragmentCache
+async def test_the_cache_frees_an_execution_with_its_last_stream_and_stays_within_its_bytes(
+        settings):
+    from django_sse_exec.render.fragments import FRAGMENT_OVERHEAD
+    from django_sse_exec.render.html import FragmentCache
     from django_sse_exec.store.memory import MemoryStore
+    from django_sse_exec.wire import Event
 
+    settings.SSE_EXEC = {**settings.SSE_EXEC, "HISTORY_MAX_BYTES": 64 * 1024}
     cache = FragmentCache(MemoryStore())
-    cache.acquire("watched")
-    for n in range(IDLE_EXECUTIONS + 10):
-        cache.acquire(f"e{n}")
-        cache.release(f"e{n}")
-    assert cache.stats()["executions"] == IDLE_EXECUTIONS + 1
-    cache.acquire("e0")  # forgotten: starts again, empty
-    cache.release("watched")
-    assert cache.stats()["executions"] == IDLE_EXECUTIONS + 1
+    cache.acquire("a")
+    cache.acquire("a")
+    cache.acquire("b")
+    for n in range(1, 401):  # ~1 KB a fragment (with its event): ~400 KB rendered
+        for execution_id in ("a", "b"):
+            data = '{"message":"%s"}' % ("x" * 400)
+            assert cache.event_frame(execution_id, Event(n, "progress", data)).startswith(b"id: ")
+    stats = cache.stats()
+    assert stats["bytes"] <= 64 * 1024 and stats["kept"] >= 64 * 1024 // (1000 + FRAGMENT_OVERHEAD), stats
+    assert stats["events"] == 800  # each rendered once
+    cache.release("a")  # one of its two streams: kept
+    assert cache.stats()["executions"] == 2
+    cache.release("a")
+    cache.release("b")
+    assert cache.stats() == {**stats, "executions": 0, "kept": 0, "bytes": 0}

@@ -13,10 +13,13 @@ from django_sse_exec.store import get_store
 from django_sse_exec.wire import Event
 from django_sse_exec.wire.many import (
     cursor_pair,
+    feed_cursor,
     feed_log_id,
+    feed_pair,
     key_of,
     multi_frame,
     parse_cursor,
+    parse_feed_cursor,
     parse_ids,
     validate_feed_name,
 )
@@ -34,6 +37,23 @@ def test_cursor_round_trip_in_base_36():
                                      "A-5", "1-5;2-6", "1-" + "z" * 14, "x" * 9000])
 def test_garbage_cursors_mean_from_the_start(garbage):
     assert parse_cursor(garbage) is None
+
+
+def test_a_feed_cursor_keeps_its_own_position_apart_from_every_key():
+    # Entry 15's key is "f", the key of the feed's own position in the first form.
+    cursor = feed_cursor(20, [feed_pair(key_of(15), 5), feed_pair(key_of(16), 0)])
+    assert cursor == "k~f-5.g-0"
+    assert parse_feed_cursor(cursor, 100) == (20, {"f": 5, "g": 0})
+    assert parse_feed_cursor(feed_cursor(7, []), 100) == (7, {})
+    assert parse_cursor(cursor) is None  # no set cursor either
+    assert parse_feed_cursor("0-5.f-k", 100) is None  # the first form: no position at all
+    assert parse_feed_cursor(feed_cursor(1, [feed_pair(key_of(i), 1) for i in range(3)]), 2) is None
+
+
+@pytest.mark.parametrize("garbage", [None, "", "~", "~1-1", "1~~", "1~1-1~", "1~1-1.1-2", "A~1-1",
+                                     "1~1-", "z" * 14 + "~", "1~" + "x" * 9000, "é~"])
+def test_garbage_feed_cursors_mean_from_the_start(garbage):
+    assert parse_feed_cursor(garbage, 100) is None
 
 
 def test_frames_wrap_data_and_refuse_line_breaks():

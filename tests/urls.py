@@ -6,6 +6,7 @@ urlpatterns = [
     path("control/send", views.send),
     path("control/sync-send", views.sync_send),
     path("control/close", views.close),
+    path("control/script", views.script),
     path("control/feed-add", views.feed_add),
     path("control/count/<str:execution_id>", views.count),
     path("control/hub", views.hub_stats),

@@ -181,6 +181,14 @@ class Hub:
         await asyncio.gather(*(self._join_group(group) for group in groups))
         await asyncio.gather(*(self._add_member(e, sub.member) for e in new))
 
+    async def leave(self, sub: Subscriber, execution_ids: Iterable[str]) -> None:
+        """Stop ``sub`` receiving the events of ``execution_ids`` (a feed's stream, for the
+        executions that left its window); it stays subscribed to the others."""
+        gone = [e for e in dict.fromkeys(execution_ids) if e in sub.execution_ids]
+        for execution_id in gone:
+            sub.execution_ids.remove(execution_id)
+        await asyncio.gather(*(self._leave(sub, e) for e in gone))
+
     async def _join_group(self, group: Group) -> None:
         async with group.lock:
             if not group.joined:

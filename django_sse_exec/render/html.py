@@ -15,7 +15,12 @@ Rendering is per process, not per stream: a :class:`FragmentCache` per event
 loop keeps, per execution, the encoded fragment of each event and the
 execution's state, advanced event by event (reading the log only for events
 it has not seen), with the state fragment of the last few ids. A thousand
-streams of one execution cost one render per event.
+streams of one execution cost one render per event. What it keeps is bounded:
+event fragments by bytes across all executions (:mod:`.fragments`), state
+fragments to :data:`STATE_FRAMES` per execution, each of the widget's
+``MAX_ROWS`` rows at most; an execution's fragments and state are freed when
+its last HTML stream of the loop ends. The log is read a page at a time to
+advance or rebuild a state, never whole.
 
 Templates get plain data (the event's decoded JSON, the state) and must not
 touch the database: they are rendered inside the server's event loop.
@@ -32,13 +37,12 @@ from typing import Any
 
 from django.template.loader import render_to_string, select_template
 
-from ..conf import sse_settings
-from ..execution.snapshot import read_all
 from ..execution.state import ExecutionState
 from ..hub.subscriber import Batch, Entry
 from ..store import Store, get_store
 from ..wire import STREAM_CLOSED, STREAM_RESET, Event, text_frame
 from .formats import Render
+from .fragments import Fragments, FragmentStore
 from .widget import state_context
 
 EVENT_TEMPLATE = "django_sse_exec/events/{event}.html"
@@ -54,10 +58,6 @@ STATE_FRAMES = 32
 #: many of the last ones are rendered too (streams that took the same events in
 #: other chunks need them); a catch-up over a long history renders no more.
 STEP_FRAMES = 8
-#: Executions whose fragments are kept after their last HTML stream ended.
-IDLE_EXECUTIONS = 128
-
-
 class _Execution:
     """One execution's cached fragments and its state, advanced event by event."""
 
@@ -65,8 +65,8 @@ class _Execution:
 
     def __init__(self, execution_id: str) -> None:
         self.state = ExecutionState(execution_id)
-        #: id -> (the event, its encoded fragment); up to HISTORY_MAX_EVENTS.
-        self.events: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
+        #: Its events' fragments (:mod:`.fragments`: bounded with every other execution's).
+        self.events = Fragments()
         #: id -> the encoded state fragment after that event.
         self.states: OrderedDict[int, bytes] = OrderedDict()
         self.lock = asyncio.Lock()
@@ -79,8 +79,7 @@ class FragmentCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executions: dict[str, _Execution] = {}
-        #: Executions with no stream open, least recently released first.
-        self._idle: OrderedDict[str, None] = OrderedDict()
+        self.fragments = FragmentStore()
         self._templates: dict[str, Any] = {}
         #: Fragments rendered so far (events, states): what "once per event" is measured by.
         self.rendered_events = 0
@@ -91,20 +90,22 @@ class FragmentCache:
     def acquire(self, execution_id: str) -> None:
         """A stream of the execution opened: keep its fragments while it is open."""
         self._entry(execution_id).streams += 1
-        self._idle.pop(execution_id, None)
 
     def release(self, execution_id: str) -> None:
-        """A stream closed; past :data:`IDLE_EXECUTIONS` idle ones, the oldest is forgotten."""
+        """A stream closed; with its last one, the execution's fragments are freed."""
         entry = self._executions.get(execution_id)
         if entry is None:
             return
         entry.streams = max(0, entry.streams - 1)
         if entry.streams == 0:
-            self._idle[execution_id] = None
-            self._idle.move_to_end(execution_id)
-            while len(self._idle) > IDLE_EXECUTIONS:
-                oldest, _ = self._idle.popitem(last=False)
-                self._executions.pop(oldest, None)
+            self._free(execution_id)
+
+    def _free(self, execution_id: str) -> _Execution | None:
+        entry = self._executions.pop(execution_id, None)
+        if entry is not None:
+            self.fragments.clear(entry.events)
+            entry.states.clear()
+        return entry
 
     def _entry(self, execution_id: str) -> _Execution:
         entry = self._executions.get(execution_id)
@@ -124,10 +125,7 @@ class FragmentCache:
             self._forget(execution_id)  # same id, other event: the log was recreated
             entry = self._entry(execution_id)
         encoded = text_frame(event.id, event.event, self.render_event(execution_id, event))
-        entry.events[event.id] = (event, encoded)
-        limit = max(1, int(sse_settings.HISTORY_MAX_EVENTS))
-        while len(entry.events) > limit:
-            entry.events.popitem(last=False)
+        self.fragments.put(entry.events, event, encoded)
         return encoded
 
     def render_event(self, execution_id: str, event: Event) -> str:
@@ -163,7 +161,8 @@ class FragmentCache:
 
         The execution's state advances through ``events`` (and through the log
         for any it has not seen before them); a state older than the cached
-        ones is rebuilt from the log.
+        ones is rebuilt from the log. The log is read and applied a page at a
+        time (never held whole: it may be ``HISTORY_MAX_BYTES`` long).
         """
         target = events[-1].id
         entry = self._entry(execution_id)
@@ -173,25 +172,33 @@ class FragmentCache:
                 return cached
             state = entry.state
             if target <= state.last_event_id:  # a stream far behind the others
-                older = await read_all(self.store, execution_id, upto=target)
-                return self._render_state(ExecutionState.from_events(execution_id, older.events))
+                older = ExecutionState(execution_id)
+                async for page in self.store.pages(execution_id, upto=target):
+                    for event in page.events:
+                        older.apply_event(event)
+                return self._render_state(older)
             given = [e for e in events if e.id > state.last_event_id]
             if given[0].id > state.last_event_id + 1:
-                log = await read_all(self.store, execution_id, after=state.last_event_id,
-                                     upto=given[0].id - 1)
-                if state.last_event_id and log.first_id > state.last_event_id + 1:
-                    # What followed the state is gone (trimmed, or the log was lost
-                    # and recreated in a new epoch): start again from what is retained.
-                    state = entry.state = ExecutionState(execution_id)
-                    entry.states.clear()
-                given = log.events + given
-            for event in given:
-                state.apply_event(event)
-                if target - event.id < STEP_FRAMES:
-                    entry.states[event.id] = self._render_state(state)
+                async for page in self.store.pages(execution_id, after=state.last_event_id,
+                                                   upto=given[0].id - 1):
+                    if state.last_event_id and page.first_id > state.last_event_id + 1:
+                        # What followed the state is gone (trimmed, or the log was lost
+                        # and recreated in a new epoch): start again from what is retained.
+                        state = entry.state = ExecutionState(execution_id)
+                        entry.states.clear()
+                    self._advance(entry, state, page.events, target)
+            self._advance(entry, state, given, target)
             while len(entry.states) > STATE_FRAMES:
                 entry.states.popitem(last=False)
             return entry.states[target]
+
+    def _advance(self, entry: _Execution, state: ExecutionState, events: list[Event],
+                 target: int) -> None:
+        """Apply ``events``, rendering the states of the last few before ``target``."""
+        for event in events:
+            state.apply_event(event)
+            if target - event.id < STEP_FRAMES:
+                entry.states[event.id] = self._render_state(state)
 
     def _render_state(self, state: ExecutionState) -> bytes:
         self.rendered_states += 1
@@ -204,14 +211,16 @@ class FragmentCache:
         return text_frame(None, None, html)
 
     def _forget(self, execution_id: str) -> None:
-        entry = self._executions.pop(execution_id, None)
+        entry = self._free(execution_id)
         if entry is not None:  # keep the stream count of the new incarnation
             self._entry(execution_id).streams = entry.streams
 
     def stats(self) -> dict[str, int]:
-        """Executions cached and fragments rendered (for tests and metrics)."""
+        """Executions and fragments kept, their bytes, and fragments rendered so far
+        (for tests and metrics)."""
         return {"executions": len(self._executions), "events": self.rendered_events,
-                "states": self.rendered_states}
+                "states": self.rendered_states, "kept": self.fragments.count,
+                "bytes": self.fragments.bytes}
 
 
 _caches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FragmentCache]" = \

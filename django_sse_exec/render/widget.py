@@ -23,6 +23,7 @@ Templates (override any of them in the project to restyle the widget):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,6 +46,10 @@ STATUS_LABELS = {"pending": "Waiting", "running": "Running", "success": "Succeed
 #: Consecutive refreshes of a widget whose stream is refused, without progress,
 #: after which it stops trying (a policy that allows the page but not the stream).
 MAX_REFRESHES = 3
+#: Task rows a widget shows at most (the others are counted, not listed): what one
+#: state costs to render stays bounded whatever its events say (a state of a million
+#: expected tasks renders as fast as one of a hundred, inside the event loop).
+MAX_ROWS = 100
 #: Final statuses: the widget opens no stream for them.
 FINAL = ("success", "failed", "cancelled", "closed")
 
@@ -84,21 +89,23 @@ def get_widget_state(execution_id: str) -> ExecutionState | Unavailable:
 def state_context(state: ExecutionState) -> dict[str, Any]:
     """What ``state.html`` is rendered with: the state plus rows ready to show.
 
-    ``rows`` lists every task seen (``task_id``, ``title``, ``status``,
-    ``duration`` ms, ``error``, ``attempt``) and a ``pending`` placeholder for
-    each expected task not seen yet; when the execution was cancelled, tasks
-    that never ended show as ``cancelled``.
+    ``rows`` lists the tasks seen (``task_id``, ``title``, ``status``,
+    ``duration`` ms, ``error``, ``attempt``), then a ``pending`` placeholder for
+    each expected task not seen yet, :data:`MAX_ROWS` rows at most;
+    ``rows_hidden`` counts the rows left out. When the execution was cancelled,
+    tasks that never ended show as ``cancelled``.
     """
     status = state.status
     rows: list[dict[str, Any]] = []
-    for task in state.tasks.values():
+    for task in islice(state.tasks.values(), MAX_ROWS):
         row = task.as_dict()
         row["task_id"] = task.task_id
         if status in FINAL and row["status"] in ("running", "retrying"):
             row["status"] = "cancelled"
         rows.append(row)
+    seen = len(state.tasks)
     total = (int_or(state.summary.get("total"), 0) or 0) if state.summary else state.total_tasks()
-    for number in range(len(rows) + 1, total + 1):
+    for number in range(seen + 1, min(total, seen + MAX_ROWS - len(rows)) + 1):
         rows.append({"task_id": "", "title": f"Task {number}", "status":
                      "cancelled" if status in FINAL else "pending",
                      "duration": None, "error": None, "attempt": 0})
@@ -115,6 +122,7 @@ def state_context(state: ExecutionState) -> dict[str, Any]:
         # The share of the ended tasks that succeeded (the bar is green, then red).
         "ok_percent": (100 * (state.completed - state.failed)) // max(1, state.completed),
         "rows": rows,
+        "rows_hidden": max(seen, total) - len(rows),
         "summary": state.summary,
         "message": (state.last_progress or {}).get("message") if status == "running" else None,
         "last_event_id": state.last_event_id,
@@ -212,6 +220,6 @@ def many_context(states: list[ExecutionState | Unavailable], *, user: Any = None
     return {"widgets": widgets, "stream_url": stream}
 
 
-__all__ = ["FINAL", "MAX_REFRESHES", "STATUS_LABELS", "Unavailable", "aget_widget_state",
-           "get_widget_state", "many_context", "pace_context", "progress_context",
-           "state_context"]
+__all__ = ["FINAL", "MAX_REFRESHES", "MAX_ROWS", "STATUS_LABELS", "Unavailable",
+           "aget_widget_state", "get_widget_state", "many_context", "pace_context",
+           "progress_context", "state_context"]

@@ -1,11 +1,13 @@
 """Feeds, and the URLs of streams that carry many executions.
 
 A feed is a named list of executions — ``user:42``, ``team:7`` — that a page
-follows over one connection: every event of every execution in it, plus an
-``execution-added`` event when one joins (see :mod:`django_sse_exec.streams.many.sets`).
-An execution joins with :func:`add_to_feed` (or ``feeds=[...]`` of
-:class:`~django_sse_exec.ExecutionReporter` and the Celery ``start_execution``)
-and leaves ``CLOSED_TTL`` after it closes, when its log expires.
+follows over one connection: every event of its latest executions (those of its
+last ``MULTI_STREAM_MAX`` entries), an ``execution-added`` event when one joins
+and ``execution-removed`` when newer ones push it out (see
+:mod:`django_sse_exec.streams.many.feeds`). An execution joins with
+:func:`add_to_feed` (or ``feeds=[...]`` of :class:`~django_sse_exec.ExecutionReporter`
+and the Celery ``start_execution``) and leaves ``CLOSED_TTL`` after it closes,
+when its log expires.
 
 A feed is itself a log in the event store, of ``execution-added`` entries,
 published like an execution's events: it works across processes wherever the

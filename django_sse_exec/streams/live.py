@@ -177,8 +177,10 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
         await render.flush(out)
         if out:
             yield b"".join(out)
-        for cursor in cursors.values() if overflowed or catch_up else ():
-            if not cursor.done and (overflowed or catch_up > cursor.last_sent):
+        for cursor in list(cursors.values()) if overflowed or catch_up else ():
+            # (a feed's replay may stop following an execution: skip it then)
+            if cursors.get(cursor.execution_id) is cursor and not cursor.done and (
+                    overflowed or catch_up > cursor.last_sent):
                 async for chunk in replay(store, cursor):
                     yield chunk
         if grow is not None:

@@ -4,10 +4,24 @@ A multi stream (a fixed set of executions, or a feed) sends each event under its
 own name, with data ``{"executionId": …, "id": n, "data": <the event's data>}``.
 Its ``id:`` is an opaque cursor: where the client is in *every* execution at
 once, so a reconnect resumes each of them exactly. The cursor lists positions by
-key (an execution's index in a fixed set, or the id of the feed entry that added
-it; ``f`` is the feed's own log), base 36, zeros left out::
+key, both base 36, as ``key-position`` pairs joined by ``.``.
 
-    id: 0-2s.3-k.f-5
+A fixed set's keys are the executions' indexes in the set (zeros left out)::
+
+    id: 0-2s.3-k
+
+A feed's cursor puts the feed's own position in a slot of its own, before a
+``~``, and keys each execution the stream follows by the id of its latest entry
+in the feed (zeros kept: the client has heard of the execution)::
+
+    id: 5~1-2s.3-k.5-0
+
+No key can be the feed's position: the two are told apart by where they stand,
+not by what they spell (``~`` is in no key or position, and every pair is after
+it). The first form of feed cursors put the feed's position in a pair of key
+``f``, which is also the key of entry 15 (``0-2s.f-5``): such a cursor has no
+``~``, so it is no feed cursor at all, and its client gets a full replay, never
+a position read from the wrong slot. A feed cursor is no set cursor either.
 
 Like :mod:`.wire`, everything here is validation and encoding, with no I/O:
 the cursor is parsed defensively (garbage means "from the start") and frames
@@ -21,19 +35,23 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Iterable
 
-from . import EXECUTION_ID_RE, Event, is_valid_execution_id
+from . import EXECUTION_ID_RE, STREAM_RESET, Event, is_valid_execution_id
 
 #: Feed names: like execution ids, plus ``:`` (``user:42``, ``team:7``), at most 40.
 FEED_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
-#: Sent on a feed stream when an execution joins the feed.
+#: Sent on a feed stream when an execution joins the feed (and its stream follows it).
 EXECUTION_ADDED = "execution-added"
-#: The cursor key of a feed's own log.
-FEED_KEY = "f"
+#: Sent on a feed stream when it stops following an execution (it left the stream's window).
+EXECUTION_REMOVED = "execution-removed"
+#: Where a feed cursor's own position ends and its executions' pairs begin.
+FEED_SLOT = "~"
 #: Longest cursor accepted from a client (about 100 executions of long histories).
 MAX_CURSOR_LENGTH = 8192
 _BREAKS = ("\r", "\n", "\0")
 _PAIR = re.compile(r"([0-9a-z]{1,12})-([0-9a-z]{1,13})")
+_POSITION = re.compile(r"[0-9a-z]{1,13}")
 
 
 def validate_feed_name(feed: object) -> str:
@@ -81,29 +99,59 @@ def _b36(number: int) -> str:
 
 
 def cursor_pair(key: str, position: int) -> str:
-    """One execution's part of a cursor (empty at position 0)."""
+    """One execution's part of a set's cursor (empty at position 0)."""
     return f"{key}-{_b36(position)}" if position else ""
 
 
-def parse_cursor(value: str | None) -> dict[str, int] | None:
-    """A client's multi cursor as ``{key: position}``; None for none or garbage.
+def feed_pair(key: str, position: int) -> str:
+    """One execution's part of a feed's cursor (kept at position 0)."""
+    return f"{key}-{_b36(position)}"
 
-    Garbage (a single stream's numeric id, a forged or truncated value) means
-    "no position": the client gets every execution from the start, as a single
-    stream does.
-    """
+
+def feed_cursor(position: int, pairs: Iterable[str]) -> str:
+    """A feed stream's cursor: the feed's own ``position``, then the executions' pairs."""
+    return f"{_b36(position)}{FEED_SLOT}{'.'.join(pairs)}"
+
+
+def _clean(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
-    if len(value) > MAX_CURSOR_LENGTH or not value.isascii():
-        return None
+    return value if len(value) <= MAX_CURSOR_LENGTH and value.isascii() else None
+
+
+def _pairs(text: str) -> dict[str, int] | None:
     positions: dict[str, int] = {}
-    for pair in value.split("."):
+    for pair in text.split("."):
         match = _PAIR.fullmatch(pair)
         if match is None or match[1] in positions:
             return None
         positions[match[1]] = int(match[2], 36)
-    return positions or None
+    return positions
+
+
+def parse_cursor(value: str | None) -> dict[str, int] | None:
+    """A client's set cursor as ``{key: position}``; None for none or garbage.
+
+    Garbage (a single stream's numeric id, a feed's cursor, a forged or
+    truncated value) means "no position": the client gets every execution from
+    the start, as a single stream does.
+    """
+    value = _clean(value)
+    return (_pairs(value) or None) if value else None
+
+
+def parse_feed_cursor(value: str | None, limit: int) -> tuple[int, dict[str, int]] | None:
+    """A client's feed cursor as ``(the feed's position, {key: position})``; None for
+    none or garbage (a cursor of the first form, a set's, more than ``limit`` pairs)."""
+    value = _clean(value)
+    if value is None or value.count(FEED_SLOT) != 1:
+        return None
+    head, _, tail = value.partition(FEED_SLOT)
+    pairs = _pairs(tail) if tail else {}
+    if not _POSITION.fullmatch(head) or pairs is None or len(pairs) > limit:
+        return None
+    return int(head, 36), pairs
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,13 +169,23 @@ def multi_frame(cursor: str, execution_id: str, event: Event) -> bytes:
     return f"id: {cursor}\nevent: {event.event}\ndata: {data}\n\n".encode()
 
 
-def added_frame(cursor: str, feed: str, execution_id: str) -> bytes:
-    """The ``execution-added`` event of a feed stream."""
+def membership_frame(cursor: str, event: str, feed: str, execution_id: str) -> bytes:
+    """A feed stream's ``execution-added`` or ``execution-removed`` event."""
     data = json.dumps({"executionId": execution_id, "feed": feed}, separators=(",", ":"))
-    return f"id: {cursor}\nevent: {EXECUTION_ADDED}\ndata: {data}\n\n".encode()
+    return f"id: {cursor}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
+def feed_reset_frame(feed: str, requested: int, first_retained: int) -> bytes:
+    """The ``stream-reset`` of a feed whose entries past the client's position are gone
+    (no id: the stream starts over, announcing what it follows)."""
+    data = json.dumps({"feed": feed, "requestedAfter": requested,
+                       "firstRetainedId": first_retained}, separators=(",", ":"))
+    return f"event: {STREAM_RESET}\ndata: {data}\n\n".encode()
 
 
 __all__ = [
-    "EXECUTION_ADDED", "FEED_KEY", "FEED_NAME_RE", "added_frame", "cursor_pair", "feed_log_id",
-    "key_of", "multi_frame", "parse_cursor", "parse_ids", "set_digest", "validate_feed_name",
+    "EXECUTION_ADDED", "EXECUTION_REMOVED", "FEED_NAME_RE", "FEED_SLOT", "cursor_pair",
+    "feed_cursor", "feed_log_id", "feed_pair", "feed_reset_frame", "key_of", "membership_frame",
+    "multi_frame", "parse_cursor", "parse_feed_cursor", "parse_ids", "set_digest",
+    "validate_feed_name",
 ]

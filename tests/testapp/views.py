@@ -52,6 +52,29 @@ async def feed_add(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_exempt
+async def script(request: HttpRequest) -> JsonResponse:
+    """Run ``ops`` in order, in one request: ``["send", execution_id, event, data]``,
+    ``["fill", execution_id, count, size]`` (``count`` events of ``size`` bytes),
+    ``["add", feed, execution_id]`` or ``["close", execution_id]``; return each one's
+    (last) id."""
+    from django_sse_exec import aadd_to_feed
+
+    ids = []
+    for op in _body(request)["ops"]:
+        if op[0] == "send":
+            ids.append(await sse.asend_sse_event(op[1], op[2], op[3]))
+        elif op[0] == "fill":
+            for n in range(op[2]):
+                last = await sse.asend_sse_event(op[1], "step", {"n": n, "pad": "x" * op[3]})
+            ids.append(last)
+        elif op[0] == "add":
+            ids.append(await aadd_to_feed(op[1], op[2]))
+        else:
+            ids.append(await sse.aclose_sse_connections(op[1]))
+    return JsonResponse({"ids": ids})
+
+
+@csrf_exempt
 async def close(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": await sse.aclose_sse_connections(_body(request)["execution_id"])})
 

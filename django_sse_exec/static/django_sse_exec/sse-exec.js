@@ -35,7 +35,10 @@
  * SSEExec.connectMany(url, options) reads a stream of many executions (a
  * multi_stream_url or feed_stream_url): handlers get (data, meta) with
  * meta.executionId and meta.id (the event's id in its execution), data being
- * the event's own data; "execution-added" announces an execution of a feed.
+ * the event's own data; "execution-added" announces an execution of a feed,
+ * "execution-removed" says the feed's stream stopped following one (it left the
+ * window of the feed's latest entries; announced again, it is replayed from its
+ * start), and a "stream-reset" whose data names the feed starts the feed over.
  * With {shareTabs: true} every tab of the browser showing the same stream
  * shares ONE connection (the first tab holds it, the others get its events
  * through a BroadcastChannel, and another tab takes over, from the exact
@@ -330,6 +333,7 @@
   };
 
   var EXECUTION_ADDED = "execution-added";
+  var EXECUTION_REMOVED = "execution-removed";
   /** Events a shared stream's tabs keep for tabs that open later. */
   var SHARED_HISTORY = 10000;
   /** Milliseconds a new tab waits for the history of the tab holding the stream. */
@@ -398,7 +402,8 @@
       }
     };
     this.source.onmessage = function (e) { self._received("message", e.data, e.lastEventId); };
-    var names = [STREAM_CLOSED, STREAM_RESET, EXECUTION_ADDED].concat(Object.keys(this._listening));
+    var names = [STREAM_CLOSED, STREAM_RESET, EXECUTION_ADDED, EXECUTION_REMOVED].concat(
+      Object.keys(this._listening));
     this._listening = {};
     for (var i = 0; i < names.length; i++) {
       if (names[i] !== "message" && !this._listening[names[i]]) {
@@ -446,6 +451,12 @@
         return;
       }
       this._added[executionId] = true;
+    } else if (event === EXECUTION_REMOVED) {
+      delete this._added[executionId];  // announced again, it is replayed from its start
+      delete this._positions[executionId];
+    } else if (event === STREAM_RESET && !wrapped) {
+      this._added = {};  // a feed's: it starts over, announcing what it follows
+      this._positions = {};
     } else if (event === STREAM_RESET) {
       delete this._positions[executionId];  // its ids start again where history begins
     } else if (wrapped && typeof body.id === "number") {

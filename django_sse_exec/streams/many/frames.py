@@ -13,7 +13,7 @@ from __future__ import annotations
 from ...hub.subscriber import Batch, Entry
 from ...render.formats import Render
 from ...wire import Event
-from ...wire.many import cursor_pair, multi_frame
+from ...wire.many import cursor_pair, feed_cursor, feed_pair, multi_frame
 from ..cursor import Cursor
 
 
@@ -33,6 +33,36 @@ class Mux:
         else:
             self._pairs.pop(key, None)
         return ".".join(self._pairs.values())
+
+
+class FeedMux(Mux):
+    """A feed stream's cursor: the feed's own ``position`` in its slot, then a pair per
+    execution it follows, kept at position 0 (the client has heard of it)."""
+
+    __slots__ = ("position",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The last entry of the feed's log the stream has taken.
+        self.position = 0
+
+    def cursor(self, key: str, position: int) -> str:
+        self._pairs[key] = feed_pair(key, position)
+        return self.current()
+
+    def current(self) -> str:
+        """The cursor as it stands."""
+        return feed_cursor(self.position, self._pairs.values())
+
+    def drop(self, key: str) -> None:
+        """Forget the execution of ``key`` (the stream no longer follows it)."""
+        self._pairs.pop(key, None)
+
+    def rename(self, old: str, new: str) -> None:
+        """Key an execution by ``new`` instead of ``old``, at the same position."""
+        pair = self._pairs.pop(old, None)
+        if pair is not None:
+            self._pairs[new] = new + pair[len(old):]
 
 
 class MultiRender(Render):
@@ -75,4 +105,4 @@ class AllRenders(Render):
             cursor.render.close()
 
 
-__all__ = ["AllRenders", "MultiRender", "Mux"]
+__all__ = ["AllRenders", "FeedMux", "MultiRender", "Mux"]

@@ -3,8 +3,9 @@
 A page that lists a user's running imports would otherwise open one
 ``EventSource`` per execution, and browsers allow about six connections per
 host across all tabs. A multi stream carries up to ``MULTI_STREAM_MAX``
-executions; a feed stream carries every execution that joins a named feed
-(:mod:`django_sse_exec.sending.feeds`), announcing each with ``execution-added``.
+executions; a feed stream carries the executions of a named feed's last
+``MULTI_STREAM_MAX`` entries (:mod:`django_sse_exec.sending.feeds`,
+:mod:`.feeds`), announcing each with ``execution-added``.
 
 Both follow the single stream's rules, per execution, with the very same code
 (:func:`~django_sse_exec.streams.live.deliver`, :class:`~django_sse_exec.streams.cursor.Cursor`,
@@ -13,7 +14,10 @@ Both follow the single stream's rules, per execution, with the very same code
 framing differs (:mod:`django_sse_exec.wire.many`): each frame's ``id:`` is a
 cursor of every execution's position, built as the frame is written, so a
 reconnect resumes each execution exactly. A set's stream ends when all its
-executions have closed (a reconnect then gets 204); a feed's never ends.
+executions have closed (a reconnect then gets 204); a feed's never ends. Both
+start their executions one after the other, reading each log a page at a time
+(:func:`start_all`), so what a stalled stream holds does not grow with its
+executions.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ...hub.subscriber import Subscriber
 from ...outages import guard
 from ...render.formats import JSON
 from ...render.select import requested_format
-from ...store import LogSlice, Store, get_store
+from ...store import LogSlice, get_store
 from ...wire.many import key_of, parse_cursor, parse_ids
 from ..connect import Outcome, connect
 from ..cursor import Cursor
@@ -77,45 +81,46 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
     return await connect(request, decide)
 
 
-async def first_pages(store: Store, cursors: list[Cursor]) -> list[LogSlice]:
-    """The first page of each execution's log past its cursor, read together.
+async def start_all(hub: Hub, cursors: list[Cursor]) -> AsyncIterator[bytes]:
+    """Start each execution of ``cursors`` (subscribed already), one after the other.
 
-    Read after subscribing (the seam between replay and live, see
-    :mod:`django_sse_exec.streams.live`); a stream of a hundred executions makes one round of
-    concurrent reads to start, not a hundred in a row.
+    The heads of their logs are read together first (one round trip on Redis,
+    after subscribing: the seam between replay and live, see
+    :mod:`django_sse_exec.streams.live`); then each execution's replay is read a
+    page at a time, when its turn comes. So a stream of a hundred executions
+    holds at most one page while its client is not reading (reading every
+    first page at once held ~19 MB per stalled connection), and an execution
+    with nothing past the client's position costs no read at all. The heads
+    also tell the hub that this stream replays their logs itself (no catch-up
+    of what it is about to read).
     """
-    return await asyncio.gather(*(store.read(c.execution_id, after=c.last_sent,
-                                             limit=store.page_events, max_bytes=store.page_bytes)
-                                  for c in cursors))
+    heads = await asyncio.gather(*(hub.store.read(c.execution_id, upto=0) for c in cursors))
+    for cursor, head in zip(cursors, heads):
+        hub.note_seen(cursor.execution_id, head.last_id)
+    for cursor, head in zip(cursors, heads):
+        async for chunk in start_one(hub, cursor, head):
+            yield chunk
 
 
-async def start_one(hub: Hub, render: MultiRender, cursor: Cursor,
-                    first: LogSlice) -> AsyncIterator[bytes]:
+async def start_one(hub: Hub, cursor: Cursor, head: LogSlice) -> AsyncIterator[bytes]:
     """One execution's start: a reset if its position is gone, then its replay.
 
-    ``first`` is the first page past the cursor (:func:`first_pages`); the rest
-    of the log, if any, is read page by page.
+    ``head`` is a read of the log's head (no events) made after subscribing.
     """
-    page: LogSlice | None = first
-    if cursor.last_sent and not first.holds(cursor.last_sent):
-        yield render.reset(cursor.execution_id, cursor.last_sent, first.first_id)
+    render = cursor.render
+    if cursor.last_sent and not head.holds(cursor.last_sent):
+        reset = render.reset(cursor.execution_id, cursor.last_sent, head.first_id)
         cursor.last_sent = 0
-        page = None  # read from the start of what is retained
-    render.start(cursor)
-    if page is not None:
-        if page.closed and cursor.last_sent == page.last_id:
-            cursor.done = True  # closed, and the client has seen its end
-            return
-        hub.note_seen(cursor.execution_id, page.last_id)
-        out: list[bytes] = []
-        cursor.take_slice(page, out)
-        await render.flush(out)
-        if out:
-            yield b"".join(out)
-        if cursor.done or not page.events or page.events[-1].id >= page.last_id:
-            return
-    async for chunk in replay(hub.store, cursor):
-        yield chunk
+        if reset:  # (HTML rebuilds the state instead)
+            yield reset
+    if isinstance(render, MultiRender):
+        render.start(cursor)  # its position, after a reset, in the stream's cursor
+    if head.closed and cursor.last_sent == head.last_id:
+        cursor.done = True  # closed, and the client has seen its end
+        return
+    if cursor.last_sent < head.last_id:
+        async for chunk in replay(hub.store, cursor):
+            yield chunk
 
 
 class SetStream:
@@ -152,13 +157,11 @@ class SetStream:
     async def _start(self, hub: Hub, sub: Subscriber) -> AsyncIterator[bytes]:
         if sub.end_reason is not None:
             return
-        pages = await first_pages(hub.store, list(self.cursors.values()))
-        for render, page in zip(self.renders, pages):
-            async for chunk in start_one(hub, render, self.cursors[render.execution_id], page):
-                yield chunk
+        async for chunk in start_all(hub, list(self.cursors.values())):
+            yield chunk
 
     def close(self) -> None:
         self.everyone.close()
 
 
-__all__ = ["SetStream", "first_pages", "multi_max", "open_multi_stream", "start_one"]
+__all__ = ["SetStream", "multi_max", "open_multi_stream", "start_all", "start_one"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,34 @@ from tests.helpers import PrivateRedis
 from tests.server import ROOT, Server
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _print_tasks() -> None:
+    """Print every task of every running event loop of this process, with where it waits."""
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]:
+        if loop.is_running():
+            def dump(loop: asyncio.AbstractEventLoop = loop) -> None:
+                for task in asyncio.all_tasks(loop):
+                    print(f"--- task {task.get_name()}", file=sys.stderr)
+                    task.print_stack(file=sys.stderr)
+            loop.call_soon_threadsafe(dump)
+
+
+@pytest.fixture(autouse=True)
+def tasks_dumped_before_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Shortly before pytest-timeout fails a test, print its event loop's tasks: the
+    timeout's own dump shows threads only, and a hung async test waits in a task."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(
+        request.config.getini("timeout") or 0)
+    if limit <= 10:
+        yield
+        return
+    timer = threading.Timer(limit - 5, _print_tasks)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 def redis_available() -> bool:

@@ -135,6 +135,11 @@ LONGEST_FIRST = ["tests.test_stream", "tests.test_topologies", "tests.test_multi
                  "tests.test_faults", "tests.test_browser"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--stream-kinds", default="single,set,feed",
+                     help="the kinds of stream tests/test_stream.py runs on (comma-separated)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(getattr(item.module, "__name__", ""), len(rank)))

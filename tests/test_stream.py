@@ -21,9 +21,12 @@ from tests.tokens import expired_stream_url
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(params=["single", "set", "feed"])
-def kind(request):
-    return request.param
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every kind of stream, or those of ``--stream-kinds`` (the matrix's core subset
+    runs the single kind: what depends on the Python and Django versions is in it)."""
+    if "kind" in metafunc.fixturenames:
+        kinds = metafunc.config.getoption("stream_kinds").split(",")
+        metafunc.parametrize("kind", kinds, scope="function")
 
 
 @pytest.fixture

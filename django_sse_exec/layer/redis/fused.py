@@ -189,10 +189,17 @@ async def probe(send: Any, message_for: Any, execution_id: str | None = None) ->
         return None
     finally:
         receiving.cancel()
-        try:  # bounded: a cleanup step that hangs must not hang the first send
-            await asyncio.wait_for(_release(listener, receiving, group, channel), 5.0)
-        except Exception:
-            logger.debug("cleaning up after the delivery probe failed", exc_info=True)
+        # Bounded, and never waiting for a cancellation to finish: channels_redis 4.2's
+        # core receive, cancelled mid-read, can stay "cancelling" for good, and
+        # ``wait_for`` (or ``gather``) on it would then hang the first send with it.
+        releasing = asyncio.ensure_future(_release(listener, receiving, group, channel))
+        done, _ = await asyncio.wait({releasing}, timeout=5.0)
+        if not done:
+            releasing.cancel()
+            logger.debug("cleaning up after the delivery probe took over 5 s; left behind")
+        elif releasing.exception() is not None:
+            logger.debug("cleaning up after the delivery probe failed",
+                         exc_info=releasing.exception())
 
 
 def probe_execution_id() -> str:
@@ -201,7 +208,7 @@ def probe_execution_id() -> str:
 
 
 async def _release(listener: Any, receiving: asyncio.Future[Any], group: str, channel: str) -> None:
-    await asyncio.gather(receiving, return_exceptions=True)
+    await asyncio.wait({receiving}, timeout=1.0)  # its cancellation may never finish
     await listener.group_discard(group, channel)
     closing = getattr(listener, "close_pools", None) or getattr(listener, "flush", None)
     if closing is not None:

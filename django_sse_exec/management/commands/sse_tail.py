@@ -88,6 +88,9 @@ class EventPrinter:
 class Command(BaseCommand):
     help = ("Follow an execution like tail -f: replay its history, then live events "
             "(id, event, data per line); exit after stream-closed.")
+    # A reader, often of another server (--url): this project's system check
+    # warnings are not its output, and would mix into what it prints.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("execution_id", type=execution_id_arg)

@@ -12,11 +12,12 @@ the same in C.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-hiredis: Any
-try:  # the [fast] extra
-    import hiredis
+hiredis: Any  # typed the same with or without the [fast] extra installed
+try:
+    hiredis = importlib.import_module("hiredis")
 except ImportError:  # pragma: no cover - without the [fast] extra
     hiredis = None
 

@@ -91,3 +91,11 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }
+if os.environ.get("TEST_LOG_RECORDS"):
+    # One line per record, naming its level and logger, every logger of the process
+    # (third parties' too): for tests that count what a process logs.
+    LOGGING["formatters"] = {"record": {"format": "RECORD %(levelname)s %(name)s: %(message)s"}}
+    LOGGING["handlers"]["console"]["formatter"] = "record"
+    LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}
+    for _logger in LOGGING["loggers"].values():
+        _logger["propagate"] = False

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..outages import report
 from ..store import Store
 from ..telemetry import metrics
 from ..wire import STREAM_CLOSED, Event, closed_data, frame
@@ -199,8 +200,9 @@ class Fanout:
                 group.wanted = 0  # announced ids the log no longer has (it was lost)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("catching up execution %s from the log failed; the repair "
-                             "sweep will retry", execution_id)
+        except Exception as exc:
+            if not report(exc, "the hub's catch-up"):
+                logger.exception("catching up execution %s from the log failed; the repair "
+                                 "sweep will retry", execution_id)
         finally:
             group.catching_up = None

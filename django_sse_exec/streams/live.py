@@ -27,12 +27,12 @@ from ..conf import sse_settings
 from ..hub.hub import Hub
 from ..hub.running import get_hub
 from ..hub.subscriber import Subscriber
-from ..outages import unavailable
+from ..outages import tracker, unavailable
 from ..render.formats import JSON, Render
 from ..runtime.daphne_buffer import find_backlog
 from ..runtime.sync import set_home_loop
 from ..store import Store
-from ..wire import KEEPALIVE, preamble, rejoin_hint
+from ..wire import preamble, rejoin_hint
 from .cursor import Cursor
 from .stats import StreamTally
 from .write_now import COALESCE, PIECE_BYTES, direct_send, settle, take_now
@@ -147,7 +147,7 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
         sub.cursor_now, sub.sink = next(iter(cursors.values())), take_now
     while sub.end_reason is None and (grow is not None or not all(c.done for c in cursors.values())):
         if not await sub.wait(keepalive):
-            yield KEEPALIVE
+            yield tracker.keepalive()  # during a Redis outage it names the cause and fix
             continue
         # Under a stream of events, write at most every COALESCE seconds: many
         # events per write instead of one (the first event after a quiet spell

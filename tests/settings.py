@@ -82,20 +82,22 @@ DEMO_STARTS_PER_MINUTE = int(os.environ.get("DEMO_STARTS_PER_MINUTE", "100000"))
 SSE_EXEC = {"KEY_PREFIX": _prefix, "RETRY_JITTER_MS": 0,
             **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}
 
+_console: dict = {"class": "logging.StreamHandler"}
+_loggers: dict = {
+    "django_sse_exec": {"handlers": ["console"], "level": "INFO"},
+    "django.request": {"handlers": ["console"], "level": "ERROR"},
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "django_sse_exec": {"handlers": ["console"], "level": "INFO"},
-        "django.request": {"handlers": ["console"], "level": "ERROR"},
-    },
+    "handlers": {"console": _console},
+    "loggers": _loggers,
 }
 if os.environ.get("TEST_LOG_RECORDS"):
     # One line per record, naming its level and logger, every logger of the process
     # (third parties' too): for tests that count what a process logs.
-    LOGGING["formatters"] = {"record": {"format": "RECORD %(levelname)s %(name)s: %(message)s"}}
-    LOGGING["handlers"]["console"]["formatter"] = "record"
-    LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}
-    for _logger in LOGGING["loggers"].values():
+    _console["formatter"] = "record"
+    for _logger in _loggers.values():
         _logger["propagate"] = False
+    LOGGING.update(formatters={"record": {"format": "RECORD %(levelname)s %(name)s: %(message)s"}},
+                   root={"handlers": ["console"], "level": "WARNING"})

@@ -34,14 +34,12 @@ from redis.asyncio import Redis
 
 from ..conf import sse_settings
 from ..exceptions import ExecutionClosed, StoreUnavailable
-from ..outages import tracker
 from ..wire import STREAM_CLOSED, Event
 from . import scripts
 from .base import REPORT, Appended, LogSlice, Store
 from .batcher import WriteBatcher
 from .connection import Connections, replica_acks_from_settings
-from .hosts import (HostSpec, hosts_setting, layer_hosts, layer_redis_url, redis_url_from_settings,
-                    shard_rule, store_hosts)
+from .hosts import HostSpec, layer_hosts, layer_redis_url, redis_url_from_settings, shard_rule, store_hosts
 from .redis_ops import RedisOperations
 
 __all__ = ["RedisStore", "layer_redis_url", "redis_url_from_settings"]
@@ -77,7 +75,6 @@ class RedisStore(RedisOperations, Store):
         #: ``(replicas, timeout ms)`` for a WAIT after each append and close, or None.
         self.replica_acks = replica_acks_from_settings()
         self._connections: list[Connections] | None = None
-        tracker.locate(", ".join(host.describe() for host in self.hosts), hosts_setting())
         self._batchers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[int, WriteBatcher]] = weakref.WeakKeyDictionary()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..outages import report
 from ..store import Store
-from ..telemetry import metrics
+from ..telemetry import metrics, tracing
 from ..wire import STREAM_CLOSED, Event, closed_data, frame
 from .subscriber import Batch, Entry, Subscriber
 
@@ -126,6 +126,8 @@ class Fanout:
         event_id = int(message["id"])
         behind = self.lag.behind(message.get("t"))
         metrics.hub_dispatched(message)
+        if tracing.ENABLED:
+            tracing.delivered(message, len(group.subscribers))
         if event_id <= group.seen:
             return
         if group.catching_up is not None or behind or (group.seen and event_id > group.seen + 1):

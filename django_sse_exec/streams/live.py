@@ -32,6 +32,7 @@ from ..render.formats import JSON, Render
 from ..runtime.daphne_buffer import find_backlog
 from ..runtime.sync import set_home_loop
 from ..store import Store
+from ..telemetry import tracing
 from ..wire import preamble, rejoin_hint
 from .cursor import Cursor
 from .stats import StreamTally
@@ -92,6 +93,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         return
     sub.backlog = find_backlog(scope)
     tally = StreamTally(label, entry_point)
+    lifetime = tracing.start("sse_exec.stream", **{"sse_exec.execution_id": label,
+                                                   "sse_exec.entry_point": entry_point})
     send = direct_send(scope)
     if send is not None:  # the entry point lets the fan-out write (see follow())
         sub.direct_send, sub.tally = send, tally
@@ -104,6 +107,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         phase, then = phases(hub, sub)
         del phases
         yield preamble(retry)
+        tracing.note(lifetime, "first byte")
         while phase is not None:
             async for chunk in phase:
                 for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
@@ -116,6 +120,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
                     tally.wrote(piece)
                     yield piece
                     sub.written()
+            if then is not None:
+                tracing.note(lifetime, "replayed")
             phase, then = then, None
         if sub.end_reason in _REJOIN_REASONS:
             yield rejoin_hint(retry, sub.end_reason)
@@ -126,6 +132,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         logger.exception("stream of execution %s failed; ending it", label)
     finally:
         tally.ended(sub.end_reason)
+        tracing.end(lifetime, **{"sse_exec.end_reason": str(sub.end_reason or "client_gone")})
         if on_end is not None:
             on_end()
         await asyncio.shield(hub.unsubscribe(sub))

@@ -6,6 +6,8 @@ Servers are started with environment variables that select the channel layer
 comma-separated, for several hosts; ``TEST_SENTINELS``, comma-separated ``host:port``,
 with ``TEST_SENTINEL_MASTER`` for a Sentinel-managed master) and overrides of
 ``SSE_EXEC`` (``SSE_EXEC_JSON``), so one settings module serves every setup.
+``TEST_TRACE_FILE`` makes the process record OpenTelemetry spans into that file
+(``tests/tracefile.py``), for tests that follow a trace across processes.
 """
 
 import json
@@ -65,6 +67,11 @@ else:
             },
         }
     }
+
+if os.environ.get("TEST_TRACE_FILE"):  # spans of a worker or server, for the test to read
+    from tests.tracefile import install
+
+    install(os.environ["TEST_TRACE_FILE"])
 
 if os.environ.get("TEST_DAPHNE_VERSION"):  # play a daphne the slow-client guard was not tested with
     import daphne

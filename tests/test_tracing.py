@@ -4,7 +4,10 @@ With the SDK's in-memory exporter in this process and real Redis (the pub/sub la
 the hub on its own subscription): an event sent under a span, from a thread with no
 loop (as a Celery task or a sync view sends) and from a coroutine, is fanned out by
 the hub in a ``sse_exec.deliver`` span of the sender's trace, a child of the send's
-spans, because the channel-layer message carried the trace context. Without
+spans, because the channel-layer message carried the trace context. Across
+processes: the test starts a trace, a real Celery worker continues it from the
+task's headers and sends, and a real daphne delivers; each process records its
+spans into a file of its own (``tests/tracefile.py``), and one trace joins them. Without
 opentelemetry installed the module is off and messages carry no field. Through real
 daphne, both entry points: the stream's response has ``Server-Timing``.
 """
@@ -12,6 +15,7 @@ daphne, both entry points: the stream's response has ``Server-Timing``.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -25,14 +29,19 @@ from django_sse_exec.hub.running import get_hub
 from tests.conftest import entry_point_env
 from tests.helpers import wait_until
 from tests.server import ROOT
+from tests.sse import SSEClient
+from tests.test_celery_reporting import ReportingWorker
 from tests.test_delivery import layer_settings
 from tests.test_direct import _close
-from tests.workers import delete_keys
+from tests.workers import delete_keys, redis_env
 
 trace = pytest.importorskip("opentelemetry.trace")
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
+
+from tests import tracefile  # noqa: E402
 
 EXPORTER = InMemorySpanExporter()
 
@@ -89,6 +98,48 @@ async def test_a_delivery_span_joins_the_trace_of_its_send(requires_redis, prefi
         assert delivered.context.trace_id == top.context.trace_id  # one trace, end to end
         assert delivered.parent.span_id == append.context.span_id
         assert delivered.attributes["sse_exec.streams"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_celery_task_s_send_and_a_web_process_s_delivery_share_one_trace(
+        requires_redis, prefix, spans, make_server, url_for, execution_id, tmp_path):
+    worker_spans, web_spans = tmp_path / "worker.jsonl", tmp_path / "web.jsonl"
+    env = redis_env(requires_redis, "redis", prefix)
+    worker = ReportingWorker(requires_redis, env={**env, "TEST_TRACE_FILE": str(worker_spans)})
+    starting = asyncio.ensure_future(asyncio.to_thread(worker.start))  # beside daphne's start
+    try:
+        srv = await asyncio.to_thread(make_server, "daphne",
+                                      env={**env, "TEST_TRACE_FILE": str(web_spans)})
+        await starting
+        async with SSEClient(url_for(srv, execution_id)) as client:
+            await client.read_chunk()  # subscribed: the hub has a stream to deliver to
+            with trace.get_tracer("tests").start_as_current_span("test") as root:
+                headers: dict[str, str] = {}
+                TraceContextTextMapPropagator().inject(headers)
+                worker.send_task("tests.reporting.traced_send", args=[execution_id],
+                                 headers=headers)
+            events = await client.wait_for(lambda got: any(e.event == "step" for e in got))
+        await wait_until(lambda: tracefile.read(web_spans, "sse_exec.deliver")
+                         and tracefile.read(worker_spans, "task"), 10,
+                         what="the web process's delivery and the worker's task span")
+    finally:
+        await starting
+        await asyncio.to_thread(worker.stop)
+    sent = tracefile.read(worker_spans)
+    (task,) = [s for s in sent if s["name"] == "task"]
+    (send,) = [s for s in sent if s["name"] == "sse_exec.send"]
+    (append,) = [s for s in sent if s["name"] == "sse_exec.log_append"]
+    (deliver,) = tracefile.read(web_spans, "sse_exec.deliver")
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    assert {s["trace_id"] for s in (task, send, append, deliver)} == {trace_id}  # one trace
+    assert task["parent_id"] == format(root.get_span_context().span_id, "016x")
+    assert (send["parent_id"], append["parent_id"]) == (task["span_id"], send["span_id"])
+    assert deliver["parent_id"] == append["span_id"]
+    (step,) = [e for e in events if e.event == "step"]
+    assert send["attributes"]["sse_exec.event_id"] == step.int_id
+    assert deliver["attributes"]["sse_exec.event_id"] == step.int_id
+    assert deliver["attributes"]["sse_exec.streams"] == 1
+    assert len({os.getpid(), task["pid"], deliver["pid"]}) == 3  # three processes
 
 
 def test_without_opentelemetry_tracing_is_off_and_messages_carry_nothing():

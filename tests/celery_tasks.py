@@ -75,10 +75,7 @@ def retry_rows(self, rows: int, fail_at: int) -> int:
 def traced_send(self, execution_id: str) -> int:
     """Sends one event in a ``task`` span continuing the trace whose ``traceparent``
     came in the message's headers (as OpenTelemetry's Celery instrumentation carries it)."""
-    from opentelemetry import trace
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from tests.tracefile import continued
 
-    parent = TraceContextTextMapPropagator().extract(
-        {"traceparent": getattr(self.request, "traceparent", None) or ""})
-    with trace.get_tracer("tests").start_as_current_span("task", context=parent):
+    with continued(getattr(self.request, "traceparent", None)):
         return sse.send_sse_event(execution_id, "step", {"n": 1})

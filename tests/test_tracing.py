@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,19 +29,19 @@ from django.test import override_settings
 import django_sse_exec as sse
 from django_sse_exec.hub.running import get_hub
 from tests.conftest import entry_point_env
-from tests.helpers import wait_until
+from tests.helpers import names, wait_until, wait_until_sync
 from tests.server import ROOT
 from tests.sse import SSEClient
 from tests.test_celery_reporting import ReportingWorker
 from tests.test_delivery import layer_settings
 from tests.test_direct import _close
+from tests.test_tasks_worker import DbWorker, enqueue, sqlite_env  # noqa: F401
 from tests.workers import delete_keys, redis_env
 
 trace = pytest.importorskip("opentelemetry.trace")
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
 
 from tests import tracefile  # noqa: E402
 
@@ -114,30 +116,63 @@ async def test_a_celery_task_s_send_and_a_web_process_s_delivery_share_one_trace
         async with SSEClient(url_for(srv, execution_id)) as client:
             await client.read_chunk()  # subscribed: the hub has a stream to deliver to
             with trace.get_tracer("tests").start_as_current_span("test") as root:
-                headers: dict[str, str] = {}
-                TraceContextTextMapPropagator().inject(headers)
                 worker.send_task("tests.reporting.traced_send", args=[execution_id],
-                                 headers=headers)
-            events = await client.wait_for(lambda got: any(e.event == "step" for e in got))
-        await wait_until(lambda: tracefile.read(web_spans, "sse_exec.deliver")
-                         and tracefile.read(worker_spans, "task"), 10,
-                         what="the web process's delivery and the worker's task span")
+                                 headers={"traceparent": tracefile.traceparent()})
+            events = await client.wait_for(lambda got: "step" in names(got), timeout=30)
     finally:
-        await starting
+        await asyncio.gather(starting, return_exceptions=True)
         await asyncio.to_thread(worker.stop)
-    sent = tracefile.read(worker_spans)
+    (step,) = [e for e in events if e.event == "step"]
+    assert_one_trace(root, worker_spans, web_spans, step.int_id)
+
+
+@pytest.mark.asyncio
+async def test_a_django_task_s_send_and_a_web_process_s_delivery_share_one_trace(
+        requires_redis, prefix, spans, make_server, url_for, sqlite_env, tmp_path):
+    worker_spans, web_spans = tmp_path / "worker.jsonl", tmp_path / "web.jsonl"
+    env = {**redis_env(requires_redis, "redis", prefix), **sqlite_env}
+    worker = DbWorker({**env, "TEST_TRACE_FILE": str(worker_spans)}, f"q{prefix}")
+    starting = asyncio.ensure_future(asyncio.to_thread(worker.start))  # all three at once
+    serving = asyncio.ensure_future(asyncio.to_thread(
+        make_server, "daphne", env={**env, "TEST_TRACE_FILE": str(web_spans)}))
+    go = tmp_path / "go"
+    try:
+        with trace.get_tracer("tests").start_as_current_span("test") as root:
+            result_id = await asyncio.to_thread(enqueue, env, worker.queue, "traced_step",
+                                                tracefile.traceparent(), str(go))
+        async with SSEClient(url_for(await serving, result_id)) as client:
+            await client.read_chunk()
+            await starting
+            go.touch()  # the task sends once its stream is open: its event is delivered
+            events = await client.wait_for(lambda got: "progress" in names(got), timeout=30)
+    finally:
+        await asyncio.gather(starting, serving, return_exceptions=True)
+        await asyncio.to_thread(worker.stop)
+    (step,) = [e for e in events if e.event == "progress"]
+    assert_one_trace(root, worker_spans, web_spans, step.int_id)
+
+
+def assert_one_trace(root: Any, producer_spans: Path, web_spans: Path, event_id: int) -> None:
+    """The producer's ``task`` span (a child of the test's ``root``), its send of
+    ``event_id`` and that send's log append, and the web process's delivery of it (a
+    child of the append) are one trace, in three processes."""
+    def delivered() -> list[dict[str, Any]]:
+        return [s for s in tracefile.read(web_spans, "sse_exec.deliver")
+                if s["attributes"]["sse_exec.event_id"] == event_id]
+
+    wait_until_sync(lambda: delivered() and tracefile.read(producer_spans, "task"), 15,
+                    what="the web process's delivery and the producer's task span")
+    sent = tracefile.read(producer_spans)
     (task,) = [s for s in sent if s["name"] == "task"]
-    (send,) = [s for s in sent if s["name"] == "sse_exec.send"]
-    (append,) = [s for s in sent if s["name"] == "sse_exec.log_append"]
-    (deliver,) = tracefile.read(web_spans, "sse_exec.deliver")
+    (send,) = [s for s in sent if s["name"] == "sse_exec.send" and s["parent_id"] == task["span_id"]]
+    (append,) = [s for s in sent if s["name"] == "sse_exec.log_append"
+                 and s["parent_id"] == send["span_id"]]
+    (deliver,) = delivered()
     trace_id = format(root.get_span_context().trace_id, "032x")
     assert {s["trace_id"] for s in (task, send, append, deliver)} == {trace_id}  # one trace
     assert task["parent_id"] == format(root.get_span_context().span_id, "016x")
-    assert (send["parent_id"], append["parent_id"]) == (task["span_id"], send["span_id"])
     assert deliver["parent_id"] == append["span_id"]
-    (step,) = [e for e in events if e.event == "step"]
-    assert send["attributes"]["sse_exec.event_id"] == step.int_id
-    assert deliver["attributes"]["sse_exec.event_id"] == step.int_id
+    assert send["attributes"]["sse_exec.event_id"] == event_id
     assert deliver["attributes"]["sse_exec.streams"] == 1
     assert len({os.getpid(), task["pid"], deliver["pid"]}) == 3  # three processes
 

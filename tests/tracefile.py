@@ -6,20 +6,23 @@ starts ``TEST_TRACE_FILE`` (``tests.settings`` then calls :func:`install`): the
 SDK records every span and appends each finished one to that file as a JSON
 line. The file is opened per export (a forked Celery pool child writes as its
 parent would) and each export is one ``write`` in append mode, so :func:`read`,
-polled by the test while the process runs, sees whole lines only.
+polled by the test while the process runs, sees whole lines only. A producer's
+task joins the test's trace with :func:`continued`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 
 def _hex(value: int, width: int) -> str:
@@ -30,6 +33,7 @@ def record(span: ReadableSpan) -> dict[str, Any]:
     """One finished span as plain JSON: its name, ids (hex, as in a ``traceparent``),
     parent's span id (None for a root), attributes and the process that made it."""
     context = span.get_span_context()
+    assert context is not None  # a finished SDK span has one
     return {"name": span.name, "trace_id": _hex(context.trace_id, 32),
             "span_id": _hex(context.span_id, 16),
             "parent_id": _hex(span.parent.span_id, 16) if span.parent else None,
@@ -65,3 +69,19 @@ def read(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
         return []
     spans = [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
     return [s for s in spans if name is None or s["name"] == name]
+
+
+def traceparent() -> str:
+    """The current span's context as a W3C ``traceparent``, for a task's message."""
+    headers: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(headers)
+    return headers["traceparent"]
+
+
+@contextlib.contextmanager
+def continued(parent: str | None, name: str = "task") -> Iterator[Any]:
+    """A span ``name``, current inside the block, continuing the trace of ``parent`` (a
+    ``traceparent``, as a task's message carried it; a new trace when None)."""
+    context = TraceContextTextMapPropagator().extract({"traceparent": parent or ""})
+    with trace.get_tracer("tests").start_as_current_span(name, context=context) as current:
+        yield current

@@ -23,7 +23,7 @@ from .runtime.sync import run_sync
 from .sending.delivery import aget_delivery, get_delivery
 from .store import get_store
 from .store.base import EXECUTION_RESUMED, NOTICE, REPORT, Appended
-from .telemetry import metrics
+from .telemetry import metrics, tracing
 from .wire import encode_data, validate_event_name, validate_execution_id
 
 logger = logging.getLogger("django_sse_exec")
@@ -51,7 +51,12 @@ async def asend_as(execution_id: str, event: str, data: Any = None, *, key: str 
     """:func:`asend_sse_event` with the store's append ``kind`` (the app's own notices:
     cancel requests, stalls; see :mod:`django_sse_exec.store.base`)."""
     text = _validated(execution_id, event, data, key)
-    appended = await (await aget_delivery()).send(execution_id, event, text, key=key, kind=kind)
+    if tracing.ENABLED:  # (no span, no context manager, when OpenTelemetry is not installed)
+        with tracing.sending(execution_id, event) as sent:
+            appended = sent(await (await aget_delivery()).send(execution_id, event, text,
+                                                               key=key, kind=kind))
+    else:
+        appended = await (await aget_delivery()).send(execution_id, event, text, key=key, kind=kind)
     metrics.event_sent()
     if appended.resumed:
         await (await aget_delivery()).send(execution_id, EXECUTION_RESUMED,
@@ -132,7 +137,12 @@ def send_as(execution_id: str, event: str, data: Any = None, *, key: str | None 
             kind: str = REPORT) -> Appended:
     """Sync twin of :func:`asend_as`."""
     text = _validated(execution_id, event, data, key)
-    appended = get_delivery().send_blocking(execution_id, event, text, key=key, kind=kind)
+    if tracing.ENABLED:
+        with tracing.sending(execution_id, event) as sent:
+            appended = sent(get_delivery().send_blocking(execution_id, event, text, key=key,
+                                                         kind=kind))
+    else:
+        appended = get_delivery().send_blocking(execution_id, event, text, key=key, kind=kind)
     metrics.event_sent()
     if appended.resumed:
         get_delivery().send_blocking(execution_id, EXECUTION_RESUMED,

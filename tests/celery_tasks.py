@@ -7,6 +7,7 @@ import time
 
 from celery import shared_task
 
+import django_sse_exec as sse
 from django_sse_exec.celery import ExecutionTask
 
 
@@ -68,3 +69,13 @@ def retry_rows(self, rows: int, fail_at: int) -> int:
         if self.request.retries == 0 and n == fail_at:
             raise self.retry(exc=ConnectionError("the source went away"), countdown=0.1)
     return rows
+
+
+@shared_task(bind=True, name="tests.reporting.traced_send")
+def traced_send(self, execution_id: str) -> int:
+    """Sends one event in a ``task`` span continuing the trace whose ``traceparent``
+    came in the message's headers (as OpenTelemetry's Celery instrumentation carries it)."""
+    from tests.tracefile import continued
+
+    with continued(getattr(self.request, "traceparent", None)):
+        return sse.send_sse_event(execution_id, "step", {"n": 1})

@@ -6,6 +6,8 @@ Servers are started with environment variables that select the channel layer
 comma-separated, for several hosts; ``TEST_SENTINELS``, comma-separated ``host:port``,
 with ``TEST_SENTINEL_MASTER`` for a Sentinel-managed master) and overrides of
 ``SSE_EXEC`` (``SSE_EXEC_JSON``), so one settings module serves every setup.
+``TEST_TRACE_FILE`` makes the process record OpenTelemetry spans into that file
+(``tests/tracefile.py``), for tests that follow a trace across processes.
 """
 
 import json
@@ -66,6 +68,11 @@ else:
         }
     }
 
+if os.environ.get("TEST_TRACE_FILE"):  # spans of a worker or server, for the test to read
+    from tests.tracefile import install
+
+    install(os.environ["TEST_TRACE_FILE"])
+
 if os.environ.get("TEST_DAPHNE_VERSION"):  # play a daphne the slow-client guard was not tested with
     import daphne
 
@@ -82,12 +89,22 @@ DEMO_STARTS_PER_MINUTE = int(os.environ.get("DEMO_STARTS_PER_MINUTE", "100000"))
 SSE_EXEC = {"KEY_PREFIX": _prefix, "RETRY_JITTER_MS": 0,
             **json.loads(os.environ.get("SSE_EXEC_JSON", "{}"))}
 
+_console: dict = {"class": "logging.StreamHandler"}
+_loggers: dict = {
+    "django_sse_exec": {"handlers": ["console"], "level": "INFO"},
+    "django.request": {"handlers": ["console"], "level": "ERROR"},
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "django_sse_exec": {"handlers": ["console"], "level": "INFO"},
-        "django.request": {"handlers": ["console"], "level": "ERROR"},
-    },
+    "handlers": {"console": _console},
+    "loggers": _loggers,
 }
+if os.environ.get("TEST_LOG_RECORDS"):
+    # One line per record, naming its level and logger, every logger of the process
+    # (third parties' too): for tests that count what a process logs.
+    _console["formatter"] = "record"
+    for _logger in _loggers.values():
+        _logger["propagate"] = False
+    LOGGING.update(formatters={"record": {"format": "RECORD %(levelname)s %(name)s: %(message)s"}},
+                   root={"handlers": ["console"], "level": "WARNING"})

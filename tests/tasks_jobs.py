@@ -9,6 +9,7 @@ backport) is the one the integration chose.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -71,6 +72,19 @@ def closed_under_it(reporter: TaskReporter) -> int:
 @progress_task(priority=5)
 def urgent(reporter: TaskReporter) -> str:
     return "urgent"
+
+
+@progress_task()
+def traced_step(reporter: TaskReporter, traceparent: str, go: str) -> int:
+    """Once file ``go`` exists (its stream is open), reports one step in a ``task`` span
+    continuing the trace ``traceparent`` names (the enqueuer passes it as an argument: a
+    task's message has no headers)."""
+    from tests.helpers import wait_until_sync
+    from tests.tracefile import continued
+
+    wait_until_sync(lambda: os.path.exists(go), 30, what=f"{go} to exist")
+    with continued(traceparent):
+        return reporter.progress(1, 1, "traced")
 
 
 @task()

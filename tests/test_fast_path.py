@@ -152,5 +152,7 @@ async def test_store_failure_at_connect_ends_the_stream_cleanly(make_server, url
     async with SSEClient(url_for(srv, execution_id)) as client:
         assert client.response.status_code == 200
         await client.read_until_closed(timeout=20)
-        assert client.raw == b"retry: 2000\n: reconnect (event store unavailable: redis)\n\n"
-    assert "event store unavailable (StoreUnavailable" in srv.log()
+        assert client.raw == (b"retry: 2000\n: reconnect (event store unavailable: redis; Redis "
+                              b"at redis://127.0.0.1:1/0 unreachable, check SSE_EXEC['REDIS_URL'])"
+                              b"\n\n")
+    assert "Redis at redis://127.0.0.1:1/0 is unreachable (StoreUnavailable" in srv.log()

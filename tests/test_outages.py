@@ -165,8 +165,9 @@ async def test_store_outage_on_reconnect_is_a_retry(make_server, url_for, execut
     srv = make_server("daphne", env=entry_point_env(entry), sse_exec=unreachable)
     client = await _answer(url_for(srv, execution_id), {"Last-Event-ID": "3"})
     assert client.response.status_code == 200
-    assert client.raw == b"retry: 2000\n: reconnect (event store unavailable: redis)\n\n"
-    assert "event store unavailable (StoreUnavailable" in srv.log()
+    assert client.raw == (b"retry: 2000\n: reconnect (event store unavailable: redis; Redis at "
+                          b"redis://127.0.0.1:1/0 unreachable, check SSE_EXEC['REDIS_URL'])\n\n")
+    assert "Redis at redis://127.0.0.1:1/0 is unreachable (StoreUnavailable" in srv.log()
 
 
 @pytest.mark.parametrize("size, bad", [(8, False), (1, False), (None, False), (0, True),

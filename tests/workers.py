@@ -134,9 +134,11 @@ class CeleryWorker:
         return self._client
 
     def send_task(self, name: str, args: list[Any] | None = None,
-                  kwargs: dict[str, Any] | None = None) -> Any:
-        """Queue task ``name`` for this worker; returns its ``AsyncResult``."""
-        return self.client().send_task(name, args=args, kwargs=kwargs, queue=self.queue)
+                  kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Queue task ``name`` for this worker (``options`` as Celery's ``send_task`` takes
+        them, e.g. ``headers``); returns its ``AsyncResult``."""
+        return self.client().send_task(name, args=args, kwargs=kwargs, queue=self.queue,
+                                       **options)
 
     def stop(self, timeout: float = 15) -> None:
         """Warm shutdown (SIGTERM), then kill the whole process group if it lingers."""

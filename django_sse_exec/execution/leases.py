@@ -16,9 +16,12 @@ Celery beat task). The store hands each expired lease to exactly one caller
 a reaper that dies mid-way leaves it to the next one). The reaper sends the
 execution's final events — a ``task-fail`` per task still running, then
 ``execution-complete`` with ``status: "lost"`` — and closes it
-(``stream-closed``). So an execution ends at most about
-``LEASE_TTL + LEASE_CHECK`` seconds after its producer died, while a web
-process with the hub running (any stream opened) exists.
+(``stream-closed``). So an execution ends at most :func:`lost_within` seconds
+(``LEASE_TTL + LEASE_CHECK + REPAIR_INTERVAL``) after its producer died, while a
+web process with the hub running (any stream opened) exists. Lowering
+``LEASE_TTL`` lowers the bound; what it costs is renewal traffic: one store write
+per held lease every ``LEASE_TTL / 3`` seconds (30 s: one every 10 s per running
+execution; 3 s: one a second).
 
 Closing an execution ends its lease: the next renewal finds it closed and stops.
 A lease only says the producer's process (thread, task) lives, not that it makes
@@ -48,6 +51,17 @@ logger = logging.getLogger("django_sse_exec")
 
 #: What the final event says about why the execution ended.
 LOST_REASON = "the producer stopped renewing its lease (process killed or gone)"
+
+
+def lost_within() -> float:
+    """Seconds after its producer died within which an execution ends as ``lost`` (settings).
+
+    The lease expires at most ``LEASE_TTL`` after the last renewal, the next
+    check finds it within ``LEASE_CHECK``, and checks run at the hub's
+    maintenance ticks, ``REPAIR_INTERVAL`` apart.
+    """
+    return (float(sse_settings.LEASE_TTL) + float(sse_settings.LEASE_CHECK)
+            + float(sse_settings.REPAIR_INTERVAL))
 
 
 def _ttl(ttl: float | None) -> float:
@@ -234,4 +248,4 @@ async def maintain(store: Store) -> None:
 
 
 __all__ = ["LOST_REASON", "Lease", "ahold_lease", "areap_lost_executions", "end_lost",
-           "hold_lease", "maintain", "reap_lost_executions"]
+           "hold_lease", "lost_within", "maintain", "reap_lost_executions"]

@@ -272,7 +272,13 @@ class ExecutionState(KnownState):
         ``status: "lost"`` and ``reason`` as its ``error``."""
         if self.finished:
             return []
-        messages = self._fail_running(reason)
+        # The log holds no task's start time, and the producer that measured it is
+        # gone: a task learnt from the log ran at most since the execution started
+        # (``startTime`` of its ``execution-start``), which is what its duration says.
+        since_start = max(0, now_ms() - self.start_time) if self.started else 0
+        messages = [self.task_end(task_id, error=reason, duration=None if run.started is not None
+                                  else since_start)
+                    for task_id, run in list(self.running.items())]
         messages.append(self._summary(EXECUTION_COMPLETE, "lost", reason))
         return messages
 

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..outages import report
 from ..store import Store
-from ..telemetry import metrics
+from ..telemetry import metrics, tracing
 from ..wire import STREAM_CLOSED, Event, closed_data, frame
 from .subscriber import Batch, Entry, Subscriber
 
@@ -125,6 +126,8 @@ class Fanout:
         event_id = int(message["id"])
         behind = self.lag.behind(message.get("t"))
         metrics.hub_dispatched(message)
+        if tracing.ENABLED:
+            tracing.delivered(message, len(group.subscribers))
         if event_id <= group.seen:
             return
         if group.catching_up is not None or behind or (group.seen and event_id > group.seen + 1):
@@ -199,8 +202,9 @@ class Fanout:
                 group.wanted = 0  # announced ids the log no longer has (it was lost)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("catching up execution %s from the log failed; the repair "
-                             "sweep will retry", execution_id)
+        except Exception as exc:
+            if not report(exc, "the hub's catch-up"):
+                logger.exception("catching up execution %s from the log failed; the repair "
+                                 "sweep will retry", execution_id)
         finally:
             group.catching_up = None

@@ -26,6 +26,8 @@ from ..conf import sse_settings
 from ..layer.names import group_name
 from ..layer.redis.direct import DirectSubscription, open_direct
 from ..layer.redis.joins import group_add_many
+from ..layer.redis.receive_logs import fold_receive_task_logs
+from ..outages import report
 from ..runtime.coalesce import Coalescer
 from ..store import Store
 from .fanout import Fanout, Group
@@ -82,6 +84,7 @@ class Hub:
             return
         async with self._start_lock:
             if self.channel is None:
+                fold_receive_task_logs()  # channels_redis's, during an outage: one line
                 self.direct = await open_direct(self.layer, self._dispatch,
                                                 self.fanout.flush_touched, self._reconnected)
                 if self.direct is not None:
@@ -210,8 +213,9 @@ class Hub:
     async def _leave(self, sub: Subscriber, execution_id: str) -> None:
         try:
             await self.store.remove_member(execution_id, sub.member)
-        except Exception:
-            logger.exception("could not remove stream membership of %s", execution_id)
+        except Exception as exc:  # during an outage the entry expires by itself
+            if not report(exc, "a stream's end"):
+                logger.exception("could not remove stream membership of %s", execution_id)
         group = self.groups.get(execution_id)
         if group is None:
             return
@@ -225,8 +229,9 @@ class Hub:
                     else:
                         async with self._layer_gate:
                             await self.layer.group_discard(group_name(execution_id), self.channel)
-                except Exception:
-                    logger.exception("could not leave the group of %s", execution_id)
+                except Exception as exc:
+                    if not report(exc, "a stream's end"):
+                        logger.exception("could not leave the group of %s", execution_id)
         if not group.subscribers and not group.joined and self.groups.get(execution_id) is group:
             del self.groups[execution_id]
 
@@ -298,8 +303,9 @@ class Hub:
                 message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("channel layer receive failed; retrying in %.1fs", delay)
+            except Exception as exc:
+                if not report(exc, "the hub's channel-layer receive"):
+                    logger.exception("channel layer receive failed; retrying in %.1fs", delay)
                 self.restore_needed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -12,6 +12,9 @@
 * the jobs the app adds (:func:`add_job`): the check for expired leases.
 
 Each step's failure is logged and retried at the next tick; none stops the loop.
+A Redis outage is logged once, by :data:`~django_sse_exec.outages.tracker`, not at
+every tick; while it lasts each tick first probes Redis (:meth:`Store.ping`), and
+the first answer ends the outage (one line, with its duration).
 
 Each step handles at most :data:`CHUNK` executions or streams per turn of the
 event loop: a process serving thousands of executions would otherwise hold
@@ -28,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from ..conf import sse_settings
+from ..outages import report, tracker
 from ..store import Store
 from . import slow_clients
 from .hub import Hub
@@ -77,6 +81,9 @@ async def run(hub: Hub) -> None:
         except Exception:
             logger.exception("SSE hub guard failed; will retry")
         try:
+            if tracker.current is not None:
+                await hub.store.ping()
+                tracker.recovered()
             if hub.restore_needed:
                 await restore(hub)
             await repair(hub)
@@ -91,8 +98,9 @@ async def run(hub: Hub) -> None:
                 await hub.rejoin_groups()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("SSE hub maintenance failed; will retry")
+        except Exception as exc:
+            if not report(exc, "the hub's maintenance"):
+                logger.exception("SSE hub maintenance failed; will retry")
 
 
 async def repair(hub: Hub) -> None:
@@ -163,4 +171,4 @@ async def restore(hub: Hub) -> None:
     for execution_id, channel_name in list(hub.registered):
         await hub.store.add_member(execution_id, channel_name)
     hub.restore_needed = False
-    logger.info("channel layer is back: groups and memberships restored")
+    logger.debug("channel layer is back: groups and memberships restored")

@@ -45,6 +45,7 @@ from ..layer.redis import fused, versions
 from ..runtime.sync import refuse_in_loop, run_sync
 from ..store import Store, get_store
 from ..store.base import REPORT, Appended
+from ..telemetry import tracing
 from ..wire import STREAM_CLOSED
 from .publisher import publisher
 
@@ -57,9 +58,13 @@ MESSAGE_TYPE = "sse_exec.event"
 
 def message(execution_id: str, event_id: int, event: str, data: str,
             sent_at: float | None = None) -> dict[str, Any]:
-    """The channel-layer message of one logged event."""
-    return {"type": MESSAGE_TYPE, "execution_id": execution_id, "id": event_id,
+    """The channel-layer message of one logged event; with tracing on, it carries the
+    sender's trace context as ``"tc"`` (:mod:`~django_sse_exec.telemetry.tracing`)."""
+    sent = {"type": MESSAGE_TYPE, "execution_id": execution_id, "id": event_id,
             "t": time.time() if sent_at is None else sent_at, "event": event, "data": data}
+    if tracing.ENABLED and (context := tracing.carrier()) is not None:
+        sent["tc"] = context
+    return sent
 
 
 def _options(key: str | None, kind: str) -> dict[str, Any]:

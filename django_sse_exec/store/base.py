@@ -233,6 +233,9 @@ class Store:
     async def aclose(self) -> None:
         """Release connections (optional)."""
 
+    async def ping(self) -> None:
+        """One round trip to every host, raising if one does not answer (the outage probe)."""
+
     # -- rules shared by the backends --------------------------------------
 
     @staticmethod

@@ -30,9 +30,10 @@ from redis.sentinel import Sentinel as BlockingSentinel
 
 from ..conf import sse_settings
 from ..exceptions import StoreUnavailable
+from ..outages import tracker
 from ..telemetry import metrics
 from .batcher import UNAVAILABLE
-from .hosts import HostSpec
+from .hosts import HostSpec, hosts_setting
 
 T = TypeVar("T")
 
@@ -66,6 +67,7 @@ class Connections:
 
     def __init__(self, host: HostSpec | str, max_connections: int) -> None:
         self.host = HostSpec(url=host) if isinstance(host, str) else host
+        tracker.locate(self.host.describe(), hosts_setting())  # what an outage's error names
         #: The last epoch this process saw on this host (None: none yet); see
         #: :mod:`.scripts`. Knowing it is what lets the next write start a new
         #: epoch when the host's marker is gone.

@@ -50,7 +50,9 @@ class HostSpec:
             where = ",".join(f"{h}:{p}" for h, p in self.sentinels)
             return f"Sentinel master {self.master_name!r} (sentinels {where})"
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+        secret = f"{parts.username or ''}:***@" if parts.password or dict(self.options).get(
+            "password") else ""
+        return f"{parts.scheme}://{secret}{parts.hostname}:{parts.port or 6379}{parts.path}"
 
 
 def host_spec(entry: Any) -> HostSpec:
@@ -77,6 +79,13 @@ def host_spec(entry: Any) -> HostSpec:
         f"cannot derive a Redis connection from channel layer host {entry!r}; give it as a "
         "URL, a (host, port) pair, a dict with 'address' or 'host', or a Sentinel dict with "
         "'sentinels' and 'master_name' (or set SSE_EXEC['REDIS_URL'])")
+
+
+def hosts_setting() -> str:
+    """The setting that says where the store's Redis is, as a user writes it."""
+    if sse_settings.REDIS_URL:
+        return "SSE_EXEC['REDIS_URL']"
+    return f"CHANNEL_LAYERS[{sse_settings.CHANNEL_LAYER!r}]['CONFIG']['hosts']"
 
 
 def layer_config() -> dict[str, Any]:

@@ -37,6 +37,9 @@ class RedisOperations:
     on_each_host: Callable[..., Any]
     key: Callable[[str, str], str]
 
+    async def ping(self) -> None:
+        await asyncio.gather(*(host.run(host.client().ping()) for host in self.connections))
+
     async def cancel_requested(self, execution_id: str) -> bool:
         host = self.on(execution_id)
         return bool(await host.run(host.client().exists(self.key(execution_id, "cancel"))))

@@ -37,8 +37,10 @@ TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 def response_headers(status: int, *, vary_cookie: bool = False, has_body: bool = True,
-                     retry_after: int | None = None) -> dict[str, str]:
-    """The headers of an answer with ``status`` (the body's Content-Type included)."""
+                     retry_after: int | None = None,
+                     server_timing: str | None = None) -> dict[str, str]:
+    """The headers of an answer with ``status`` (the body's Content-Type included), and
+    ``Server-Timing`` when the connect's steps were timed (``auth``, ``head``)."""
     if status == 200:
         headers = dict(STREAM_HEADERS)
     else:
@@ -48,6 +50,8 @@ def response_headers(status: int, *, vary_cookie: bool = False, has_body: bool =
         headers["Vary"] = "Cookie"
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if server_timing:
+        headers["Server-Timing"] = server_timing
     return headers
 
 

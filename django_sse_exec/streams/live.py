@@ -27,12 +27,13 @@ from ..conf import sse_settings
 from ..hub.hub import Hub
 from ..hub.running import get_hub
 from ..hub.subscriber import Subscriber
-from ..outages import unavailable
+from ..outages import tracker, unavailable
 from ..render.formats import JSON, Render
 from ..runtime.daphne_buffer import find_backlog
 from ..runtime.sync import set_home_loop
 from ..store import Store
-from ..wire import KEEPALIVE, preamble, rejoin_hint
+from ..telemetry import tracing
+from ..wire import preamble, rejoin_hint
 from .cursor import Cursor
 from .stats import StreamTally
 from .write_now import COALESCE, PIECE_BYTES, direct_send, settle, take_now
@@ -92,6 +93,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         return
     sub.backlog = find_backlog(scope)
     tally = StreamTally(label, entry_point)
+    lifetime = tracing.start("sse_exec.stream", **{"sse_exec.execution_id": label,
+                                                   "sse_exec.entry_point": entry_point})
     send = direct_send(scope)
     if send is not None:  # the entry point lets the fan-out write (see follow())
         sub.direct_send, sub.tally = send, tally
@@ -104,6 +107,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         phase, then = phases(hub, sub)
         del phases
         yield preamble(retry)
+        tracing.note(lifetime, "first byte")
         while phase is not None:
             async for chunk in phase:
                 for piece in (chunk,) if len(chunk) <= PIECE_BYTES else _pieces(chunk):
@@ -116,6 +120,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
                     tally.wrote(piece)
                     yield piece
                     sub.written()
+            if then is not None:
+                tracing.note(lifetime, "replayed")
             phase, then = then, None
         if sub.end_reason in _REJOIN_REASONS:
             yield rejoin_hint(retry, sub.end_reason)
@@ -126,6 +132,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         logger.exception("stream of execution %s failed; ending it", label)
     finally:
         tally.ended(sub.end_reason)
+        tracing.end(lifetime, **{"sse_exec.end_reason": str(sub.end_reason or "client_gone")})
         if on_end is not None:
             on_end()
         await asyncio.shield(hub.unsubscribe(sub))
@@ -147,7 +154,7 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
         sub.cursor_now, sub.sink = next(iter(cursors.values())), take_now
     while sub.end_reason is None and (grow is not None or not all(c.done for c in cursors.values())):
         if not await sub.wait(keepalive):
-            yield KEEPALIVE
+            yield tracker.keepalive()  # during a Redis outage it names the cause and fix
             continue
         # Under a stream of events, write at most every COALESCE seconds: many
         # events per write instead of one (the first event after a quiet spell

@@ -30,8 +30,9 @@ from ..outages import guard
 from ..render.formats import JSON, Render
 from ..render.select import render_for
 from ..store import LogSlice, get_store
+from ..telemetry import tracing
 from ..wire import is_valid_execution_id
-from .connect import Outcome, connect
+from .connect import Outcome, Timings, connect
 from .cursor import Cursor
 from .live import deliver, follow, replay
 
@@ -49,8 +50,11 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
 
+    timings = Timings()
+
     async def decide() -> Outcome:
-        reason = await authorize(request, execution_id)
+        with tracing.span("sse_exec.auth"), timings("auth"):
+            reason = await authorize(request, execution_id)
         if reason is not None:
             return Outcome(403, reason)
         render = render_for(getattr(request, "GET", None), execution_id)
@@ -58,14 +62,16 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
             return Outcome(400, "unknown format")
         head = None
         if last_event_id:  # only a client that has seen events can be told "no more"
-            head = await guard("event store", get_store().read(execution_id, upto=0))
+            with timings("head"):
+                head = await guard("event store", get_store().read(execution_id, upto=0))
             if head.closed and last_event_id == head.last_id:
                 return Outcome(204)
         return Outcome(200, body=stream_events(
             execution_id, last_event_id, scope=getattr(request, "scope", None), head=head,
-            render=render, entry_point=entry_point))
+            render=render, entry_point=entry_point), timings=timings)
 
-    return await connect(request, decide)
+    with tracing.span("sse_exec.connect", **{"sse_exec.execution_id": execution_id}):
+        return await connect(request, decide)
 
 
 def stream_events(execution_id: str, after: int | None, scope: Any = None,

@@ -81,6 +81,13 @@ class _Metrics:
             "sse_exec_store_errors", "Store operations that failed (store unavailable)")
         self.lost = counter(
             "sse_exec_executions_lost", "Executions ended because their producer's lease expired")
+        self.outages = counter(
+            "sse_exec_redis_outages", "Redis outages this process noticed (one per outage, "
+            "however many failures it caused)")
+        self.outage_duration = prom.Histogram(
+            "sse_exec_redis_outage_duration_seconds", "How long Redis outages lasted, "
+            "observed when Redis answers again",
+            buckets=(1, 5, 15, 60, 300, 900, 3600))
 
 
 def multiprocess_dir() -> str | None:
@@ -178,6 +185,18 @@ def execution_lost() -> None:
         _m.lost.inc()
 
 
+def outage_started() -> None:
+    """This process noticed that Redis is down."""
+    if _m is not None:
+        _m.outages.inc()
+
+
+def outage_ended(duration: float) -> None:
+    """Redis answered again after ``duration`` seconds of outage."""
+    if _m is not None:
+        _m.outage_duration.observe(duration)
+
+
 # -- exposition -------------------------------------------------------------------
 
 
@@ -243,5 +262,6 @@ atexit.register(_mark_exit)
 __all__ = [
     "END_REASONS", "ENTRY_POINTS", "connected", "delivered", "enabled", "event_sent",
     "execution_lost", "exposition", "forget_dead_processes", "hub_dispatched", "metrics_view",
-    "multiprocess_dir", "multiprocess_dir_problem", "replayed", "store_error", "stream_ended", "stream_opened",
+    "multiprocess_dir", "multiprocess_dir_problem", "outage_ended", "outage_started", "replayed",
+    "store_error", "stream_ended", "stream_opened",
 ]

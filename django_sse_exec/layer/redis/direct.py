@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ...outages import report
 from . import resp
 from .versions import version_is_tested
 
@@ -183,21 +184,25 @@ class _Shard:
         if self.ready.done():
             self.ready = asyncio.get_running_loop().create_future()
         if self.reconnecting is None or self.reconnecting.done():
-            logger.warning("the hub's Redis subscription was lost; reconnecting")
+            logger.debug("the hub's Redis subscription was lost; reconnecting")
             self.reconnecting = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:
         delay = 0.1
+        failed = False
         while not self.owner.closed:
             await asyncio.sleep(delay)
             try:
                 await self.connect()
             except (OSError, asyncio.TimeoutError, resp.ReplyError) as exc:
+                # An outage: logged once by the tracker, which the hub's maintenance ends.
+                failed = report(exc, "the hub's subscription") or failed
                 logger.debug("reconnecting the hub's subscription failed: %s", exc)
                 self.close()
                 delay = min(delay * 2, 5.0)
                 continue
-            logger.info("the hub's Redis subscription is back")
+            if not failed:  # a blip, not an outage
+                logger.info("the hub's Redis subscription was lost and is back")
             self.owner.on_reconnect()
             return
 

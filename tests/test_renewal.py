@@ -121,3 +121,46 @@ async def test_after_a_restart_past_the_first_tokens_expiry_the_renewed_one_resu
     async with SSEClient(again.base_url + renewed, {"Last-Event-ID": "1"}) as client:
         events = await client.wait_for(lambda ev: len(ev) >= 1)
     assert [(e.event, e.int_id) for e in events] == [("step", 2)]
+
+
+# -- the page does not replay what it already painted -----------------------------------
+
+
+async def test_a_stream_of_a_rendered_state_starts_after_it(srv, execution_id):
+    """The template tag renders from a state; an event sent before the connect still
+    arrives, and nothing the page painted comes again."""
+    from django.template import Context, Template
+
+    from django_sse_exec.execution.state import ExecutionState
+
+    painted = ExecutionState(execution_id)
+    for event_id in srv.send(execution_id, ("step", 1), ("step", 2)):
+        painted.last_event_id = event_id
+    page = Template("{% load sse_exec %}{% sse_stream_url execution_id after=state %}").render(
+        Context({"execution_id": execution_id, "state": painted}))
+    assert parse_qs(urlsplit(page.replace("&amp;", "&")).query)["last_event_id"] == ["2"]
+    srv.send(execution_id, ("step", 3))
+    async with SSEClient(srv.base_url + page.replace("&amp;", "&")) as client:
+        srv.send(execution_id, ("step", 4))
+        events = await client.wait_for(lambda ev: len(ev) >= 2)
+    assert [e.int_id for e in events] == [3, 4]
+
+
+async def test_the_widget_streams_from_where_it_was_rendered(srv, execution_id):
+    import httpx
+
+    srv.send(execution_id, ("step", 1), ("step", 2))
+    html = httpx.get(f"{srv.base_url}/test/htmx/{execution_id}").text
+    url = html.split('sse-connect="')[1].split('"')[0].replace("&amp;", "&")
+    assert parse_qs(urlsplit(url).query)["last_event_id"] == ["2"]
+    srv.send(execution_id, ("step", 3))
+    async with SSEClient(srv.base_url + url) as client:
+        events = await client.wait_for(lambda ev: any(e.id == "3" for e in ev))
+    assert {e.int_id for e in events if e.id} == {3}
+
+
+async def test_after_must_be_a_state_or_an_event_id():
+    assert "last_event_id" not in stream_url("exec-1", after=0)
+    for bad in (-1, "2", 1.5, True):
+        with pytest.raises(ValueError, match="after must be"):
+            stream_url("exec-1", after=bad)

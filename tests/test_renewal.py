@@ -9,6 +9,7 @@ gets ``stream-token-expired``; so does a reconnect with an expired token.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -81,6 +82,28 @@ async def test_a_stream_renews_its_token_and_the_new_one_resumes_exactly(srv, ex
         events = await stale.read_until_closed(timeout=5)
     assert names(events) == [EXPIRED] and events[0].json == {"reason": "expired token"}
     assert b"retry: 86400000\n" in stale.raw
+
+
+async def test_a_set_and_a_feed_renew_their_tokens_too(make_server, execution_id):
+    from django_sse_exec import feed_stream_url, multi_stream_url
+
+    srv = make_server("daphne", sse_exec={"KEEPALIVE": 30})  # the default policy: their own tokens
+    srv.send(execution_id, ("step", 1))
+    srv.feed_add(f"feed-{execution_id}", execution_id)
+
+    async def renews(url: str) -> None:
+        # Two renewals: the second is checked with the first's token.
+        async with SSEClient(srv.base_url + url) as client:
+            events = await client.wait_for(lambda ev: RENEWED in names(ev), timeout=6)
+            renewed = events[-1].json["url"]
+            await client.wait_for(lambda ev: names(ev).count(RENEWED) >= 2, timeout=6)
+        assert renewed.split("?")[0] == url.split("?")[0] and "step" in names(events)
+        async with SSEClient(srv.base_url + renewed) as again:  # the renewed token opens it
+            assert again.response.status_code == 200
+            await again.wait_for(lambda ev: "step" in names(ev))
+
+    await asyncio.gather(renews(multi_stream_url([execution_id, f"{execution_id}-b"], max_age=2)),
+                         renews(feed_stream_url(f"feed-{execution_id}", max_age=2)))
 
 
 async def test_a_reconnect_with_an_expired_token_gets_a_typed_event_not_a_403(srv, execution_id):

@@ -151,6 +151,14 @@
     return true;
   }
 
+  /** Open stream.source at stream.url, from its lastEventId; the source, or null. */
+  function openAt(stream) {
+    var url = stream.lastEventId ? withParam(stream.url, "last_event_id", stream.lastEventId)
+      : stream.url;
+    stream.source = openSource(stream, url);
+    return stream.source;
+  }
+
   /** A new EventSource for `stream`, or null (then the stream is closed and says why). */
   function openSource(stream, url) {
     var Source = stream.options.EventSource || root.EventSource;
@@ -184,9 +192,7 @@
 
   /** Connect to this.url, from lastEventId (a first connect, or one with a renewed token). */
   Stream.prototype._open = function () {
-    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
-    this.source = openSource(this, url);
-    if (!this.source) {
+    if (!openAt(this)) {
       return;
     }
     var self = this;
@@ -453,9 +459,7 @@
 
   /** Open the connection (this tab holds the stream), resuming at the last cursor. */
   Many.prototype._open = function () {
-    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
-    this.source = openSource(this, url);
-    if (!this.source) {
+    if (!openAt(this)) {
       return;
     }
     var self = this;

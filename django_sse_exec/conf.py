@@ -113,6 +113,11 @@ SETTINGS: dict[str, Setting] = {
     "TOKEN_MAX_AGE_LIMIT": spec(24 * 3600, seconds(), """
         Largest `max_age` a token may be minted with (`stream_url` raises above it);
         tokens claiming a later expiry are refused."""),
+    "TOKEN_RENEW_BEFORE": spec(None, seconds(optional=True), """
+        Seconds before a stream's token expires at which the stream re-runs its
+        authorisation and sends a fresh token (`stream-token-renewed`); `None`: a
+        quarter of the token's life. At most half the token's life is used. A stream
+        refused then gets `stream-token-expired` and ends."""),
     "MAX_EVENT_BYTES": spec(64 * 1024, whole(1, unit="bytes"), """
         Largest accepted event payload, in bytes of encoded JSON; a larger one raises
         `ValueError` at the call site."""),
@@ -138,8 +143,8 @@ SETTINGS: dict[str, Setting] = {
         layer's `group_expiry`."""),
     "MAX_STREAM_LIFETIME": spec(None, seconds(optional=True), """
         Seconds after which a stream is ended with a retry hint so the client
-        reconnects (spreads load after deploys); `None`: never. Keep it below
-        `TOKEN_MAX_AGE` or reconnects with an expired token get 403."""),
+        reconnects (spreads load after deploys); `None`: never. The client
+        reconnects with its renewed token (`TOKEN_RENEW_BEFORE`)."""),
     "MAX_STREAM_LIFETIME_JITTER": spec(0.2, fraction(), """
         Fraction of `MAX_STREAM_LIFETIME` by which each stream's lifetime is shortened
         at random, so streams opened together are not rotated together."""),

@@ -112,7 +112,8 @@ def execution_id() -> str:
 
 #: Test modules whose stream tests run twice: through the Django view and the ASGI fast path.
 BOTH_ENTRY_POINTS = {"tests.test_stream", "tests.test_security", "tests.test_hardening", "tests.test_multi",
-                     "tests.test_fragments", "tests.test_kind_contract", "tests.test_kind_bounds"}
+                     "tests.test_fragments", "tests.test_kind_contract", "tests.test_kind_bounds",
+                     "tests.test_renewal"}
 
 
 #: Test modules that load the machine themselves (chaos, thousands of connections,

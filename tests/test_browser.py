@@ -315,6 +315,26 @@ def test_js_client_contract(make_server, dashboards, execution_id):
     assert page.evaluate("() => [t.steps, t.closed, t.states]") == [[], [], ["closed"]]
 
 
+def test_js_client_reconnects_with_its_renewed_token(make_server, dashboards, execution_id):
+    """sse-exec.js, a 2 s token, streams ended after 3.5 s (past its expiry): the client
+    reconnects with the renewed token from its last id; every event arrives once."""
+    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 3.5,
+                                             "MAX_STREAM_LIFETIME_JITTER": 0})
+    server.send(execution_id, ("step", {"n": 1}))
+    page = dashboards(server.base_url).open().page
+    page.evaluate(CLIENT_JS, [stream_url(execution_id, max_age=2), 0])
+    page.evaluate("() => { t.stream.options.reconnectMs = 100; }")
+    page.wait_for_function("() => t.steps.length === 1")
+    page.wait_for_function("() => t.states.includes('reconnecting') && t.stream.state === 'live'",
+                           timeout=15_000)
+    server.send(execution_id, ("step", {"n": 2}), ("step", {"n": 3}))
+    last = server.close(execution_id)
+    page.wait_for_function("() => t.stream.state === 'closed'")
+    assert page.evaluate("() => t.steps") == [[1, 1], [2, 2], [3, 3]]
+    assert page.evaluate("() => [t.closed.length, t.errors, t.stream.lastEventId]") == [1, [], str(last)]
+    assert "last_event_id=1" in page.evaluate("() => t.stream.source.url")
+
+
 def _sender(env: dict[str, str], execution_id: str, tasks: int, delay_ms: int) -> Any:
     """Run the execution from another process with the sync helpers; collect its output."""
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -301,3 +302,25 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
     statuses = [status for _, status in tab.rows()]
     assert len(statuses) == 40 and statuses.count("cancelled") > 0
     assert "running" not in statuses and "pending" not in statuses
+
+
+def test_the_widget_reconnects_with_its_renewed_token_after_the_first_expired(make_server, tabs,
+                                                                              execution_id):
+    """A 2 s token, streams ended after 3.5 s (past its expiry): the widget comes back with
+    the renewed token from where it was, and shows every task once."""
+    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 3.5,
+                                             "MAX_STREAM_LIFETIME_JITTER": 0})
+    tab = tabs(f"{server.base_url}/test/htmx/{execution_id}?max_age=2").open()
+    run = Run(server, execution_id, tasks=4, delay=0.05, hold_after=2)
+    run.start()
+    tab.page.wait_for_function("() => document.querySelector('.sse-exec__count')"
+                               ".textContent.startsWith('2 of 4')")
+    with tab.page.expect_request(lambda r: "/events?" in r.url, timeout=15_000) as again:
+        pass  # (the stream is ended after 3.5 s; the widget comes back)
+    first, second = tab.streams[0][1], again.value.url
+    query, before = parse_qs(urlsplit(second).query), parse_qs(urlsplit(first).query)
+    assert query["token"] != before["token"] and int(query["last_event_id"][0]) >= 5
+    run.gate.set()
+    tab.wait_status("success")
+    run.finish()
+    assert tab.rows() == [(f"task-{n}", "success") for n in range(1, 5)]

@@ -36,6 +36,8 @@ from .db_slots import database_slot
 logger = logging.getLogger("django_sse_exec")
 
 SALT = "django_sse_exec.stream"
+#: The reason a validly signed token that has expired is refused with.
+EXPIRED = "expired token"
 #: Longer ``?token=`` values are rejected before any signature work.
 MAX_TOKEN_LENGTH = 1024
 
@@ -60,7 +62,9 @@ def make_token(execution_id: str, user: Any = None, max_age: float | None = None
 def sign_grant(claims: dict[str, Any], user: Any, max_age: float | None, salt: str) -> str:
     """A signed, expiring token of ``claims``, bound to ``user`` if given (see :func:`make_token`)."""
     age = token_age(max_age)
-    payload: dict[str, Any] = {**claims, "x": math.ceil(time.time() + age)}
+    # "a": the token's life, so a stream renewing it mints one as long-lived.
+    life = int(age) if age == int(age) else age
+    payload: dict[str, Any] = {**claims, "x": math.ceil(time.time() + age), "a": life}
     if user is not None:
         if getattr(user, "is_anonymous", False) or getattr(user, "pk", user) is None:
             raise ValueError("cannot bind a stream token to an anonymous user")
@@ -109,10 +113,10 @@ def load_grant(token: str | None, salt: str, max_length: int = MAX_TOKEN_LENGTH)
         raise PermissionDenied("invalid token")
     now = time.time()
     if payload["x"] <= now:
-        raise PermissionDenied("expired token")
+        raise PermissionDenied(EXPIRED)
     if payload["x"] > now + float(sse_settings.TOKEN_MAX_AGE_LIMIT) + 1:
         # Minted for longer than the limit now allows (the limit was lowered).
-        raise PermissionDenied("expired token")
+        raise PermissionDenied(EXPIRED)
     return payload
 
 
@@ -301,7 +305,7 @@ async def authorize(request: HttpRequest, execution_id: str, policy: Any = None)
 
 
 __all__ = [
-    "allow_any", "authenticated_user", "authorize", "check_bound_user", "check_token",
+    "EXPIRED", "allow_any", "authenticated_user", "authorize", "check_bound_user", "check_token",
     "check_user", "get_policy", "load_grant", "load_user", "make_token", "only_token",
     "sign_grant", "signed_token", "staff_only", "token_age",
 ]

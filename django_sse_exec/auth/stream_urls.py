@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | int | str | None = None,
-               max_age: float | None = None, format: str = DEFAULT_FORMAT) -> str:
+               max_age: float | None = None, format: str = DEFAULT_FORMAT,
+               after: Any = None) -> str:
     """The relative URL of the execution's stream, with a signed token.
 
     The token is bound to ``execution_id``, to ``user`` if given (a user or its
@@ -33,13 +34,33 @@ def stream_url(execution_id: str, *, user: AbstractBaseUser | AnonymousUser | in
     ``new EventSource(url)``; reconnects reuse it until it expires.
     ``format="html"`` asks for HTML fragments instead of JSON (see
     :mod:`django_sse_exec.render.html`).
+
+    ``after`` is where the page already is: the ``ExecutionState`` it was
+    rendered from (``get_execution_state``) or its ``last_event_id``. The stream
+    then starts after that id (``?last_event_id=``), so nothing painted is sent
+    again and an event sent between the render and the connect still arrives.
+    Raises ``ValueError`` if it is not a whole number of at least 0.
     """
     validate_execution_id(execution_id)
     query = {"token": make_token(execution_id, user, max_age)}
     if validate_format(format) != DEFAULT_FORMAT:
         query["format"] = format
+    position = position_of(after)
+    if position:
+        query["last_event_id"] = str(position)
     path = reverse("django_sse_exec:stream", args=[execution_id])
     return f"{path}?{urlencode(query)}"
+
+
+def position_of(after: Any) -> int:
+    """The id a page was rendered at: ``after.last_event_id`` (a state) or ``after`` (an id)."""
+    value = getattr(after, "last_event_id", after)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"after must be an execution state or an event id (an int >= 0), "
+                         f"not {after!r}")
+    return value
 
 
 def multi_stream_url(execution_ids: list[str] | tuple[str, ...], *, user: Any = None,
@@ -67,4 +88,4 @@ def feed_stream_url(feed: str, *, user: Any = None, max_age: float | None = None
     return f"{reverse('django_sse_exec:feed', args=[feed])}?{urlencode({'token': token})}"
 
 
-__all__ = ["feed_stream_url", "multi_stream_url", "stream_url"]
+__all__ = ["feed_stream_url", "multi_stream_url", "position_of", "stream_url"]

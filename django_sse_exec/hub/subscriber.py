@@ -60,7 +60,8 @@ class Subscriber:
                  "pending_events", "items", "overflowed", "catch_up_to", "_waiter", "_loop",
                  "_timer", "_deadline", "end_reason", "expires_at",
                  "task", "writing_since", "backlog", "sent", "delivered", "progress_at",
-                 "sink", "cursor_now", "direct_send", "tally", "written_at", "inflight", "_timeout")
+                 "sink", "cursor_now", "direct_send", "tally", "written_at", "inflight", "_timeout",
+                 "renewal")
 
     def __init__(self, execution_id: str, member: str, limit: int,
                  max_bytes: int = 1 << 20) -> None:
@@ -111,6 +112,8 @@ class Subscriber:
         #: A direct write whose ``send`` suspended (the server's transport was paused).
         self.inflight: Driven | None = None
         self._timeout = 0.0
+        #: The stream's token renewal (:mod:`django_sse_exec.streams.renewal`), or None.
+        self.renewal: Any = None
 
     def push(self, item: Item) -> None:
         """Queue a batch, or write it now if the stream waits and its sink can;
@@ -200,7 +203,10 @@ class Subscriber:
         self._waiter = waiter  # a done one left here is ignored (see wake, push, _on_timer)
         self._timeout = timeout
         self._deadline = loop.time() + timeout
-        if self._timer is None:
+        timer = self._timer
+        if timer is None or timer.when() > self._deadline:  # (sooner: a token renewal is due)
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_at(self._deadline, self._on_timer)
         return waiter
 
@@ -208,6 +214,8 @@ class Subscriber:
         """The stream wrote at ``now`` while it waits: its silence (keepalive) starts again."""
         self.written_at = now
         self._deadline = now + self._timeout
+        if self.renewal is not None:  # writes do not put off a token renewal
+            self._deadline = min(self._deadline, self.renewal.at)
 
     def _on_timer(self) -> None:
         self._timer = None

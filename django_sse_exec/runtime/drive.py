@@ -48,6 +48,10 @@ class Driven:
             self._step()
 
     def _step(self, _: Any = None) -> None:
+        if self._finished is True:
+            # Cancelled after what it awaited completed: that future's callbacks were
+            # already scheduled (remove_done_callback no longer reaches them).
+            return
         self._waiting = None
         try:
             waiting = self._coro.send(None)

@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth.policies import EXPIRED
 from ..outages import ServiceUnavailable, guard, retry_body
 from ..wire import parse_last_event_id
 from .caps import OverCap, admit
 from .headers import response_headers, session_read
 from .live import retry_ms
+from .renewal import expired_stream
 
 
 @dataclass
@@ -65,6 +67,20 @@ class Timings:
         return ", ".join(f"{step};dur={ms:.1f}" for step, ms in self.steps)
 
 
+def refusal(reason: str | None) -> Outcome | None:
+    """The answer to an authorisation that refused (``reason``), or None when it allowed.
+
+    A 403, except for a token that expired: a 200 whose body is only
+    ``stream-token-expired`` (:mod:`.renewal`), so a page learns why and a plain
+    ``EventSource`` does not come back with the same token every few seconds.
+    """
+    if reason is None:
+        return None
+    if reason == EXPIRED:
+        return Outcome(200, body=expired_stream(reason))
+    return Outcome(403, reason)
+
+
 def position_of(request: Any) -> str | None:
     """A stream of many's client position, unparsed: ``Last-Event-ID``, else ``?last_event_id=``."""
     return request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
@@ -100,4 +116,4 @@ async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Out
                    vary_cookie=session_read(request), timings=outcome.timings)
 
 
-__all__ = ["Outcome", "Timings", "connect", "last_event_id_of", "position_of"]
+__all__ = ["Outcome", "Timings", "connect", "last_event_id_of", "position_of", "refusal"]

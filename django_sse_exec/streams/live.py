@@ -35,6 +35,7 @@ from ..store import Store
 from ..telemetry import tracing
 from ..wire import preamble, rejoin_hint
 from .cursor import Cursor
+from .renewal import EXPIRED_END, Renewal
 from .stats import StreamTally
 from .write_now import COALESCE, PIECE_BYTES, direct_send, settle, take_now
 
@@ -64,7 +65,8 @@ Phases = Callable[[Hub, Subscriber], tuple[AsyncIterator[bytes], AsyncIterator[b
 
 async def deliver(execution_ids: list[str], phases: Phases, *,
                   scope: Any = None, entry_point: str = "view",
-                  on_end: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
+                  on_end: Callable[[], None] | None = None,
+                  renewal: Renewal | None = None) -> AsyncGenerator[bytes, None]:
     """Subscribe to ``execution_ids`` and write what ``phases`` yield, as every stream does.
 
     ``phases(hub, sub)`` gives the start (reset, replay) and the live part; they
@@ -76,6 +78,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
     ``PIECE_BYTES``, the pause while the client's unsent bytes are over the
     limit, the rejoin hint of a stream ended on purpose, its tally, and the
     clean-up in ``finally`` (Django cancels this generator when the client goes).
+    ``renewal`` renews the stream's token while it follows live events (see :func:`follow`).
     Errors after the headers are sent end the stream cleanly (the client
     reconnects with its Last-Event-ID) instead of hanging the connection.
     """
@@ -92,6 +95,8 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
         yield rejoin_hint(retry_ms(), str(outage or "subscribe failed"))
         return
     sub.backlog = find_backlog(scope)
+    sub.renewal = renewal
+    del renewal
     tally = StreamTally(label, entry_point)
     lifetime = tracing.start("sse_exec.stream", **{"sse_exec.execution_id": label,
                                                    "sse_exec.entry_point": entry_point})
@@ -145,16 +150,29 @@ async def follow(hub: Hub, sub: Subscriber, cursors: dict[str, Cursor], render: 
     Ends when every cursor is done (its execution closed) and ``grow`` is None,
     or when the hub ends the stream. ``render.flush`` runs before each write;
     ``grow`` (a feed stream's) runs after each, to start on executions that joined.
+    When the stream's token is due (``sub.renewal``), it is renewed between two
+    writes, or the stream ends with ``stream-token-expired``.
     """
     store = hub.store
     keepalive = float(sse_settings.KEEPALIVE)
     loop = asyncio.get_running_loop()
+    renewal: Renewal | None = sub.renewal
     if sub.direct_send is not None and render is JSON and grow is None and len(cursors) == 1:
         # While it waits, the fan-out writes its events itself (streams/write_now.py).
         sub.cursor_now, sub.sink = next(iter(cursors.values())), take_now
     while sub.end_reason is None and (grow is not None or not all(c.done for c in cursors.values())):
-        if not await sub.wait(keepalive):
-            yield tracker.keepalive()  # during a Redis outage it names the cause and fix
+        if renewal is not None and loop.time() >= renewal.at:
+            chunk, ended = await renewal.run()
+            if sub.end_reason is None:
+                yield chunk
+            if ended:
+                sub.end_reason = EXPIRED_END
+                return
+            continue
+        wait = keepalive if renewal is None else min(keepalive, max(renewal.at - loop.time(), 0.0))
+        if not await sub.wait(wait):
+            if wait == keepalive:
+                yield tracker.keepalive()  # during a Redis outage it names the cause and fix
             continue
         # Under a stream of events, write at most every COALESCE seconds: many
         # events per write instead of one (the first event after a quiet spell

@@ -9,6 +9,10 @@ keepalives, ending after ``stream-closed``.
 How the bytes are made once connected (replay, live, gap repair, keepalives)
 is shared with streams of many executions, in :mod:`django_sse_exec.streams.live`.
 
+A stream opened with a token renews it before it expires
+(:mod:`django_sse_exec.streams.renewal`); a reconnect whose token expired gets
+``stream-token-expired`` instead of a 403.
+
 Streams also end on purpose — on shutdown, when rotated after
 ``MAX_STREAM_LIFETIME``, or when their client stops taking bytes (see
 :func:`~django_sse_exec.hub.slow_clients.drop`) — always between two events, so the
@@ -23,7 +27,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from ..auth.policies import authorize
+from ..auth.policies import SALT, authorize
 from ..hub.hub import Hub
 from ..hub.subscriber import Subscriber
 from ..outages import guard
@@ -32,9 +36,10 @@ from ..render.select import render_for
 from ..store import LogSlice, get_store
 from ..telemetry import tracing
 from ..wire import is_valid_execution_id
-from .connect import Outcome, Timings, connect
+from .connect import Outcome, Timings, connect, refusal
 from .cursor import Cursor
 from .live import deliver, follow, replay
+from .renewal import Renewal, renewal_for
 
 logger = logging.getLogger("django_sse_exec")
 
@@ -54,9 +59,9 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
 
     async def decide() -> Outcome:
         with tracing.span("sse_exec.auth"), timings("auth"):
-            reason = await authorize(request, execution_id)
-        if reason is not None:
-            return Outcome(403, reason)
+            refused = refusal(await authorize(request, execution_id))
+        if refused is not None:
+            return refused
         render = render_for(getattr(request, "GET", None), execution_id)
         if render is None:
             return Outcome(400, "unknown format")
@@ -66,9 +71,11 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
                 head = await guard("event store", get_store().read(execution_id, upto=0))
             if head.closed and last_event_id == head.last_id:
                 return Outcome(204)
+        renewal = renewal_for(request, SALT, {"e": execution_id},
+                              lambda again: authorize(again, execution_id))
         return Outcome(200, body=stream_events(
             execution_id, last_event_id, scope=getattr(request, "scope", None), head=head,
-            render=render, entry_point=entry_point), timings=timings)
+            render=render, entry_point=entry_point, renewal=renewal), timings=timings)
 
     with tracing.span("sse_exec.connect", **{"sse_exec.execution_id": execution_id}):
         return await connect(request, decide)
@@ -76,7 +83,8 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
 
 def stream_events(execution_id: str, after: int | None, scope: Any = None,
                   head: LogSlice | None = None, render: Render = JSON,
-                  entry_point: str = "view") -> AsyncGenerator[bytes, None]:
+                  entry_point: str = "view",
+                  renewal: Renewal | None = None) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: preamble, replay, live events, keepalives, end.
 
     ``scope`` is the request's ASGI scope; where the server lets us measure
@@ -88,11 +96,12 @@ def stream_events(execution_id: str, after: int | None, scope: Any = None,
     ``head`` is a read of the log made before (to decide the connect); it
     saves reading it again. ``render`` turns events into bytes
     (:mod:`django_sse_exec.render.formats`: JSON frames, or HTML fragments and state).
+    ``renewal`` renews the stream's token before it expires (:mod:`.renewal`).
     """
     cursor = Cursor(execution_id, after or 0, render)
     return deliver([execution_id], lambda hub, sub: (
         _start(hub, sub, cursor, after, head), follow(hub, sub, {execution_id: cursor}, render)),
-        scope=scope, entry_point=entry_point, on_end=render.close)
+        scope=scope, entry_point=entry_point, on_end=render.close, renewal=renewal)
 
 
 async def _start(hub: Hub, sub: Subscriber, cursor: Cursor, after: int | None,

@@ -29,7 +29,7 @@ _RESERVED = b"event: stream-"
 _RESET = b"event: stream-reset\n"
 _CLOSED = b"\nevent: stream-closed\n"
 #: Reasons the hub gives for ending a stream, as they are; any other one is a drop.
-_PLANNED = ("shutdown", "lifetime", "reset")
+_PLANNED = ("shutdown", "lifetime", "reset", "token_expired")
 #: The end reason of a stream whose client went away during a write made for it by the
 #: fan-out (:mod:`.write_now`): counted as the client's going, like one during its own write.
 GONE_MID_WRITE = "client went away mid-write"

@@ -38,7 +38,8 @@ except ImportError:  # pragma: no cover - exercised by a test in a subprocess
 #: Where streams are served from: "view" (the Django view) or "fast" (the ASGI fast path).
 ENTRY_POINTS = ("view", "fast")
 #: Why streams end (the ``reason`` label of ``sse_exec_streams_ended_total``).
-END_REASONS = ("closed", "client_gone", "slow", "lifetime", "shutdown", "reset", "error")
+END_REASONS = ("closed", "client_gone", "slow", "lifetime", "shutdown", "reset", "token_expired",
+               "error")
 
 logger = logging.getLogger("django_sse_exec")
 

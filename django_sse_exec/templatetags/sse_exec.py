@@ -3,6 +3,7 @@
 Load them with ``{% load sse_exec %}``::
 
     new EventSource("{% sse_stream_url execution_id %}")
+    new EventSource("{% sse_stream_url execution_id after=state %}")  {# from the painted state #}
     {% sse_stream_url execution_id user=request.user max_age=600 as url %}
     {% sse_stream_url execution_id format="html" %}      {# HTML fragments for htmx #}
     {% sse_multi_stream_url ids user=request.user %}     {# many executions, one stream #}
@@ -55,13 +56,15 @@ CSP_HTMX_CONFIG = '{"allowEval":false,"includeIndicatorStyles":false,"allowScrip
 
 @register.simple_tag
 def sse_stream_url(execution_id: str, user: Any = None, max_age: float | None = None,
-                   format: str = DEFAULT_FORMAT) -> str:
+                   format: str = DEFAULT_FORMAT, after: Any = None) -> str:
     """The signed stream URL of ``execution_id``, optionally bound to ``user``.
 
+    ``after``: the state the page was rendered from (``get_execution_state``) or
+    its ``last_event_id``; the stream then starts after it.
     Raises ``ValueError`` (so the page fails loudly) for an invalid id, a bad
-    ``max_age`` or ``format``, or ``user`` being anonymous.
+    ``max_age``, ``format`` or ``after``, or ``user`` being anonymous.
     """
-    return stream_url(execution_id, user=user, max_age=max_age, format=format)
+    return stream_url(execution_id, user=user, max_age=max_age, format=format, after=after)
 
 
 @register.simple_tag

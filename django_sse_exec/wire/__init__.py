@@ -187,6 +187,27 @@ def reset_frame(execution_id: str, requested: int, first_retained: int) -> bytes
     return f"event: {STREAM_RESET}\ndata: {data}\n\n".encode()
 
 
+#: Sent before a stream's token expires: a fresh token and the URL to reconnect with.
+TOKEN_RENEWED = "stream-token-renewed"
+#: Sent when a stream's token expired and was not renewed; the stream then ends.
+TOKEN_EXPIRED = "stream-token-expired"
+#: The ``retry:`` of an expired token's answer: a day, so a plain ``EventSource``
+#: that does not handle :data:`TOKEN_EXPIRED` does not come back with it every few seconds.
+EXPIRED_RETRY_MS = 86_400_000
+
+
+def token_renewed_frame(token: str, url: str, expires: int) -> bytes:
+    """The ``stream-token-renewed`` event (no id): the new token, its URL and its expiry (Unix s)."""
+    data = encode_data({"token": token, "url": url, "expires": expires})
+    return f"event: {TOKEN_RENEWED}\ndata: {data}\n\n".encode()
+
+
+def token_expired_frame(reason: str) -> bytes:
+    """The ``stream-token-expired`` event (no id), after a ``retry:`` of a day."""
+    data = encode_data({"reason": reason})
+    return f"retry: {EXPIRED_RETRY_MS}\nevent: {TOKEN_EXPIRED}\ndata: {data}\n\n".encode()
+
+
 def rejoin_hint(retry_ms: int, reason: str) -> bytes:
     """Last bytes of a stream ended on purpose: come back after ``retry_ms``."""
     return f"retry: {int(retry_ms)}\n: reconnect ({reason})\n\n".encode()

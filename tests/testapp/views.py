@@ -149,11 +149,12 @@ def login(request: HttpRequest) -> JsonResponse:
 
 def htmx_page(request: HttpRequest, execution_id: str) -> HttpResponse:
     """A page whose only content is the progress widget (``?user=<pk>`` binds its token,
-    ``?cancel`` adds its Cancel button)."""
+    ``?max_age=<s>`` sets its life, ``?cancel`` adds its Cancel button)."""
     if "user" in request.GET:
         return render(request, "testapp/htmx-user.html",
                       {"execution_id": execution_id, "user_pk": request.GET["user"]})
-    return render(request, "testapp/htmx.html", {"execution_id": execution_id,
+    max_age = float(request.GET["max_age"]) if "max_age" in request.GET else None
+    return render(request, "testapp/htmx.html", {"execution_id": execution_id, "max_age": max_age,
                                                  "cancel": "cancel" in request.GET})
 
 

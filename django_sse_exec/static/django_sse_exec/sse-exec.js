@@ -10,6 +10,11 @@
  *     204 on the next reconnect makes EventSource stop: state becomes "closed");
  *   - passes "stream-reset" (the history the client asked for was trimmed; what
  *     is still retained follows) to the "stream-reset" handler or onReset;
+ *   - keeps the stream's token fresh: the server sends "stream-token-renewed"
+ *     before the token expires, and the next reconnect uses the new URL, from
+ *     lastEventId (nothing lost, nothing twice); "stream-token-expired" (the
+ *     grant was not renewed) closes the stream and calls onExpired(data), where
+ *     a page may fetch a new stream URL and connect again;
  *   - never throws: an event with no handler is ignored, an exception in a
  *     handler is reported to onError/console and the stream carries on.
  *
@@ -63,6 +68,10 @@
 
   var STREAM_CLOSED = "stream-closed";
   var STREAM_RESET = "stream-reset";
+  var TOKEN_RENEWED = "stream-token-renewed";
+  var TOKEN_EXPIRED = "stream-token-expired";
+  /** Milliseconds before reconnecting with a renewed token (as the server's retry:, jittered). */
+  var RENEWED_RECONNECT_MS = 2000;
   /** Events that change stream.pace. */
   var PACE_EVENTS = ["progress", "execution-stalled", "execution-resumed",
                      "execution-cancel-requested", "execution-complete", "execution-cancelled"];
@@ -91,7 +100,8 @@
   /**
    * One stream. Use SSEExec.connect(url, options) rather than `new`.
    * options: handlers {event: fn(data, meta)}, onStateChange fn(state, previous),
-   * onReset fn(data), onError fn(error, context), withCredentials bool,
+   * onReset fn(data), onExpired fn(data), onError fn(error, context), withCredentials
+   * bool, reconnectMs (the pause before reconnecting with a renewed token),
    * EventSource (a constructor, for tests).
    */
   /** What every stream object starts with (Stream and Many). */
@@ -103,6 +113,50 @@
     stream.handlers = {};
     stream.source = null;
     stream._listening = {};
+  }
+
+  /** When the connection dropped after the token was renewed: `reopen` after a
+   *  jittered pause (the old EventSource would come back with the old token). */
+  function reconnectRenewed(stream, reopen) {
+    stream._renewed = false;
+    stream.source.close();
+    stream._setState("reconnecting");
+    var wait = stream.options.reconnectMs != null ? stream.options.reconnectMs
+      : RENEWED_RECONNECT_MS + Math.random() * 1000;
+    root.setTimeout(function () {
+      if (stream.state !== "closed") {
+        reopen.call(stream);
+      }
+    }, wait);
+  }
+
+  /** The token events of either kind of stream: true when `event` was one of them. */
+  function tokenEvent(stream, event, data, meta) {
+    if (event === TOKEN_RENEWED && data && typeof data.url === "string") {
+      stream.url = data.url;
+      stream._renewed = true;
+    } else if (event !== TOKEN_EXPIRED) {
+      return false;
+    }
+    var list = (stream.handlers[event] || []).slice();
+    for (var i = 0; i < list.length; i++) {
+      stream._call(list[i], data, meta);
+    }
+    if (event === TOKEN_EXPIRED) {
+      stream.close();
+      if (typeof stream.options.onExpired === "function") {
+        stream._call(stream.options.onExpired, data, meta);
+      }
+    }
+    return true;
+  }
+
+  /** Open stream.source at stream.url, from its lastEventId; the source, or null. */
+  function openAt(stream) {
+    var url = stream.lastEventId ? withParam(stream.url, "last_event_id", stream.lastEventId)
+      : stream.url;
+    stream.source = openSource(stream, url);
+    return stream.source;
   }
 
   /** A new EventSource for `stream`, or null (then the stream is closed and says why). */
@@ -120,18 +174,10 @@
     init(this, url, options);
     this.pace = {percent: null, rate: null, eta: null, message: null, step: null, taskId: null,
                  stalled: false, cancelRequested: false, ended: false};
-    this.source = openSource(this, url);
+    this._renewed = false;
+    this._open();
     if (!this.source) {
       return;
-    }
-    var self = this;
-    this.source.onopen = function () { self._setState("live"); };
-    this.source.onerror = function () { self._onError(); };
-    this.source.onmessage = function (e) { self._dispatch("message", e); };
-    this._listen(STREAM_CLOSED);
-    this._listen(STREAM_RESET);
-    for (var p = 0; p < PACE_EVENTS.length; p++) {
-      this._listen(PACE_EVENTS[p]);
     }
     if (this.options.cancelButton) {
       this._wireCancel(this.options.cancelButton);
@@ -143,6 +189,25 @@
       }
     }
   }
+
+  /** Connect to this.url, from lastEventId (a first connect, or one with a renewed token). */
+  Stream.prototype._open = function () {
+    if (!openAt(this)) {
+      return;
+    }
+    var self = this;
+    this.source.onopen = function () { self._setState("live"); };
+    this.source.onerror = function () { self._onError(); };
+    this.source.onmessage = function (e) { self._dispatch("message", e); };
+    var names = [STREAM_CLOSED, STREAM_RESET, TOKEN_RENEWED, TOKEN_EXPIRED].concat(
+      PACE_EVENTS, Object.keys(this._listening));
+    this._listening = {};
+    for (var i = 0; i < names.length; i++) {
+      if (names[i] !== "message") {
+        this._listen(names[i]);
+      }
+    }
+  };
 
   /** Call fn(data, meta) for every `event`; returns the stream (chainable). */
   Stream.prototype.on = function (event, fn) {
@@ -200,6 +265,9 @@
     }
     var data = parse(e.data);
     var meta = {id: e.lastEventId || null, event: event, raw: e.data};
+    if (tokenEvent(this, event, data, meta)) {
+      return;
+    }
     if (event === STREAM_RESET && typeof this.options.onReset === "function") {
       this._call(this.options.onReset, data, meta);
     }
@@ -312,6 +380,8 @@
     // gave up. Otherwise it is already retrying after the server's `retry:`.
     if (this.source.readyState === 2) {
       this._setState("closed");
+    } else if (this._renewed) {
+      reconnectRenewed(this, this._open);
     } else {
       this._setState("reconnecting");
     }
@@ -389,20 +459,24 @@
 
   /** Open the connection (this tab holds the stream), resuming at the last cursor. */
   Many.prototype._open = function () {
-    var url = this.lastEventId ? withParam(this.url, "last_event_id", this.lastEventId) : this.url;
-    this.source = openSource(this, url);
-    if (!this.source) {
+    if (!openAt(this)) {
       return;
     }
     var self = this;
     this.source.onopen = function () { self._state("live"); };
     this.source.onerror = function () {
-      if (self.state !== "closed") {
+      if (self.state === "closed") {
+        return;
+      }
+      if (self.source.readyState !== 2 && self._renewed) {
+        reconnectRenewed(self, self._open);
+      } else {
         self._state(self.source.readyState === 2 ? "closed" : "reconnecting");
       }
     };
     this.source.onmessage = function (e) { self._received("message", e.data, e.lastEventId); };
-    var names = [STREAM_CLOSED, STREAM_RESET, EXECUTION_ADDED, EXECUTION_REMOVED].concat(
+    var names = [STREAM_CLOSED, STREAM_RESET, TOKEN_RENEWED, TOKEN_EXPIRED, EXECUTION_ADDED,
+                 EXECUTION_REMOVED].concat(
       Object.keys(this._listening));
     this._listening = {};
     for (var i = 0; i < names.length; i++) {
@@ -442,6 +516,10 @@
       this.lastEventId = cursor;
     }
     var body = parse(raw);
+    if (tokenEvent(this, event, body, {executionId: null, id: null, event: event,
+                                       cursor: cursor || null, raw: raw})) {
+      return;  // (every tab takes the renewed URL: any of them may hold the stream next)
+    }
     var wrapped = body && typeof body === "object" && typeof body.executionId === "string";
     var executionId = wrapped ? body.executionId : null;
     var data = body;

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...auth.many import authorize_feed
+from ...auth.many import FEED_SALT, authorize_feed
 from ...conf import sse_settings
 from ...hub.hub import Hub
 from ...hub.subscriber import Batch, Entry, Subscriber
@@ -58,9 +58,10 @@ from ...wire.many import (
     parse_feed_cursor,
     validate_feed_name,
 )
-from ..connect import Outcome, connect
+from ..connect import Outcome, connect, refusal
 from ..cursor import Cursor
 from ..live import deliver, follow
+from ..renewal import renewal_for
 from .frames import FeedMux, MultiRender
 from .sets import multi_max, start_all
 
@@ -92,13 +93,15 @@ async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
         return Outcome(404, "unknown feed")
 
     async def decide() -> Outcome:
-        reason = await authorize_feed(request, feed)
-        if reason is not None:
-            return Outcome(403, reason)
+        refused = refusal(await authorize_feed(request, feed))
+        if refused is not None:
+            return refused
         if requested_format(getattr(request, "GET", None), served=("json",)) is None:
             return Outcome(400, "unknown format (a feed's stream is JSON only)")
         plan = FeedStream(feed, parse_feed_cursor(last_event_id, multi_max()), multi_max())
-        return Outcome(200, body=deliver([plan.log_id], plan.phases,
+        renewal = renewal_for(request, FEED_SALT, {"f": feed},
+                              lambda again: authorize_feed(again, feed))
+        return Outcome(200, body=deliver([plan.log_id], plan.phases, renewal=renewal,
                                          scope=getattr(request, "scope", None),
                                          entry_point=entry_point))
 

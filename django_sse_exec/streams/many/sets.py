@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...auth.many import authorize_set
+from ...auth.many import SET_SALT, authorize_set
 from ...conf import sse_settings
 from ...hub.hub import Hub
 from ...hub.subscriber import Subscriber
@@ -34,10 +34,11 @@ from ...outages import guard
 from ...render.formats import JSON
 from ...render.select import requested_format
 from ...store import LogSlice, get_store
-from ...wire.many import key_of, parse_cursor, parse_ids
-from ..connect import Outcome, connect
+from ...wire.many import key_of, parse_cursor, parse_ids, set_digest
+from ..connect import Outcome, connect, refusal
 from ..cursor import Cursor
 from ..live import deliver, follow, replay
+from ..renewal import renewal_for
 from .frames import AllRenders, MultiRender, Mux
 from .html import SET_CLOSED_HTML, MultiHtmlRender
 
@@ -58,9 +59,9 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
         return Outcome(404, f"ids must be 1-{multi_max()} distinct, valid execution ids")
 
     async def decide() -> Outcome:
-        reason = await authorize_set(request, execution_ids)
-        if reason is not None:
-            return Outcome(403, reason)
+        refused = refusal(await authorize_set(request, execution_ids))
+        if refused is not None:
+            return refused
         requested = requested_format(getattr(request, "GET", None))
         if requested is None:
             return Outcome(400, "unknown format")
@@ -74,9 +75,11 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
             if all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
                 return Outcome(204)
         plan = SetStream(execution_ids, positions, html)
+        renewal = renewal_for(request, SET_SALT, {"s": set_digest(execution_ids)},
+                              lambda again: authorize_set(again, execution_ids))
         return Outcome(200, body=deliver(execution_ids, plan.phases, on_end=plan.close,
                                          scope=getattr(request, "scope", None),
-                                         entry_point=entry_point))
+                                         entry_point=entry_point, renewal=renewal))
 
     return await connect(request, decide)
 

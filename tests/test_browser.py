@@ -316,17 +316,19 @@ def test_js_client_contract(make_server, dashboards, execution_id):
 
 
 def test_js_client_reconnects_with_its_renewed_token(make_server, dashboards, execution_id):
-    """sse-exec.js, a 2 s token, streams ended after 3.5 s (past its expiry): the client
-    reconnects with the renewed token from its last id; every event arrives once."""
-    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 3.5,
-                                             "MAX_STREAM_LIFETIME_JITTER": 0})
+    """sse-exec.js, a 4 s token renewed at half its life, streams ended after 5 s (past its
+    expiry): the client reconnects with the renewed token from its last id; every event
+    arrives once."""
+    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 5,
+                                             "MAX_STREAM_LIFETIME_JITTER": 0,
+                                             "TOKEN_RENEW_BEFORE": 60})
     server.send(execution_id, ("step", {"n": 1}))
     page = dashboards(server.base_url).open().page
-    page.evaluate(CLIENT_JS, [stream_url(execution_id, max_age=2), 0])
+    page.evaluate(CLIENT_JS, [stream_url(execution_id, max_age=4), 0])
     page.evaluate("() => { t.stream.options.reconnectMs = 100; }")
     page.wait_for_function("() => t.steps.length === 1")
     page.wait_for_function("() => t.states.includes('reconnecting') && t.stream.state === 'live'",
-                           timeout=15_000)
+                           timeout=20_000)
     server.send(execution_id, ("step", {"n": 2}), ("step", {"n": 3}))
     last = server.close(execution_id)
     page.wait_for_function("() => t.stream.state === 'closed'")

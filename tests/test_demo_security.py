@@ -182,7 +182,8 @@ async def test_a_share_link_grants_viewing_for_its_lifetime_and_never_cancel(dem
                 assert live.response.status_code == 200
             time.sleep(5)
             async with SSEClient(demo.base_url + f"/sse/executions/{execution_id}/events?token={link}") as late:
-                assert late.response.status_code == 403
+                events = await late.read_until_closed(timeout=10)  # told so, and nothing else
+            assert [e.event for e in events] == ["stream-token-expired"], late.raw
             for page in ("/", "/htmx/"):
                 expired = bob.get(page, params={"execution": execution_id, "token": link})
                 assert f"executions/{execution_id}/events" not in expired.text

@@ -306,17 +306,19 @@ def test_demo_htmx_dashboard_runs_and_cancels_without_a_script_of_its_own(server
 
 def test_the_widget_reconnects_with_its_renewed_token_after_the_first_expired(make_server, tabs,
                                                                               execution_id):
-    """A 2 s token, streams ended after 3.5 s (past its expiry): the widget comes back with
-    the renewed token from where it was, and shows every task once."""
-    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 3.5,
-                                             "MAX_STREAM_LIFETIME_JITTER": 0})
-    tab = tabs(f"{server.base_url}/test/htmx/{execution_id}?max_age=2").open()
+    """A 6 s token renewed at half its life, streams ended after 7 s (past its expiry): the
+    widget comes back (1-2 s later) with the renewed token from where it was, and shows
+    every task once."""
+    server = make_server("daphne", sse_exec={"KEEPALIVE": 30, "MAX_STREAM_LIFETIME": 7,
+                                             "MAX_STREAM_LIFETIME_JITTER": 0,
+                                             "TOKEN_RENEW_BEFORE": 60})
+    tab = tabs(f"{server.base_url}/test/htmx/{execution_id}?max_age=6").open()
     run = Run(server, execution_id, tasks=4, delay=0.05, hold_after=2)
     run.start()
     tab.page.wait_for_function("() => document.querySelector('.sse-exec__count')"
                                ".textContent.startsWith('2 of 4')")
-    with tab.page.expect_request(lambda r: "/events?" in r.url, timeout=15_000) as again:
-        pass  # (the stream is ended after 3.5 s; the widget comes back)
+    with tab.page.expect_request(lambda r: "/events?" in r.url, timeout=20_000) as again:
+        pass  # (the stream is ended after 7 s; the widget comes back)
     first, second = tab.streams[0][1], again.value.url
     query, before = parse_qs(urlsplit(second).query), parse_qs(urlsplit(first).query)
     assert query["token"] != before["token"] and int(query["last_event_id"][0]) >= 5

@@ -31,6 +31,10 @@ from tests.tokens import expired_stream_url
 pytestmark = pytest.mark.asyncio
 
 RENEWED, EXPIRED = "stream-token-renewed", "stream-token-expired"
+#: Renew at half a token's life (the most allowed): a renewed token then outlives the
+#: first by half a life, the window in which these tests reconnect after the first
+#: expired (at a quarter, a loaded machine's connect could miss it).
+RENEW = {"KEEPALIVE": 30, "TOKEN_RENEW_BEFORE": 60}
 
 
 async def revocable(request, execution_id: str) -> bool:
@@ -51,7 +55,7 @@ def revoked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def srv(entry_point: str, revoked: Path) -> Iterator[Server]:
     env = {**entry_point_env(entry_point), "TEST_REVOKED": str(revoked)}
     with Server("daphne", env=env, sse_exec={
-            "KEEPALIVE": 30, "AUTHORIZE": "tests.test_renewal.revocable"}) as server:
+            **RENEW, "AUTHORIZE": "tests.test_renewal.revocable"}) as server:
         yield server
 
 
@@ -61,7 +65,7 @@ def expiry_of(url: str) -> float:
 
 
 async def test_a_stream_renews_its_token_and_the_new_one_resumes_exactly(srv, execution_id):
-    url = stream_url(execution_id, max_age=2)
+    url = stream_url(execution_id, max_age=4)
     srv.send(execution_id, ("step", 1))
     async with SSEClient(srv.base_url + url) as first:
         events = await first.wait_for(lambda ev: RENEWED in names(ev), timeout=6)
@@ -87,23 +91,23 @@ async def test_a_stream_renews_its_token_and_the_new_one_resumes_exactly(srv, ex
 async def test_a_set_and_a_feed_renew_their_tokens_too(make_server, execution_id):
     from django_sse_exec import feed_stream_url, multi_stream_url
 
-    srv = make_server("daphne", sse_exec={"KEEPALIVE": 30})  # the default policy: their own tokens
+    srv = make_server("daphne", sse_exec=RENEW)  # the default policy: their own tokens
     srv.send(execution_id, ("step", 1))
     srv.feed_add(f"feed-{execution_id}", execution_id)
 
     async def renews(url: str) -> None:
         # Two renewals: the second is checked with the first's token.
         async with SSEClient(srv.base_url + url) as client:
-            events = await client.wait_for(lambda ev: RENEWED in names(ev), timeout=6)
-            renewed = events[-1].json["url"]
-            await client.wait_for(lambda ev: names(ev).count(RENEWED) >= 2, timeout=6)
-        assert renewed.split("?")[0] == url.split("?")[0] and "step" in names(events)
-        async with SSEClient(srv.base_url + renewed) as again:  # the renewed token opens it
+            events = await client.wait_for(lambda ev: names(ev).count(RENEWED) >= 2, timeout=12)
+        first, second = (e.json["url"] for e in events if e.event == RENEWED)
+        assert first.split("?")[0] == second.split("?")[0] == url.split("?")[0]
+        assert first != second and "step" in names(events)
+        async with SSEClient(srv.base_url + second) as again:  # the renewed token opens it
             assert again.response.status_code == 200
             await again.wait_for(lambda ev: "step" in names(ev))
 
-    await asyncio.gather(renews(multi_stream_url([execution_id, f"{execution_id}-b"], max_age=2)),
-                         renews(feed_stream_url(f"feed-{execution_id}", max_age=2)))
+    await asyncio.gather(renews(multi_stream_url([execution_id, f"{execution_id}-b"], max_age=3)),
+                         renews(feed_stream_url(f"feed-{execution_id}", max_age=3)))
 
 
 async def test_a_reconnect_with_an_expired_token_gets_a_typed_event_not_a_403(srv, execution_id):
@@ -130,15 +134,15 @@ async def test_after_a_restart_past_the_first_tokens_expiry_the_renewed_one_resu
         requires_redis, make_server, execution_id):
     """The server goes away, the first token expires, another server process takes over
     (same Redis): the renewed token resumes exactly where the client was."""
-    settings = {"env": {"TEST_LAYER": "redis"}, "sse_exec": {"KEEPALIVE": 30}}
+    settings = {"env": {"TEST_LAYER": "redis"}, "sse_exec": RENEW}
     srv = make_server("daphne", **settings)
+    again = make_server("daphne", **settings)  # started now: its start-up is in no token's life
     url = stream_url(execution_id, max_age=4)
     srv.send(execution_id, ("step", 1))
     async with SSEClient(srv.base_url + url) as client:
         events = await client.wait_for(lambda ev: RENEWED in names(ev), timeout=8)
     renewed = events[-1].json["url"]
     srv.stop()
-    again = make_server("daphne", **settings)
     await again.asend(execution_id, ("step", 2))
     await wait_until(lambda: time.time() > expiry_of(url) + 0.1, 5, "the first token expired")
     async with SSEClient(again.base_url + renewed, {"Last-Event-ID": "1"}) as client:

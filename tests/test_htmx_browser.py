@@ -322,6 +322,12 @@ def test_the_widget_reconnects_with_its_renewed_token_after_the_first_expired(ma
     first, second = tab.streams[0][1], again.value.url
     query, before = parse_qs(urlsplit(second).query), parse_qs(urlsplit(first).query)
     assert query["token"] != before["token"] and int(query["last_event_id"][0]) >= 5
+    # The refresh the widget asks when refused carries the renewed token too, and it works.
+    refresh = tab.page.evaluate("() => document.querySelector('.sse-exec [hx-get]').getAttribute('hx-get')")
+    assert parse_qs(urlsplit(refresh).query)["token"] != before["token"]  # the latest renewal's
+    answer = tab.page.evaluate("async u => { const r = await fetch(u); return [r.status, await r.text()]; }",
+                               refresh)
+    assert answer[0] == 200 and "expired" not in answer[1] and "2 of 4" in answer[1], answer
     run.gate.set()
     tab.wait_status("success")
     run.finish()

@@ -68,12 +68,27 @@
     source.onmessage = function (e) { self._seen(e); if (self.onmessage) { self.onmessage(e); } };
     source.addEventListener(RENEWED, function (e) {
       try {
-        self.url = JSON.parse(e.data).url || self.url;
+        var renewed = JSON.parse(e.data);
+        self.url = renewed.url || self.url;
         self.renewed = true;
+        self._renewRefresh(renewed.token);
       } catch (ignored) { /* not the app's event: ignore it */ }
     });
     source.addEventListener(EXPIRED, function () { self._expired(); });
     Object.keys(this.listeners).forEach(function (name) { self._relay(name); });
+  };
+
+  /** The widget's refresh (asked when its stream is refused) carries the token too. */
+  RenewingSource.prototype._renewRefresh = function (token) {
+    var root = this.element && (this.element.closest(".sse-exec") || this.element);
+    if (!root || typeof token !== "string") { return; }
+    root.querySelectorAll("[hx-get]").forEach(function (el) {
+      var url = el.getAttribute("hx-get");
+      if (/[?&]token=/.test(url)) {
+        el.setAttribute("hx-get", url.replace(/([?&]token=)[^&]*/, "$1" + encodeURIComponent(token)));
+        if (window.htmx) { htmx.process(el); }  // htmx reads hx-get when it processes a node
+      }
+    });
   };
 
   RenewingSource.prototype._seen = function (e) {

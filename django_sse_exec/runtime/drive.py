@@ -48,6 +48,10 @@ class Driven:
             self._step()
 
     def _step(self, _: Any = None) -> None:
+        if self._finished is True:
+            # Cancelled after its future completed but before this done-callback ran
+            # (``remove_done_callback`` cannot take back a callback already queued).
+            return
         self._waiting = None
         try:
             waiting = self._coro.send(None)

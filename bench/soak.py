@@ -69,8 +69,8 @@ class SoakConfig:
     warmup_minutes: float = 3.0
     #: Same for Redis's (None: CLOSED_TTL + the longest execution + 1 minute).
     redis_warmup_minutes: Optional[float] = None
-    #: Minutes after a restart whose samples the slope leaves out.
-    settle_minutes: float = 2.0
+    #: Minutes after a restart whose samples the slope leaves out (None: the warm-up).
+    settle_minutes: Optional[float] = None
     #: (fraction of the run, "web" | "redis").
     faults: tuple[tuple[float, str], ...] = ((1 / 3, "web"), (2 / 3, "redis"))
     redis_down: float = 5.0
@@ -233,47 +233,53 @@ class Soak:
                     proc.wait()
             await asyncio.to_thread(self.web.stop)
 
-    def report(self) -> bool:
-        """Print the samples, slopes and verdicts; write ``soak.json``; True if all passed."""
+    def report(self) -> dict[str, Any]:
+        """Everything the run measured (what ``soak.json`` holds; :func:`print_report`)."""
         config = self.config
-        warmup = {"web": config.warmup_minutes, "redis": config.redis_warmup}
-        fits = soak_report.fits(self.samples, self.restarts, warmup, config.settle_minutes)
         unended = self.clients.judge_rest()
         tally, counts = self.clients.tally, self.clients.counts
-        lost = tally.lost
         logs = {p.name: sum(1 for line in p.read_text(errors="replace").splitlines()
                             if " ERROR " in line or " WARNING " in line)
                 for p in sorted(self.run_dir.glob("web-daphne-*.log"))}
-        extra = {"executions": counts["executions"], "streams": counts["streams"],
-                 "sent": counts["sent"], "send failures (Redis down)": counts["send_failures"],
-                 "delivered": tally.received, "duplicated": tally.duplicated,
-                 "out of order": tally.out_of_order, "resets": tally.resets,
-                 "client reconnects": counts["reconnects"], "failed clients": tally.failed_clients,
-                 "unexpected send errors": len(self.clients.unexpected),
-                 "web log errors and warnings": logs}
-        failures, unexpected = self.clients.failures, self.clients.unexpected
-        print(f"\nSoak: {config.minutes:g} min, {config.executions} executions at once "
-              f"({config.events[0]}-{config.events[1]} events at 1/s each), "
-              f"{config.streams[0]}-{config.streams[1]} streams each, {config.senders} sender "
-              f"processes; daphne fast path, pub/sub layer, private Redis; seed {config.seed}; "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; run dir {self.run_dir}")
-        print("faults: " + ", ".join(f"{t / 60:.2f} min {kind} {detail}".strip()
-                                     for t, kind, detail in self.faults.log))
-        print("\n" + soak_report.samples_table(self.samples))
-        print(f"\nSlopes after {config.warmup_minutes:g} min of warm-up (Redis: "
-              f"{config.redis_warmup:g} min), leaving out "
-              f"{config.settle_minutes:g} min after each restart:\n")
-        print(soak_report.slopes_table(fits))
-        print("\n" + soak_report.summary(fits, lost, unended, extra))
-        for line in unexpected[:5] + failures[:10]:
-            print(f"  {line}")
-        (self.run_dir / "soak.json").write_text(json.dumps({
-            "config": asdict(config), "faults": self.faults.log, "restarts": self.restarts,
-            "samples": self.samples, "fits": [{**asdict(f), "verdict": f.verdict} for f in fits],
-            "lost": lost, "unended": unended, **{k: v for k, v in extra.items()},
-            "failures": failures, "unexpected": unexpected}, indent=1))
-        return (lost == 0 and unended == 0 and not failures and not unexpected
-                and all(f.verdict == "flat" for f in fits))
+        title = (f"{config.minutes:g} min, {config.executions} executions at once "
+                 f"({config.events[0]}-{config.events[1]} events at 1/s each), "
+                 f"{config.streams[0]}-{config.streams[1]} streams each, {config.senders} sender "
+                 f"processes; daphne fast path, pub/sub layer, private Redis; seed {config.seed}; "
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; run dir {self.run_dir}")
+        return {
+            "title": title, "config": asdict(config), "faults": self.faults.log,
+            "restarts": self.restarts, "samples": self.samples, "lost": tally.lost,
+            "unended": unended,
+            "warmup": {"web": config.warmup_minutes, "redis": config.redis_warmup},
+            "settle": config.settle_minutes,
+            "counts": {"executions": counts["executions"], "streams": counts["streams"],
+                       "sent": counts["sent"], "send failures (Redis down)": counts["send_failures"],
+                       "delivered": tally.received, "duplicated": tally.duplicated,
+                       "out of order": tally.out_of_order, "resets": tally.resets,
+                       "client reconnects": counts["reconnects"],
+                       "failed clients": tally.failed_clients,
+                       "unexpected send errors": len(self.clients.unexpected),
+                       "web log errors and warnings": logs},
+            "failures": self.clients.failures, "unexpected": self.clients.unexpected}
+
+
+def print_report(data: dict[str, Any]) -> bool:
+    """Print a run's samples, slopes and verdicts (from :meth:`Soak.report` or a saved
+    ``soak.json``); True if every slope is flat, nothing was lost and every execution ended."""
+    fits = soak_report.fits(data["samples"], data["restarts"], data["warmup"], data["settle"])
+    print(f"\nSoak: {data['title']}")
+    print("faults: " + ", ".join(f"{t / 60:.2f} min {kind} {detail}".strip()
+                                 for t, kind, detail in data["faults"]))
+    print("\n" + soak_report.samples_table(data["samples"]))
+    settle = "as long as the warm-up" if data["settle"] is None else f"{data['settle']:g} min"
+    print(f"\nSlopes after {data['warmup']['web']:g} min of warm-up (Redis: "
+          f"{data['warmup']['redis']:g} min), leaving out {settle} after each restart:\n")
+    print(soak_report.slopes_table(fits))
+    print("\n" + soak_report.summary(fits, data["lost"], data["unended"], data["counts"]))
+    for line in data["unexpected"][:5] + data["failures"][:10]:
+        print(f"  {line}")
+    return (data["lost"] == 0 and data["unended"] == 0 and not data["failures"]
+            and not data["unexpected"] and all(f.verdict == "flat" for f in fits))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,16 +294,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="left out of the web process's slopes")
     parser.add_argument("--redis-warmup-minutes", type=float,
                         help="left out of Redis's (default: CLOSED_TTL + longest execution + 1)")
-    parser.add_argument("--settle-minutes", type=float, default=2.0)
+    parser.add_argument("--settle-minutes", type=float,
+                        help="left out after a restart (default: the process's warm-up)")
     parser.add_argument("--redis-down", type=float, default=5.0, help="seconds")
+    parser.add_argument("--faults", default="web@0.333,redis@0.667",
+                        help="KIND@FRACTION of the run, comma-separated (web, redis; empty: none)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--run-dir", type=Path, help="keep logs, records and soak.json here")
+    parser.add_argument("--report", type=Path, metavar="SOAK_JSON",
+                        help="print a saved run's report again (warm-up options apply), run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        data = json.loads(args.report.read_text())
+        data["warmup"] = {"web": args.warmup_minutes,
+                          "redis": args.redis_warmup_minutes or data["warmup"]["redis"]}
+        data["settle"] = args.settle_minutes
+        return 0 if print_report(data) else 1
     config = SoakConfig(minutes=args.minutes, executions=args.executions, senders=args.senders,
                         events=parse_range(args.events), streams=parse_range(args.streams),
                         sample_seconds=args.sample_seconds, warmup_minutes=args.warmup_minutes,
                         redis_warmup_minutes=args.redis_warmup_minutes,
-                        settle_minutes=args.settle_minutes, redis_down=args.redis_down)
+                        settle_minutes=args.settle_minutes, redis_down=args.redis_down,
+                        faults=tuple((float(f.partition("@")[2]), f.partition("@")[0])
+                                     for f in args.faults.split(",") if f))
     if args.seed is not None:
         config.seed = args.seed
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="soak-"))
@@ -311,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
 
         django.setup()
         asyncio.run(soak.run())
-        return 0 if soak.report() else 1
+        data = soak.report()
+        (run_dir / "soak.json").write_text(json.dumps(data, indent=1))
+        return 0 if print_report(data) else 1
     finally:
         redis_server.stop()
 

@@ -3,22 +3,25 @@
 Pure functions over the samples :mod:`bench.soak` takes, so the statistics can be
 read and checked apart from the run.
 
-**Slope.** Least squares over the samples taken after the warm-up (the first
-minutes of the run, per process: the web process's streams are all open within two
-minutes; Redis holds closed logs for ``CLOSED_TTL``, so its keys level off only
-once the first closed logs expire) and outside the ``settle`` minutes after a restart of
-the process the metric belongs to (the web process for RSS and open files, Redis for
-its keys and memory). A restart starts a new segment: the fit has one slope for the
-whole run and its own level per segment (a restarted process starts from a new
-baseline; what matters is whether each grows).
+**Slope.** Least squares over the samples taken after the warm-up of the process the
+metric belongs to (the web process for RSS and open files, Redis for its keys and
+memory): its first minutes, and as long again after each restart of it (a restarted
+process fills up the way it did at the start). The warm-up is per process: the web
+process's streams are all open within two minutes; Redis holds closed logs for
+``CLOSED_TTL``, so its contents reach their steady state only once the first closed
+logs expire (and, after a restart, once what it reloaded has turned over). A restart
+starts a new segment: the fit has one slope for the whole run and its own level per
+segment (a restarted process starts from a new baseline; what matters is whether each
+grows).
 
-**Flat** means the slope is within noise: the growth the fitted slope predicts over
-the measured window (slope × minutes the segments span) is no larger than twice the
-samples' scatter around the fit (the residual standard deviation). A leak makes the
-predicted growth outgrow the scatter as the run gets longer; a metric that only
-wanders (streams come and go, the allocator keeps or returns arenas) does not.
-The report also gives the slope per minute, as a percentage of the mean, and ± two
-standard errors.
+**Flat** means the slope is within noise. A metric is *growing* (or *shrinking*)
+only if both hold: the slope is told apart from zero (its 95 % interval, ± two
+standard errors, excludes 0), and the growth it predicts over the measured window
+(slope × minutes the segments span) is more than twice the samples' scatter around
+the fit (the residual standard deviation). Otherwise it is flat. The first condition
+alone calls a plateau of a few quantised values "growing" if one step up happens to
+fall late; the second alone calls noise "growing" when the window is cut into
+segments. A leak meets both once the run is long enough.
 """
 
 from __future__ import annotations
@@ -65,13 +68,16 @@ class Fit:
     def verdict(self) -> str:
         if self.samples < 4 or math.isnan(self.slope):
             return "too few samples"
-        return "flat" if abs(self.drift) <= 2 * self.noise else (
-            "growing" if self.slope > 0 else "shrinking")
+        if abs(self.slope) <= 2 * self.se or abs(self.drift) <= 2 * self.noise:
+            return "flat"
+        return "growing" if self.slope > 0 else "shrinking"
 
 
 def select(samples: list[dict[str, Any]], key: str, restarts: list[float], warmup: float,
-           settle: float) -> list[tuple[int, float, float]]:
-    """(segment, minute, value) of the samples that count for ``key`` (see the module doc)."""
+           settle: float | None = None) -> list[tuple[int, float, float]]:
+    """(segment, minute, value) of the samples that count for ``key``: after ``warmup``
+    minutes, and ``settle`` (default: ``warmup``) minutes after each restart."""
+    settle = warmup if settle is None else settle
     points = []
     for sample in samples:
         minute, value = sample["minute"], sample.get(key)
@@ -111,9 +117,9 @@ def fit(metric: str, points: list[tuple[int, float, float]]) -> Fit:
 
 
 def fits(samples: list[dict[str, Any]], restarts: dict[str, list[float]],
-         warmup: dict[str, float], settle: float) -> list[Fit]:
+         warmup: dict[str, float], settle: float | None = None) -> list[Fit]:
     """The fit of every metric of :data:`METRICS`; ``restarts`` and ``warmup`` hold
-    minutes per process ("web", "redis")."""
+    minutes per process ("web", "redis"); ``settle`` (default: the warm-up) after a restart."""
     return [fit(label, select(samples, key, restarts.get(process, []), warmup[process], settle))
             for key, label, _, process in METRICS]
 

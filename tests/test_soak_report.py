@@ -55,3 +55,16 @@ def test_the_tables_and_summary_name_every_metric_and_the_counts():
     assert all(r.metric in table for r in results)
     text = summary(results, lost=0, unended=2)
     assert "lost events: 0 (OK)" in text and "executions not ended: 2 (FAILED)" in text
+
+
+def test_noise_cut_into_segments_by_restarts_is_rarely_called_growing():
+    # Two restarts cut 30 samples of pure noise into three short segments: the growth a
+    # slope predicts over the summed window then passes twice the scatter by chance in
+    # ~30 % of runs; it must also be told apart from zero (95 %) to count: ~6 %.
+    flagged = 0
+    for seed in range(1000):
+        rng = random.Random(seed)
+        values = [4000 + rng.gauss(0, 40) for _ in range(30)]
+        result = fit("keys", select(_samples({"v": values}), "v", [10.0, 20.0], 3, 2))
+        flagged += result.verdict != "flat"
+    assert flagged <= 80

@@ -145,6 +145,8 @@ class Soak:
                 sample["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
                 hub = httpx.get(self.web.base_url + "/control/hub", timeout=10).json()
                 sample.update(streams=hub["streams"], groups=hub["groups"], tasks=hub["tasks"])
+                # After a full collection: objects the collector tracks, allocator blocks.
+                sample.update(httpx.get(self.web.base_url + "/control/objects", timeout=10).json())
             except (psutil.Error, OSError, httpx.HTTPError, ValueError):
                 pass  # stopping or starting: what was read stays
         if self.redis.running:

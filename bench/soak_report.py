@@ -34,6 +34,7 @@ from typing import Any, Optional
 METRICS = (
     ("rss_mb", "web RSS", "MB", "web"),
     ("fds", "web open files", "", "web"),
+    ("blocks", "web Python blocks", "", "web"),
     ("keys", "Redis keys", "", "redis"),
     ("redis_mb", "Redis used_memory", "MB", "redis"),
 )
@@ -119,9 +120,10 @@ def fit(metric: str, points: list[tuple[int, float, float]]) -> Fit:
 def fits(samples: list[dict[str, Any]], restarts: dict[str, list[float]],
          warmup: dict[str, float], settle: float | None = None) -> list[Fit]:
     """The fit of every metric of :data:`METRICS`; ``restarts`` and ``warmup`` hold
-    minutes per process ("web", "redis"); ``settle`` (default: the warm-up) after a restart."""
+    minutes per process ("web", "redis"); ``settle`` (default: the warm-up) after a restart.
+    Metrics no sample has (an older run's) are left out."""
     return [fit(label, select(samples, key, restarts.get(process, []), warmup[process], settle))
-            for key, label, _, process in METRICS]
+            for key, label, _, process in METRICS if any(key in s for s in samples)]
 
 
 def _cell(value: Any, spec: str = ".1f") -> str:
@@ -132,11 +134,12 @@ def _cell(value: Any, spec: str = ".1f") -> str:
 
 def samples_table(samples: list[dict[str, Any]]) -> str:
     """The samples as a Markdown table."""
-    rows = ["| minute | web RSS MB | web open files | streams (server) | running executions "
-            "| Redis keys | Redis used_memory MB | events delivered |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| minute | web RSS MB | web open files | web Python blocks | streams (server) "
+            "| running executions | Redis keys | Redis used_memory MB | events delivered |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for s in samples:
         rows.append(f"| {s['minute']:.1f} | {_cell(s.get('rss_mb'))} | {_cell(s.get('fds'))} | "
+                    f"{_cell(s.get('blocks'))} | "
                     f"{_cell(s.get('streams'))} | {_cell(s.get('running'))} | "
                     f"{_cell(s.get('keys'))} | {_cell(s.get('redis_mb'), '.2f')} | "
                     f"{_cell(s.get('delivered'))} |")

@@ -47,11 +47,14 @@ def test_missing_samples_and_too_few_are_reported_not_judged():
 def test_the_tables_and_summary_name_every_metric_and_the_counts():
     rng = random.Random(3)
     samples = _samples({key: [10 + rng.random() for _ in range(20)]
-                        for key in ("rss_mb", "fds", "keys", "redis_mb")})
+                        for key in ("rss_mb", "fds", "blocks", "keys", "redis_mb")})
     results = fits(samples, {"web": [8.0], "redis": [12.0]}, {"web": 3, "redis": 5}, 2)
     table = slopes_table(results)
-    assert [r.metric for r in results] == ["web RSS", "web open files", "Redis keys",
-                                          "Redis used_memory"]
+    assert [r.metric for r in results] == ["web RSS", "web open files", "web Python blocks",
+                                          "Redis keys", "Redis used_memory"]
+    older = fits([{k: v for k, v in s.items() if k != "blocks"} for s in samples],
+                 {}, {"web": 3, "redis": 5})
+    assert "web Python blocks" not in [r.metric for r in older]
     assert all(r.metric in table for r in results)
     text = summary(results, lost=0, unended=2)
     assert "lost events: 0 (OK)" in text and "executions not ended: 2 (FAILED)" in text

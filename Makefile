@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 
 .PHONY: demo test test-topologies test-matrix lint install docs dist bench bench-realistic \
-	bench-instructions bench-instructions-check chaos clean
+	bench-instructions bench-instructions-check chaos soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,15 @@ CHAOS_MINUTES ?= 3
 chaos: install
 	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m tests.chaos --layer both --minutes $(CHAOS_MINUTES) \
 		--executions-per-sender 4 --rate 30 $(CHAOS_ARGS)
+
+# The soak run (not in CI): the production shape (200 executions at once, 1-3 streams
+# each, 1 event/s each from sync sender processes) on daphne's fast path and a private
+# redis-server, for SOAK_MINUTES; the web process restarts at a third, Redis at two
+# thirds. Samples RSS, open files, Redis keys and memory every minute; prints the
+# slopes after warm-up and their verdicts, lost events, executions not ended. See docs/soak.md.
+SOAK_MINUTES ?= 30
+soak: install
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; $(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-matrix *.egg-info .pytest_cache build dist docs/_build

@@ -110,3 +110,27 @@ def test_a_started_coroutine_is_resumed_from_what_it_yielded(run):
         return done
 
     assert run(main()) == ["sent"]
+
+
+def test_a_cancel_after_its_future_completed_but_before_the_callback_ran_is_silent(run):
+    """The future's done-callback is already queued when the stream ends and cancels:
+    the callback must find the coroutine ended and do nothing (it used to resume the
+    closed coroutine and log an error with two tracebacks per stream end)."""
+    async def main() -> tuple[list[Any], list[Any], bool]:
+        loop = asyncio.get_running_loop()
+        errors: list[Any] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        gate = loop.create_future()
+        called: list[Any] = []
+
+        async def waits() -> None:
+            await gate
+
+        driven = Driven(waits(), lambda *args: called.append(args))
+        gate.set_result(None)  # queues the done-callback for the next turn
+        driven.cancel()  # in the same turn, as a stream's cleanup does
+        await asyncio.sleep(0.01)
+        return errors, called, driven.done
+
+    errors, called, done = run(main())
+    assert errors == [] and called == [] and done

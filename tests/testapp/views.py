@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -96,9 +97,11 @@ async def hub_stats(request: HttpRequest) -> JsonResponse:
 
 async def objects(request: HttpRequest) -> JsonResponse:
     """Objects the garbage collector tracks in this process, after a full collection
-    (leak checks: exact where RSS also counts memory the allocator keeps)."""
+    (leak checks: exact where RSS also counts memory the allocator keeps), and the
+    memory blocks Python's allocator holds (``blocks``: every live object, strings and
+    bytes too, which the collector does not track)."""
     gc.collect()
-    return JsonResponse({"objects": len(gc.get_objects())})
+    return JsonResponse({"objects": len(gc.get_objects()), "blocks": sys.getallocatedblocks()})
 
 
 async def residue(request: HttpRequest) -> JsonResponse:

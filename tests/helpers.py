@@ -117,6 +117,17 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
+    def wait_for_replicas(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` replicas acknowledge this master's writes (``WAIT``).
+
+        A replica reports its link ``up`` once it has loaded the master's data, but the
+        master counts it for ``WAIT`` only after the replica's first acknowledgement
+        (sent once a second): until then a ``WAIT`` times out with 0.
+        """
+        client = self.client()
+        wait_until_sync(lambda: client.wait(count, 200) >= count, timeout,
+                        f"{count} replica(s) acknowledging writes")
+
     def stop(self, save: bool = False) -> None:
         """Shut it down (``save``: write its data first, so a restart reloads it)."""
         import redis

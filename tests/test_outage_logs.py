@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 
@@ -39,7 +40,12 @@ def records(log: str, since: int = 0) -> list[str]:
             and " django_sse_exec.streams: stream ended" not in line]
 
 
-@pytest.mark.timeout(90)
+#: How long Redis stays down (``TEST_OUTAGE_SECONDS=60`` for the issue's minute: the
+#: log lines do not depend on it, the duration in the metrics does).
+OUTAGE = float(os.environ.get("TEST_OUTAGE_SECONDS", "3"))
+
+
+@pytest.mark.timeout(90 + OUTAGE)
 async def test_redis_outage_logs_one_error_with_the_fix_and_one_recovery_line(
         make_server, url_for, execution_id, private_redis):
     env = {**redis_env(private_redis.url, "pubsub"), "TEST_LOG_RECORDS": "1"}
@@ -60,7 +66,7 @@ async def test_redis_outage_logs_one_error_with_the_fix_and_one_recovery_line(
             await watcher.wait_for(lambda _: b"; Redis at" in watcher.raw, 10)
             async with httpx.AsyncClient(timeout=10) as client:
                 refused = (await client.get(url_for(srv, execution_id))).text
-            await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - down_at)))
+            await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
             private_redis.start()
             await wait_until(lambda: any("reachable again" in r for r in records(srv.log(), since)),
                              15, interval=0.1, what="the recovery line")
@@ -88,7 +94,7 @@ async def test_redis_outage_logs_one_error_with_the_fix_and_one_recovery_line(
     assert re.search(r"^sse_exec_redis_outage_duration_seconds_count 1\.0$", metrics, re.M)
     took = float(re.search(r"^sse_exec_redis_outage_duration_seconds_sum (\S+)$", metrics,
                            re.M).group(1))
-    assert 2.5 < took < 20, took
+    assert OUTAGE - 0.5 < took < OUTAGE + 17, took
 
 
 def test_tracker_logs_once_per_outage_and_once_at_recovery(caplog):

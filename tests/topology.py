@@ -59,6 +59,7 @@ class SentinelSet:
                    == len(self.replicas) and all(
                        r.client().info("replication").get("master_link_status") == "up"
                        for r in self.replicas), "the replicas to sync")
+        self.master.wait_for_replicas(len(self.replicas))
         for port in self.ports:
             config = self.directory / f"sentinel-{port}.conf"
             config.write_text(

@@ -194,11 +194,20 @@ def test_without_opentelemetry_tracing_is_off_and_messages_carry_nothing():
 
 @pytest.mark.parametrize("entry", ["view", "fast"])
 def test_the_stream_response_has_server_timing(make_server, url_for, execution_id, entry):
+    """Every kind of stream, on both entry points: ``auth``, and ``head`` when a reconnect
+    reads the log's head (a feed reads none)."""
+    from django_sse_exec import feed_stream_url, multi_stream_url
+
     srv = make_server("daphne", env=entry_point_env(entry))
     srv.send(execution_id, ("one", 1))
-    with httpx.stream("GET", url_for(srv, execution_id), headers={"Last-Event-ID": "1"},
-                      timeout=10) as response:
-        timing = response.headers["Server-Timing"]
-    steps = dict(part.split(";dur=") for part in timing.split(", "))
-    assert set(steps) == {"auth", "head"}, timing
-    assert all(float(ms) >= 0 for ms in steps.values())
+    srv.feed_add(f"feed-{execution_id}", execution_id)
+    kinds = {url_for(srv, execution_id): ("1", {"auth", "head"}),
+             srv.base_url + multi_stream_url([execution_id]): ("0-1", {"auth", "head"}),
+             srv.base_url + feed_stream_url(f"feed-{execution_id}"): ("0~0-1", {"auth"})}
+    for url, (last, expected) in kinds.items():
+        with httpx.stream("GET", url, headers={"Last-Event-ID": last}, timeout=10) as response:
+            assert response.status_code == 200
+            timing = response.headers["Server-Timing"]
+        steps = dict(part.split(";dur=") for part in timing.split(", "))
+        assert set(steps) == expected, (url, timing)
+        assert all(float(ms) >= 0 for ms in steps.values())

@@ -2,9 +2,10 @@
 
 One execution's stream, a set's and a feed's each decide their own refusals
 (404 malformed, 403 not authorised, 400 bad format, 204 nothing more) in a
-``decide`` step; :func:`connect` wraps it in what they share: the caps (429),
-an outage anywhere answered as a 200 that only says when to retry (so
-``EventSource`` comes back), and ``Vary: Cookie`` whenever the session was read.
+``decide`` step (its authorisation through :func:`authorised`); :func:`connect`
+wraps it in what they share: the caps (429), an outage anywhere answered as a 200
+that only says when to retry (so ``EventSource`` comes back), ``Vary: Cookie``
+whenever the session was read, and the connect's span and ``Server-Timing``.
 Both entry points, the view and the ASGI fast path, turn an :class:`Outcome`
 into a response with the same headers.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..auth.policies import EXPIRED
 from ..outages import ServiceUnavailable, guard, retry_body
+from ..telemetry import tracing
 from ..wire import parse_last_event_id
 from .caps import OverCap, admit
 from .headers import response_headers, session_read
@@ -67,6 +69,13 @@ class Timings:
         return ", ".join(f"{step};dur={ms:.1f}" for step, ms in self.steps)
 
 
+async def authorised(timings: Timings, check: Awaitable[str | None]) -> Outcome | None:
+    """Run a connect's authorisation ``check`` (timed as ``auth``, in its own span): the
+    answer to its refusal, or None when it allowed (:func:`refusal`)."""
+    with tracing.span("sse_exec.auth"), timings("auth"):
+        return refusal(await check)
+
+
 def refusal(reason: str | None) -> Outcome | None:
     """The answer to an authorisation that refused (``reason``), or None when it allowed.
 
@@ -92,15 +101,23 @@ def last_event_id_of(header: str | None, query: str | None) -> int | None:
     return parsed if parsed is not None else parse_last_event_id(query)
 
 
-async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Outcome:
+async def connect(request: Any, decide: Callable[[Timings], Awaitable[Outcome]], *,
+                  label: str) -> Outcome:
     """The connect rules every kind of stream shares, around ``decide`` (its 403/204/body).
 
+    ``decide(timings)`` times its steps in ``timings`` (a stream's ``Server-Timing``).
     Then the caps (429; a per-user cap may read the session too); an outage
     anywhere is a 200 whose body only says when to retry; ``Vary: Cookie``
-    whenever the session was read.
+    whenever the session was read. ``label`` names the stream in the connect's span.
     """
+    with tracing.span("sse_exec.connect", **{"sse_exec.execution_id": label}):
+        return await _connect(request, decide)
+
+
+async def _connect(request: Any, decide: Callable[[Timings], Awaitable[Outcome]]) -> Outcome:
+    timings = Timings()
     try:
-        outcome = await decide()
+        outcome = await decide(timings)
         if outcome.status != 200:
             outcome.vary_cookie = session_read(request)
             return outcome
@@ -113,7 +130,8 @@ async def connect(request: Any, decide: Callable[[], Awaitable[Outcome]]) -> Out
                        vary_cookie=session_read(request))
     body = outcome.body
     return Outcome(200, body=slot.hold(body) if slot and body else body,
-                   vary_cookie=session_read(request), timings=outcome.timings)
+                   vary_cookie=session_read(request), timings=timings)
 
 
-__all__ = ["Outcome", "Timings", "connect", "last_event_id_of", "position_of", "refusal"]
+__all__ = ["Outcome", "Timings", "authorised", "connect", "last_event_id_of", "position_of",
+           "refusal"]

@@ -63,6 +63,11 @@ def _pieces(chunk: bytes) -> list[bytes]:
 Phases = Callable[[Hub, Subscriber], tuple[AsyncIterator[bytes], AsyncIterator[bytes]]]
 
 
+def label_of(execution_ids: list[str]) -> str:
+    """A stream's name in logs and spans: its execution, or the first and how many more."""
+    return execution_ids[0] if len(execution_ids) == 1 else f"{execution_ids[0]}+{len(execution_ids) - 1}"
+
+
 async def deliver(execution_ids: list[str], phases: Phases, *,
                   scope: Any = None, entry_point: str = "view",
                   on_end: Callable[[], None] | None = None,
@@ -84,7 +89,7 @@ async def deliver(execution_ids: list[str], phases: Phases, *,
     """
     set_home_loop(asyncio.get_running_loop())
     hub = get_hub()
-    label = execution_ids[0] if len(execution_ids) == 1 else f"{execution_ids[0]}+{len(execution_ids) - 1}"
+    label = label_of(execution_ids)
     try:
         sub = await hub.subscribe(*execution_ids)
     except Exception as exc:  # e.g. the store timed out in a connect storm
@@ -233,4 +238,4 @@ async def replay(store: Store, cursor: Cursor, upto: int | None = None,
             return
 
 
-__all__ = ["COALESCE", "PIECE_BYTES", "Phases", "deliver", "follow", "replay", "retry_ms"]
+__all__ = ["COALESCE", "PIECE_BYTES", "Phases", "deliver", "follow", "label_of", "replay", "retry_ms"]

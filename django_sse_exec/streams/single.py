@@ -34,9 +34,8 @@ from ..outages import guard
 from ..render.formats import JSON, Render
 from ..render.select import render_for
 from ..store import LogSlice, get_store
-from ..telemetry import tracing
 from ..wire import is_valid_execution_id
-from .connect import Outcome, Timings, connect, refusal
+from .connect import Outcome, Timings, authorised, connect
 from .cursor import Cursor
 from .live import deliver, follow, replay
 from .renewal import Renewal, renewal_for
@@ -55,11 +54,8 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
     if not is_valid_execution_id(execution_id):
         return Outcome(404, "unknown execution")
 
-    timings = Timings()
-
-    async def decide() -> Outcome:
-        with tracing.span("sse_exec.auth"), timings("auth"):
-            refused = refusal(await authorize(request, execution_id))
+    async def decide(timings: Timings) -> Outcome:
+        refused = await authorised(timings, authorize(request, execution_id))
         if refused is not None:
             return refused
         render = render_for(getattr(request, "GET", None), execution_id)
@@ -75,10 +71,9 @@ async def open_stream(request: Any, execution_id: str, last_event_id: int | None
                               lambda again: authorize(again, execution_id))
         return Outcome(200, body=stream_events(
             execution_id, last_event_id, scope=getattr(request, "scope", None), head=head,
-            render=render, entry_point=entry_point, renewal=renewal), timings=timings)
+            render=render, entry_point=entry_point, renewal=renewal))
 
-    with tracing.span("sse_exec.connect", **{"sse_exec.execution_id": execution_id}):
-        return await connect(request, decide)
+    return await connect(request, decide, label=execution_id)
 
 
 def stream_events(execution_id: str, after: int | None, scope: Any = None,

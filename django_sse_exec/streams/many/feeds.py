@@ -58,7 +58,7 @@ from ...wire.many import (
     parse_feed_cursor,
     validate_feed_name,
 )
-from ..connect import Outcome, connect, refusal
+from ..connect import Outcome, Timings, authorised, connect
 from ..cursor import Cursor
 from ..live import deliver, follow
 from ..renewal import renewal_for
@@ -92,8 +92,8 @@ async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
     except ValueError:
         return Outcome(404, "unknown feed")
 
-    async def decide() -> Outcome:
-        refused = refusal(await authorize_feed(request, feed))
+    async def decide(timings: Timings) -> Outcome:
+        refused = await authorised(timings, authorize_feed(request, feed))
         if refused is not None:
             return refused
         if requested_format(getattr(request, "GET", None), served=("json",)) is None:
@@ -105,7 +105,7 @@ async def open_feed_stream(request: Any, feed: str, last_event_id: str | None,
                                          scope=getattr(request, "scope", None),
                                          entry_point=entry_point))
 
-    return await connect(request, decide)
+    return await connect(request, decide, label=f"feed {feed}")
 
 
 class FeedRender(Render):

@@ -35,9 +35,9 @@ from ...render.formats import JSON
 from ...render.select import requested_format
 from ...store import LogSlice, get_store
 from ...wire.many import key_of, parse_cursor, parse_ids, set_digest
-from ..connect import Outcome, connect, refusal
+from ..connect import Outcome, Timings, authorised, connect
 from ..cursor import Cursor
-from ..live import deliver, follow, replay
+from ..live import deliver, follow, label_of, replay
 from ..renewal import renewal_for
 from .frames import AllRenders, MultiRender, Mux
 from .html import SET_CLOSED_HTML, MultiHtmlRender
@@ -58,8 +58,8 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
     if execution_ids is None:
         return Outcome(404, f"ids must be 1-{multi_max()} distinct, valid execution ids")
 
-    async def decide() -> Outcome:
-        refused = refusal(await authorize_set(request, execution_ids))
+    async def decide(timings: Timings) -> Outcome:
+        refused = await authorised(timings, authorize_set(request, execution_ids))
         if refused is not None:
             return refused
         requested = requested_format(getattr(request, "GET", None))
@@ -70,8 +70,9 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
         positions = [given.get(key_of(i), 0) for i in range(len(execution_ids))]
         if given:  # only a client that has seen events can be told "no more"
             store = get_store()
-            heads = await guard("event store", asyncio.gather(
-                *(store.read(e, upto=0) for e in execution_ids)))
+            with timings("head"):
+                heads = await guard("event store", asyncio.gather(
+                    *(store.read(e, upto=0) for e in execution_ids)))
             if all(h.closed and p == h.last_id for h, p in zip(heads, positions)):
                 return Outcome(204)
         plan = SetStream(execution_ids, positions, html)
@@ -81,7 +82,7 @@ async def open_multi_stream(request: Any, ids: str | None, last_event_id: str | 
                                          scope=getattr(request, "scope", None),
                                          entry_point=entry_point, renewal=renewal))
 
-    return await connect(request, decide)
+    return await connect(request, decide, label=label_of(execution_ids))
 
 
 async def start_all(hub: Hub, cursors: list[Cursor]) -> AsyncIterator[bytes]:

@@ -275,16 +275,19 @@ class ExecutionState(KnownState):
         # The log holds no task's start time, and the producer that measured it is
         # gone: a task learnt from the log ran at most since the execution started
         # (``startTime`` of its ``execution-start``), which is what its duration says.
-        since_start = max(0, now_ms() - self.start_time) if self.started else 0
-        messages = [self.task_end(task_id, error=reason, duration=None if run.started is not None
-                                  else since_start)
-                    for task_id, run in list(self.running.items())]
+        messages = self._fail_running(reason, unknown_ms=max(0, now_ms() - self.start_time)
+                                      if self.started else 0)
         messages.append(self._summary(EXECUTION_COMPLETE, "lost", reason))
         return messages
 
-    def _fail_running(self, error: BaseException | str) -> list[Message]:
-        """A ``task-fail`` for each task still running."""
-        return [self.task_end(task_id, error=error) for task_id in list(self.running)]
+    def _fail_running(self, error: BaseException | str,
+                      unknown_ms: int | None = None) -> list[Message]:
+        """A ``task-fail`` for each task still running; ``unknown_ms``: the duration of those
+        whose start this state does not know (else :meth:`task_end` works it out)."""
+        return [self.task_end(task_id, error=error,
+                              duration=None if unknown_ms is None or run.started is not None
+                              else unknown_ms)
+                for task_id, run in list(self.running.items())]
 
     def cancel(self, reason: BaseException | str | None = None) -> Message:
         """``execution-cancelled``; tasks still running or not started count as cancelled."""
